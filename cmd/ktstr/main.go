@@ -1,0 +1,91 @@
+// Command ktstr records the bulk port of a scheduler test VM, replays
+// recorded traces through the same Assembler and Dispatch, mutates them,
+// and manages kernels and fuzz corpora.
+//
+// It sits at both ends of the data flow (bytes → tap → Assembler →
+// Dispatch → Sinks → Outcome): `record` produces the bytes and the tap,
+// `replay` and `trace` consume them.
+//
+// Exit status: 0 success, 1 a check failed, 2 bad input or usage, 3 the
+// environment lacks something (the message says how to fix it).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// command is one ktstr subcommand.
+type command struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"record": {"boot a kernel with the guest agent and record the bulk port", runRecord},
+		"replay": {"replay traces through the dispatch core and check them", runReplay},
+		"trace":  {"show, summarise or import traces", runTrace},
+		"corpus": {"export traces as Go fuzz corpus files", runCorpus},
+		"kernel": {"fetch or build guest kernels", runKernel},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr, cmds)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "ktstr: unknown command %q; run 'ktstr help' for the list\n", args[0])
+		return ExitUsage
+	}
+	err := c.run(args[1:], stdout, stderr)
+	return report(stderr, err)
+}
+
+// report prints err as one line and maps it to an exit status.
+func report(stderr io.Writer, err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	code := ExitCheck
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if !errors.Is(err, errSilent) {
+		msg := strings.ReplaceAll(err.Error(), "\n", " ")
+		fmt.Fprintf(stderr, "ktstr: %s\n", msg)
+	}
+	return code
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "usage: ktstr COMMAND [flags] [args]")
+	fmt.Fprintln(w)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-7s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'ktstr COMMAND -h' for a command's flags.")
+}
