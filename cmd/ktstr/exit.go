@@ -56,9 +56,13 @@ func newFlagSet(name, args string, stderr io.Writer) *flag.FlagSet {
 // parseFlags parses args, mapping -h to success and any flag error to a
 // usage error (exit 2).
 func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
-	if err := fs.Parse(args); err != nil {
+	printUsage := fs.Usage
+	fs.Usage = func() {} // the flag package calls it on every error
+	err = fs.Parse(args)
+	fs.Usage = printUsage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			printUsage()
 			return true, nil
 		}
 		return false, usageErr(fmt.Errorf("%s: %w", fs.Name(), err))
