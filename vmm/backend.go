@@ -1,0 +1,63 @@
+// Package vmm runs live recordings: it starts a guest through a Backend
+// and taps the bulk port, sending every delivery both to the trace
+// (capture) and to the dispatch core with live sinks.
+//
+// In the data flow (bytes → tap → Assembler → Dispatch → Sinks →
+// Outcome) it is the source of the bytes and the tap, and it backs the
+// sinks with real actions: stopping the VM, answering snapshot requests,
+// the run watchdog.
+package vmm
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+)
+
+// Config describes the guest a Backend boots.
+type Config struct {
+	Kernel     string // bzImage (or vmlinux where the backend supports it)
+	Initrd     string // compressed newc initramfs holding the guest agent as /init
+	Cmdline    string // kernel command line, scenario options included
+	CPUs       int    // vCPUs
+	MemMiB     int    // guest memory in MiB
+	ConsoleLog string // file receiving the guest serial console; empty: discard
+	WorkDir    string // directory for sockets and scratch files
+}
+
+// Backend starts guests. Implementations: vmm/qemu (a QEMU process) and
+// vmm/kvm (our own VMM).
+type Backend interface {
+	// Name is the backend name recorded in trace metadata ("qemu", "native").
+	Name() string
+	// Start boots the guest described by cfg. The guest is running when
+	// Start returns; ctx bounds only the start itself.
+	Start(ctx context.Context, cfg Config) (Machine, error)
+}
+
+// Machine is a running guest.
+type Machine interface {
+	// Bulk is the bulk port (virtio-console port "ktstr-bulk"). Each Read
+	// returns the next TX delivery from the guest exactly as the transport
+	// delivered it, and io.EOF once the guest is gone; Write sends bytes to
+	// the guest's RX side.
+	Bulk() io.ReadWriter
+	// Pause freezes every vCPU; Resume lets them run again.
+	Pause() error
+	Resume() error
+	// Registers returns the vCPU registers as JSON; the guest must be paused.
+	Registers() (json.RawMessage, error)
+	// Stop ends the guest now. It is safe to call more than once and
+	// after the guest has ended by itself.
+	Stop() error
+	// Wait blocks until the guest has ended and says how.
+	Wait() (Exit, error)
+	// Info describes the machine for trace metadata (for example "accel": "tcg").
+	Info() map[string]string
+}
+
+// Exit says how a guest ended.
+type Exit struct {
+	Reason string // "poweroff", "stopped", "triple-fault", "crash", ...
+	Code   int    // process exit status where there is one, else 0
+}
