@@ -1,0 +1,271 @@
+package dispatch
+
+import (
+	"github.com/ktstr/ktstr/dispatch/wire"
+)
+
+// Reason is why Dispatch rejected a frame. A rejected frame has no
+// effect at all.
+type Reason uint8
+
+// Reject reasons, in the order a frame is judged (ARCHITECTURE §3).
+const (
+	RejectNone          Reason = iota // accepted
+	RejectCRC                         // payload CRC mismatch (torn)
+	RejectPad                         // pad field not zero (torn)
+	RejectUnknownTag                  // tag not in the gate table
+	RejectForgedTag                   // host→guest tag seen on TX
+	RejectShape                       // payload has the wrong shape for its tag
+	RejectOneshotRepeat               // SRDY or KADR after the first accepted one
+	RejectOverflow                    // SNRQ or KORQ queue bound reached
+	RejectOutOfOrder                  // SCPP while paused, SCRR while not paused
+)
+
+// String returns the reason's name as used in the JSON outcome.
+func (r Reason) String() string {
+	switch r {
+	case RejectNone:
+		return "accepted"
+	case RejectCRC:
+		return "crc"
+	case RejectPad:
+		return "pad"
+	case RejectUnknownTag:
+		return "unknown_tag"
+	case RejectForgedTag:
+		return "forged_tag"
+	case RejectShape:
+		return "shape"
+	case RejectOneshotRepeat:
+		return "oneshot_repeat"
+	case RejectOverflow:
+		return "overflow"
+	case RejectOutOfOrder:
+		return "out_of_order"
+	}
+	return "invalid"
+}
+
+// Reasons lists every reject reason, in judging order.
+func Reasons() []Reason {
+	return []Reason{RejectCRC, RejectPad, RejectUnknownTag, RejectForgedTag, RejectShape,
+		RejectOneshotRepeat, RejectOverflow, RejectOutOfOrder}
+}
+
+// Effect is what an accepted frame did.
+type Effect uint8
+
+// Effects of accepted frames.
+const (
+	EffectNone           Effect = iota // rejected: nothing happened
+	EffectBootComplete                 // SRDY: boot-complete notifier fired
+	EffectKill                         // SCDX: kill flag set, kill notifier, bucketed
+	EffectSnapshotQueued               // SNRQ: appended to Outcome.SnapshotRequests
+	EffectKernelOpQueued               // KORQ: appended to Outcome.KernelOps
+	EffectKernelAddrs                  // KADR: Outcome.KASLR set, notifiers fired
+	EffectWatchdogPause                // SCPP: watchdog paused
+	EffectWatchdogResume               // SCRR: watchdog resumed, span added
+	EffectStep                         // STEP: Outcome.Step set
+	EffectScenarioStart                // SCST: scenario start, watchdog re-armed, bucketed
+	EffectBucket                       // other verdict frame: bucketed
+)
+
+// String names the effect.
+func (e Effect) String() string {
+	switch e {
+	case EffectNone:
+		return "none"
+	case EffectBootComplete:
+		return "boot-complete"
+	case EffectKill:
+		return "kill"
+	case EffectSnapshotQueued:
+		return "snapshot-queued"
+	case EffectKernelOpQueued:
+		return "kernel-op-queued"
+	case EffectKernelAddrs:
+		return "kernel-addrs"
+	case EffectWatchdogPause:
+		return "watchdog-pause"
+	case EffectWatchdogResume:
+		return "watchdog-resume"
+	case EffectStep:
+		return "step"
+	case EffectScenarioStart:
+		return "scenario-start"
+	case EffectBucket:
+		return "bucket"
+	}
+	return "invalid"
+}
+
+// Result says what Dispatch did with one frame: exactly one of Effect
+// and Reject is set.
+type Result struct {
+	Effect Effect
+	Reject Reason
+}
+
+// Accepted reports whether the frame took effect.
+func (r Result) Accepted() bool { return r.Reject == RejectNone }
+
+func accept(e Effect) Result { return Result{Effect: e} }
+
+func (s *Sinks) reject(r Reason) Result {
+	s.Outcome.Rejected.add(r)
+	return Result{Reject: r}
+}
+
+func (s *Sinks) bucket(m *Message) {
+	s.Outcome.Verdicts = append(s.Outcome.Verdicts, NewVerdict(m.Tag, m.Payload, !s.DigestOnly))
+}
+
+// Dispatch applies the gate table of ARCHITECTURE §3 to one frame. A
+// frame is judged in this order and counted under the first reason that
+// applies: crc, pad, unknown or forged tag, shape, then the tag's own
+// state gate (one-shot, queue bound, pause order). A rejected frame has
+// no effect at all. The switch below is the gate table, row by row.
+func Dispatch(m *Message, s *Sinks) Result {
+	if !m.CRCOK {
+		return s.reject(RejectCRC)
+	}
+	if !m.PadOK {
+		return s.reject(RejectPad)
+	}
+	p := m.Payload
+	o := &s.Outcome
+
+	switch m.Tag {
+	// SRDY: payload empty; first one only → fire boot-complete once.
+	case wire.SysRdy:
+		if len(p) != 0 {
+			return s.reject(RejectShape)
+		}
+		if o.SysRdy {
+			return s.reject(RejectOneshotRepeat)
+		}
+		o.SysRdy = true
+		notify(s.BootComplete)
+		return accept(EffectBootComplete)
+
+	// SCDX: verdict → set kill flag, +1 kill notifier, bucket.
+	case wire.SchedExit:
+		o.Killed = true
+		o.KillSignals++
+		notify(s.Kill)
+		s.bucket(m)
+		return accept(EffectKill)
+
+	// SNRQ: exactly 72 bytes, kind 1|2, NUL-terminated UTF-8 tag; at
+	// most 64 per run → push pending snapshot request.
+	case wire.SnapshotRequest:
+		req, err := wire.DecodeSnapshotRequest(p)
+		if err != nil {
+			return s.reject(RejectShape)
+		}
+		if len(o.SnapshotRequests) >= MaxSnapshotRequests {
+			return s.reject(RejectOverflow)
+		}
+		o.SnapshotRequests = append(o.SnapshotRequests, SnapshotRequest{ID: req.RequestID, Kind: req.Kind, Tag: req.TagString()})
+		return accept(EffectSnapshotQueued)
+
+	// KORQ: exactly 24 bytes; at most 64 per run → push pending kernel op.
+	case wire.KernelOpRequest:
+		op, err := wire.DecodeKernelOpRequest(p)
+		if err != nil {
+			return s.reject(RejectShape)
+		}
+		if len(o.KernelOps) >= MaxKernelOps {
+			return s.reject(RejectOverflow)
+		}
+		o.KernelOps = append(o.KernelOps, KernelOp{ID: op.RequestID, Op: op.Op, Arg: op.Arg, Arg2: op.Arg2})
+		return accept(EffectKernelOpQueued)
+
+	// KADR: exactly 24 bytes, both +1 fields non-zero; first one only →
+	// store the addresses, +1 on the phys-base and KASLR notifiers.
+	case wire.KernelAddrs:
+		k, err := wire.DecodeKernelAddrs(p)
+		if err != nil {
+			return s.reject(RejectShape)
+		}
+		if o.KASLR != nil {
+			return s.reject(RejectOneshotRepeat)
+		}
+		o.KASLR = &KASLR{PhysBase: k.PhysBase(), PageOffsetBase: k.PageOffsetBase, TextAddr: k.TextAddr()}
+		notify(s.PhysBase)
+		notify(s.KASLR)
+		return accept(EffectKernelAddrs)
+
+	// SCPP: payload empty; not already paused → pause the watchdog.
+	case wire.WatchdogPause:
+		if len(p) != 0 {
+			return s.reject(RejectShape)
+		}
+		if s.paused {
+			return s.reject(RejectOutOfOrder)
+		}
+		s.paused, s.pausedAt = true, s.now()
+		o.WatchdogPauses++
+		if s.Watchdog != nil {
+			s.Watchdog.Pause(s.pausedAt)
+		}
+		return accept(EffectWatchdogPause)
+
+	// SCRR: payload empty; paused → add the paused span, resume.
+	case wire.WatchdogResume:
+		if len(p) != 0 {
+			return s.reject(RejectShape)
+		}
+		if !s.paused {
+			return s.reject(RejectOutOfOrder)
+		}
+		now := s.now()
+		s.paused = false
+		o.WatchdogPauseNS += now - s.pausedAt
+		if s.Watchdog != nil {
+			s.Watchdog.Resume(now)
+		}
+		return accept(EffectWatchdogResume)
+
+	// STEP: exactly 2 bytes → set current step.
+	case wire.Step:
+		step, err := wire.DecodeStep(p)
+		if err != nil {
+			return s.reject(RejectShape)
+		}
+		o.Step = step
+		return accept(EffectStep)
+
+	// SCST: verdict → scenario start := run clock, re-arm watchdog, bucket.
+	case wire.ScenarioStart:
+		s.scenarioStart = s.now()
+		if s.Watchdog != nil {
+			s.Watchdog.Rearm(s.scenarioStart)
+		}
+		s.bucket(m)
+		return accept(EffectScenarioStart)
+
+	// LIFE: exactly 1 byte, 1–4 → bucket.
+	case wire.Lifecycle:
+		if _, err := wire.DecodeLifecycle(p); err != nil {
+			return s.reject(RejectShape)
+		}
+		s.bucket(m)
+		return accept(EffectBucket)
+
+	// Plain verdict frames → bucket.
+	case wire.Scenario, wire.Stimulus, wire.StepEnd, wire.Exit, wire.TestResult, wire.Crash,
+		wire.Stdout, wire.Stderr, wire.SchedLog, wire.PerfMetrics, wire.RawOutput,
+		wire.ProbeRaw, wire.Dmesg, wire.ExitContext, wire.Probe:
+		s.bucket(m)
+		return accept(EffectBucket)
+
+	// SNRP, KORP: host→guest only; forged if seen on TX.
+	case wire.SnapshotReply, wire.KernelOpReply:
+		return s.reject(RejectForgedTag)
+
+	// Anything else: unknown.
+	default:
+		return s.reject(RejectUnknownTag)
+	}
+}

@@ -1,0 +1,91 @@
+package dispatch
+
+// Clock gives the run clock in nanoseconds: the time since the run
+// started live, the recorded delivery timestamps in replay.
+type Clock interface {
+	Now() int64
+}
+
+// ClockFunc adapts a function to Clock.
+type ClockFunc func() int64
+
+// Now calls f.
+func (f ClockFunc) Now() int64 { return f() }
+
+// Notifier is poked once per accepted effect it stands for. Live runs
+// back it with eventfds; tests and replay count.
+type Notifier interface {
+	Notify()
+}
+
+// Counter is a Notifier that counts its notifications, like a
+// non-blocking eventfd read back after the fact.
+type Counter uint64
+
+// Notify adds one.
+func (c *Counter) Notify() { *c++ }
+
+// Watchdog is the run watchdog a live run arms. Dispatch re-arms it on
+// SCST, pauses it on SCPP and resumes it on SCRR, passing the run clock.
+type Watchdog interface {
+	Rearm(now int64)
+	Pause(now int64)
+	Resume(now int64)
+}
+
+// Queue bounds (invariant 7): the most snapshot requests and kernel ops
+// accepted in one run, however the stream was split.
+const (
+	MaxSnapshotRequests = 64
+	MaxKernelOps        = 64
+)
+
+// Sinks is where Dispatch puts the effects of accepted frames: the
+// notifiers and watchdog a live run reacts to, and the Outcome that
+// records every effect and rejection. One Sinks value lives for one run.
+type Sinks struct {
+	Clock        Clock    // run clock; nil reads as 0
+	Kill         Notifier // each accepted SCDX; may be nil
+	BootComplete Notifier // the first accepted SRDY; may be nil
+	PhysBase     Notifier // the first accepted KADR; may be nil
+	KASLR        Notifier // the first accepted KADR; may be nil
+	Watchdog     Watchdog // may be nil
+
+	// DigestOnly makes verdict entries keep only the SHA-256 of their
+	// payload instead of a copy, so replaying a large trace keeps memory
+	// bounded. Live runs keep the payloads (test results, output).
+	DigestOnly bool
+
+	// Outcome records what the run did. Dispatch owns it while the run
+	// lasts; read it between calls.
+	Outcome Outcome
+
+	paused        bool  // SCPP accepted and not yet resumed
+	pausedAt      int64 // run clock at the SCPP
+	scenarioStart int64 // run clock at the last SCST
+}
+
+// NewSinks returns Sinks reading time from clock, with no notifiers.
+func NewSinks(clock Clock) *Sinks {
+	return &Sinks{Clock: clock, Outcome: NewOutcome()}
+}
+
+// ScenarioStart returns the run clock of the last accepted SCST, or 0.
+func (s *Sinks) ScenarioStart() int64 { return s.scenarioStart }
+
+// Paused reports whether the watchdog is paused by an SCPP not yet
+// resumed.
+func (s *Sinks) Paused() bool { return s.paused }
+
+func (s *Sinks) now() int64 {
+	if s.Clock == nil {
+		return 0
+	}
+	return s.Clock.Now()
+}
+
+func notify(n Notifier) {
+	if n != nil {
+		n.Notify()
+	}
+}
