@@ -22,7 +22,11 @@ func ExampleEvaluate() {
 	for _, f := range r.Frames {
 		fmt.Printf("offset %d time %d tag %s verdict %q\n", f.Offset, f.Time, wire.Tag(f.Tag), f.Verdict)
 	}
-	b, _ := json.Marshal(r.Outcome)
+	b, err := json.Marshal(r.Outcome)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	fmt.Println(string(b))
 	// Output:
 	// offset 0 time 100 tag SCPP verdict ""
