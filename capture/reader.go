@@ -1,0 +1,245 @@
+package capture
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// readBufSize is the size of the Reader's read-ahead buffer. Bodies at
+// least this large bypass it and are decoded straight into the record
+// buffer.
+const readBufSize = 64 << 10
+
+// growStep is the least a body buffer grows by while a body arrives.
+const growStep = 64 << 10
+
+// A Reader reads a trace as a stream. It holds at most one record body
+// (bounded by MaxRecordSize) and the zstd decoder's window (bounded by
+// MaxWindow) in memory; its buffers are reused, so reading DATA records
+// does not allocate once they have grown to the largest delivery.
+type Reader struct {
+	dec   *zstd.Decoder
+	br    *bufio.Reader
+	meta  Meta
+	buf   []byte // record body, reused
+	off   int64  // decompressed offset of the next record
+	ended bool   // an END record was read
+	err   error  // sticky: the error Next returns from now on
+	head  [recordHead]byte
+}
+
+// NewReader reads and checks the trace header and metadata from src. The
+// returned Reader reads the records that follow. Errors wrap ErrCorrupt,
+// ErrTruncated or ErrVersion.
+func NewReader(src io.Reader) (*Reader, error) {
+	dec, err := zstd.NewReader(src,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(MaxWindow),
+		zstd.WithDecoderMaxMemory(MaxWindow),
+		zstd.WithDecodeBuffersBelow(0))
+	if err != nil {
+		return nil, fmt.Errorf("capture: creating zstd decoder: %w", err)
+	}
+	r := &Reader{dec: dec, br: bufio.NewReaderSize(dec, readBufSize)}
+
+	var h [headerFixed]byte
+	if n, err := io.ReadFull(r.br, h[:]); err != nil {
+		if n == 0 && err == io.EOF {
+			return nil, fmt.Errorf("capture: %w: the trace is empty (the recorder died before writing the header); record it again", ErrTruncated)
+		}
+		if n >= len(Magic) && string(h[:len(Magic)]) != Magic {
+			return nil, badMagic(h[:len(Magic)])
+		}
+		return nil, r.readErr(err, "the trace header")
+	}
+	if string(h[:len(Magic)]) != Magic {
+		return nil, badMagic(h[:len(Magic)])
+	}
+	if v := binary.LittleEndian.Uint32(h[8:]); v != Version {
+		return nil, fmt.Errorf("capture: %w: the trace is format version %d, this ktstr reads version %d; use the ktstr release that wrote it", ErrVersion, v, Version)
+	}
+	n := binary.LittleEndian.Uint32(h[12:])
+	if n > MaxMetaSize {
+		return nil, fmt.Errorf("capture: %w: metadata declares %d bytes, over the %d-byte bound; the file is damaged", ErrCorrupt, n, MaxMetaSize)
+	}
+	r.off = int64(headerFixed)
+	mj, err := r.readBody(int(n))
+	if err != nil {
+		return nil, r.readErr(err, "the trace metadata")
+	}
+	mj = bytes.TrimLeft(mj, " \t\r\n")
+	if len(mj) == 0 || mj[0] != '{' {
+		return nil, fmt.Errorf("capture: %w: metadata is not a JSON object; the file is damaged", ErrCorrupt)
+	}
+	if err := json.Unmarshal(mj, &r.meta); err != nil {
+		return nil, fmt.Errorf("capture: %w: metadata is not valid: %v; the file is damaged", ErrCorrupt, err)
+	}
+	r.off += int64(n)
+	return r, nil
+}
+
+func badMagic(m []byte) error {
+	return fmt.Errorf("capture: %w: bad magic %q, want %q: not a ktstr trace (for a raw byte stream use 'ktstr trace import --raw')", ErrCorrupt, m, Magic)
+}
+
+// Meta returns the trace's metadata.
+func (r *Reader) Meta() Meta { return r.meta }
+
+// Next returns the next record. Record kinds it does not know are
+// skipped. It returns io.EOF at the clean end of the trace (with or
+// without an END record). A trace that ends inside a record or a zstd
+// frame yields every complete record before the cut and then an error
+// wrapping ErrTruncated; damage gives an error wrapping ErrCorrupt. After
+// an error, Next returns the same error.
+func (r *Reader) Next() (Record, error) {
+	if r.err != nil {
+		return Record{}, r.err
+	}
+	for {
+		start := r.off
+		if n, err := io.ReadFull(r.br, r.head[:]); err != nil {
+			if n == 0 && err == io.EOF {
+				r.err = io.EOF
+				return Record{}, io.EOF
+			}
+			return r.fail(r.readErr(err, "a record header"))
+		}
+		kind := Kind(r.head[0])
+		n := binary.LittleEndian.Uint32(r.head[1:])
+		switch {
+		case kind == 0:
+			return r.fail(r.corruptf("record of reserved kind 0 at decompressed offset %d", start))
+		case n > MaxRecordSize:
+			return r.fail(r.corruptf("%s record at decompressed offset %d declares %d bytes, over the %d-byte bound", kind, start, n, MaxRecordSize))
+		case r.ended:
+			return r.fail(r.corruptf("%s record at decompressed offset %d follows the END record", kind, start))
+		}
+		r.off += recordHead
+		if kind > KindEnd {
+			// Unknown kind from a later writer: skip its body.
+			if _, err := r.br.Discard(int(n)); err != nil {
+				return r.fail(r.readErr(err, "the body of a "+kind.String()+" record"))
+			}
+			r.off += int64(n)
+			continue
+		}
+		b, err := r.readBody(int(n))
+		if err != nil {
+			return r.fail(r.readErr(err, "the body of a "+kind.String()+" record"))
+		}
+		r.off += int64(n)
+		rec, err := r.parse(kind, b, start)
+		if err != nil {
+			return r.fail(err)
+		}
+		return rec, nil
+	}
+}
+
+// parse decodes the body b of a record of a known kind found at start.
+func (r *Reader) parse(kind Kind, b []byte, start int64) (Record, error) {
+	le := binary.LittleEndian
+	switch kind {
+	case KindData:
+		if len(b) < dataFixed {
+			return Record{}, r.corruptf("DATA record at decompressed offset %d is %d bytes, shorter than its %d fixed bytes", start, len(b), dataFixed)
+		}
+		dir := Direction(b[0])
+		if dir != TX && dir != RX {
+			return Record{}, r.corruptf("DATA record at decompressed offset %d has invalid direction %d", start, b[0])
+		}
+		return Record{Kind: KindData, Dir: dir, Port: le.Uint16(b[1:]), TimeNS: int64(le.Uint64(b[3:])), Data: b[dataFixed:]}, nil
+	case KindEvent:
+		if len(b) < eventFixed {
+			return Record{}, r.corruptf("EVENT record at decompressed offset %d is %d bytes, shorter than its %d fixed bytes", start, len(b), eventFixed)
+		}
+		nl := int(le.Uint16(b[8:]))
+		if nl > len(b)-eventFixed {
+			return Record{}, r.corruptf("EVENT record at decompressed offset %d declares a %d-byte name in %d bytes", start, nl, len(b)-eventFixed)
+		}
+		name := b[eventFixed : eventFixed+nl]
+		detail := b[eventFixed+nl:]
+		if !utf8.Valid(name) || len(detail) > 0 && !json.Valid(detail) {
+			return Record{}, r.corruptf("EVENT record at decompressed offset %d has a name that is not UTF-8 or a detail that is not JSON", start)
+		}
+		rec := Record{Kind: KindEvent, TimeNS: int64(le.Uint64(b)), Name: string(name)}
+		if len(detail) > 0 {
+			rec.Detail = detail
+		}
+		return rec, nil
+	default: // KindEnd
+		if len(b) < endFixed {
+			return Record{}, r.corruptf("END record at decompressed offset %d is %d bytes, shorter than its %d fixed bytes", start, len(b), endFixed)
+		}
+		rl := int(le.Uint16(b[12:]))
+		if rl > len(b)-endFixed {
+			return Record{}, r.corruptf("END record at decompressed offset %d declares a %d-byte reason in %d bytes", start, rl, len(b)-endFixed)
+		}
+		reason := b[endFixed : endFixed+rl]
+		outcome := b[endFixed+rl:]
+		if !utf8.Valid(reason) || len(outcome) > 0 && !json.Valid(outcome) {
+			return Record{}, r.corruptf("END record at decompressed offset %d has a reason that is not UTF-8 or an outcome that is not JSON", start)
+		}
+		e := &End{TimeNS: int64(le.Uint64(b)), ExitStatus: int32(le.Uint32(b[8:])), Reason: string(reason)}
+		if len(outcome) > 0 {
+			e.Outcome = slices.Clone(outcome)
+		}
+		r.ended = true
+		return Record{Kind: KindEnd, TimeNS: e.TimeNS, End: e}, nil
+	}
+}
+
+// readBody reads n bytes into the reusable buffer. The buffer grows only
+// as bytes arrive, so a false length in a short trace costs memory only
+// for the bytes actually present.
+func (r *Reader) readBody(n int) ([]byte, error) {
+	if cap(r.buf) >= n {
+		b := r.buf[:n]
+		_, err := io.ReadFull(r.br, b)
+		return b, err
+	}
+	b := r.buf[:0]
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(n-len(b), max(len(b), growStep)))
+		}
+		m := min(n, cap(b))
+		k, err := io.ReadFull(r.br, b[len(b):m])
+		b = b[:len(b)+k]
+		if err != nil {
+			r.buf = b
+			return b, err
+		}
+	}
+	r.buf = b
+	return b, nil
+}
+
+// readErr classifies an error met while reading what.
+func (r *Reader) readErr(err error, what string) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("capture: %w: the trace ends inside %s near decompressed offset %d (the recorder stopped before finishing it); every record before it was read", ErrTruncated, what, r.off)
+	}
+	return fmt.Errorf("capture: %w: zstd decoding failed in %s near decompressed offset %d: %v; the file is damaged", ErrCorrupt, what, r.off, err)
+}
+
+// corruptf formats an error wrapping ErrCorrupt.
+func (r *Reader) corruptf(format string, args ...any) error {
+	return fmt.Errorf("capture: %w: "+format+"; the file is damaged", append([]any{ErrCorrupt}, args...)...)
+}
+
+// fail makes err the Reader's sticky error and returns it.
+func (r *Reader) fail(err error) (Record, error) {
+	r.err = err
+	return Record{}, err
+}
