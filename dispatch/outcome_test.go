@@ -1,0 +1,118 @@
+package dispatch_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ktstr/ktstr/dispatch"
+	"github.com/ktstr/ktstr/dispatch/wire"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// goldenStream exercises every field of the Outcome JSON.
+func goldenStream() []byte {
+	return cat(
+		frameWithCRC(wire.SysRdy, nil),
+		frameWithCRC(wire.KernelAddrs, kernelAddrsBytes(0x1000001, 0xffff888000000000, 0xffffffff81000001)),
+		frameWithCRC(wire.SnapshotRequest, snapshotRequestBytes(7, wire.SnapshotCapture, "snap")),
+		frameWithCRC(wire.KernelOpRequest, kernelOpBytes(9, 2, 3, 4)),
+		frameWithCRC(wire.ScenarioStart, nil),
+		frameWithCRC(wire.Step, u16(5)),
+		frameWithCRC(wire.WatchdogPause, nil),
+		frameWithCRC(wire.WatchdogResume, nil),
+		frameWithCRC(wire.Stimulus, []byte("stim")),
+		frameWithCRC(wire.SchedExit, []byte{7, 0, 0, 0}),
+		frameWithTornCRC(wire.SchedExit, nil),
+		frameWithPad(wire.Stimulus, nil, 1),
+		frameWithCRC(wire.Tag(0x41414141), nil),
+		frameWithCRC(wire.KernelOpReply, nil),
+		frameWithCRC(wire.Step, nil),
+		frameWithCRC(wire.SysRdy, nil),
+		frameWithCRC(wire.WatchdogResume, nil),
+		oversizeHeader(wire.Stdout),
+		frameWithCRC(wire.Exit, []byte{0})[:10],
+	)
+}
+
+// TestOutcomeJSONGolden: the Outcome marshals to the JSON of
+// ARCHITECTURE §4, field for field (testdata/outcome.golden.json).
+func TestOutcomeJSONGolden(t *testing.T) {
+	stream := goldenStream()
+	a := dispatch.NewAssembler()
+	h := newHarness()
+	a.Feed(stream)
+	for {
+		m, ok := a.Next()
+		if !ok {
+			break
+		}
+		h.now += 1000
+		dispatch.Dispatch(&m, h.sinks)
+	}
+	h.sinks.Outcome.SetStreamStats(a.Finish())
+	got, err := json.MarshalIndent(h.sinks.Outcome, "", "  ")
+	require.NoError(t, err)
+	golden := filepath.Join("testdata", "outcome.golden.json")
+	if *update {
+		require.NoError(t, os.WriteFile(golden, append(got, '\n'), 0o644))
+	}
+	want, err := os.ReadFile(golden)
+	require.NoError(t, err)
+	assert.Equal(t, string(bytes.TrimSpace(want)), string(got))
+
+	// Round trip: the recorded form decodes to an equal outcome.
+	var back dispatch.Outcome
+	require.NoError(t, json.Unmarshal(got, &back))
+	assert.Empty(t, back.Diff(&h.sinks.Outcome))
+	assert.Empty(t, h.sinks.Outcome.Diff(&back))
+}
+
+// TestOutcomeJSONFieldOrder pins the key order and the empty-list and
+// null forms of §4 for a run where nothing happened.
+func TestOutcomeJSONFieldOrder(t *testing.T) {
+	var o dispatch.Outcome // nil lists must still print []
+	got, err := json.Marshal(o)
+	require.NoError(t, err)
+	want := `{"killed":false,"kill_signals":0,"sys_rdy":false,"snapshot_requests":[],"kernel_ops":[],` +
+		`"kaslr":null,"step":0,"watchdog_pauses":0,"watchdog_pause_ns":0,"verdicts":[],` +
+		`"rejected":{"crc":0,"pad":0,"unknown_tag":0,"forged_tag":0,"shape":0,"oneshot_repeat":0,` +
+		`"overflow":0,"out_of_order":0,"oversize":0,"resync_bytes":0,"truncated_tail_bytes":0}}`
+	assert.Equal(t, want, string(got))
+}
+
+// TestOutcomeDiff reports each difference, and nothing for equal ones.
+func TestOutcomeDiff(t *testing.T) {
+	a := dispatchStream(t, goldenStream()).sinks.Outcome
+	b := dispatchStream(t, goldenStream()).sinks.Outcome
+	assert.Empty(t, a.Diff(&b))
+	b.Killed = false
+	b.Verdicts[0].Payload = []byte("other")
+	b.KASLR = nil
+	d := a.Diff(&b)
+	assert.Len(t, d, 3)
+}
+
+func TestVerdictUnmarshalRejectsBadInput(t *testing.T) {
+	for _, in := range []string{
+		`{"tag":"TOOLONG","len":0,"sha256":"` + string(bytes.Repeat([]byte("0"), 64)) + `"}`,
+		`{"tag":"STIM","len":0,"sha256":"zz"}`,
+		`{"tag":"STIM","len":-1,"sha256":"` + string(bytes.Repeat([]byte("0"), 64)) + `"}`,
+		`[]`,
+	} {
+		var v dispatch.Verdict
+		assert.Error(t, json.Unmarshal([]byte(in), &v), in)
+	}
+	var v dispatch.Verdict
+	require.NoError(t, json.Unmarshal([]byte(`{"tag":"STIM","len":0,"sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}`), &v))
+	assert.Equal(t, wire.Stimulus, v.Tag)
+	empty := dispatch.NewVerdict(wire.Stimulus, nil, true)
+	assert.Equal(t, empty.Sum(), v.Sum())
+}
