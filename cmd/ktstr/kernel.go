@@ -1,11 +1,157 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/ktstr/ktstr/kernel"
 )
 
-// runKernel is being written; see the issue tracker.
+// runKernel dispatches `ktstr kernel SUBCOMMAND`.
 func runKernel(args []string, stdout, stderr io.Writer) error {
-	return usageErr(errors.New("kernel: not built yet"))
+	const subs = "fetch, list, path or build"
+	if len(args) == 0 {
+		return usagef("kernel: missing subcommand (%s)", subs)
+	}
+	switch args[0] {
+	case "fetch":
+		return runKernelFetch(args[1:], stdout, stderr)
+	case "list":
+		return runKernelList(args[1:], stdout, stderr)
+	case "path":
+		return runKernelPath(args[1:], stdout, stderr)
+	case "build":
+		return runKernelBuild(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprintf(stderr, "usage: ktstr kernel fetch|list|path|build [flags]\n\n"+
+			"  fetch  download Debian's cloud kernel into the cache\n"+
+			"  list   list cached kernels\n"+
+			"  path   print the path of the default (newest) cached kernel\n"+
+			"  build  build a sched_ext kernel from source\n")
+		return nil
+	default:
+		return usagef("kernel: unknown subcommand %q (want %s)", args[0], subs)
+	}
+}
+
+// runKernelFetch implements `ktstr kernel fetch`.
+func runKernelFetch(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("kernel fetch", "", stderr)
+	pkgName := fs.String("package", "", "Debian package to fetch (default: the newest linux-image-6.12.*-cloud-amd64-unsigned apt knows)")
+	force := fs.Bool("force", false, "fetch again even if that release is cached")
+	quiet := fs.Bool("q", false, "do not show apt's progress")
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("kernel fetch: unexpected argument %q", fs.Arg(0))
+	}
+	dir, err := kernel.CacheDir()
+	if err != nil {
+		return envErr(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	pkg := kernel.Package{Name: *pkgName}
+	if pkg.Name == "" {
+		if pkg, err = kernel.FindDebianPackage(ctx); err != nil {
+			return envErr(fmt.Errorf("kernel fetch: %w", err))
+		}
+	}
+	if !*force {
+		rel := strings.TrimSuffix(strings.TrimPrefix(pkg.Name, "linux-image-"), "-unsigned")
+		ks, err := kernel.List(dir)
+		if err != nil {
+			return envErr(err)
+		}
+		for _, k := range ks {
+			if k.Release == rel {
+				fmt.Fprintf(stdout, "%s already cached: %s (sha256 %s); --force fetches it again\n", k.Release, k.Path, k.SHA256)
+				return nil
+			}
+		}
+	}
+	log := stderr
+	if *quiet {
+		log = io.Discard
+	}
+	fmt.Fprintf(stderr, "fetching %s %s with apt-get download\n", pkg.Name, pkg.Version)
+	k, err := kernel.FetchDebian(ctx, dir, pkg, log)
+	if err != nil {
+		return envErr(fmt.Errorf("kernel fetch: %w", err))
+	}
+	fmt.Fprintf(stdout, "%s: %s (sha256 %s)\n", k.Release, k.Path, k.SHA256)
+	return nil
+}
+
+// runKernelList implements `ktstr kernel list`.
+func runKernelList(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("kernel list", "", stderr)
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("kernel list: unexpected argument %q", fs.Arg(0))
+	}
+	dir, err := kernel.CacheDir()
+	if err != nil {
+		return envErr(err)
+	}
+	ks, err := kernel.List(dir)
+	if err != nil {
+		return envErr(err)
+	}
+	if len(ks) == 0 {
+		fmt.Fprintf(stderr, "no kernels in %s; run: %s\n", dir, kernel.FixFetch)
+		return nil
+	}
+	for i, k := range ks {
+		mark := " "
+		if i == 0 {
+			mark = "*" // the default
+		}
+		fmt.Fprintf(stdout, "%s %-34s %s  %s  %s\n", mark, k.Release, k.SHA256[:min(12, len(k.SHA256))], k.Origin, k.Path)
+	}
+	return nil
+}
+
+// runKernelPath implements `ktstr kernel path`: the default kernel's
+// image, for scripts.
+func runKernelPath(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("kernel path", "", stderr)
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("kernel path: unexpected argument %q", fs.Arg(0))
+	}
+	k, err := defaultKernel()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, k.Path)
+	return nil
+}
+
+// defaultKernel returns the newest cached kernel, or an exit-3 error
+// naming `ktstr kernel fetch`.
+func defaultKernel() (kernel.Kernel, error) {
+	dir, err := kernel.CacheDir()
+	if err != nil {
+		return kernel.Kernel{}, envErr(err)
+	}
+	k, err := kernel.Default(dir)
+	if err != nil {
+		if errors.Is(err, kernel.ErrNoKernel) {
+			return kernel.Kernel{}, envErr(err)
+		}
+		return kernel.Kernel{}, envErr(fmt.Errorf("kernel cache: %w", err))
+	}
+	return k, nil
 }

@@ -1,0 +1,217 @@
+package kernel
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// Debian's cloud kernel: virtio-pci and virtio-console built in, small.
+const (
+	debianPrefix = "linux-image-6.12."
+	debianSuffix = "-cloud-amd64-unsigned"
+)
+
+// ErrNoApt reports that the host has no apt-get/apt-cache/dpkg-deb, so
+// the Debian kernel cannot be fetched.
+var ErrNoApt = errors.New("fetching the default kernel needs Debian's apt-get, apt-cache and dpkg-deb")
+
+// ErrNoPackage reports that apt knows no installable cloud kernel.
+var ErrNoPackage = errors.New("apt knows no installable " + debianPrefix + "*" + debianSuffix + " package")
+
+// Largest image and config accepted from a package.
+const (
+	maxImage  = 256 << 20
+	maxConfig = 16 << 20
+)
+
+// Package is a Debian binary package apt can download.
+type Package struct {
+	Name    string // e.g. linux-image-6.12.117+deb12-cloud-amd64-unsigned
+	Version string // apt's candidate version, e.g. 6.12.117-1~deb12u1
+}
+
+// FindDebianPackage asks apt for the newest installable
+// linux-image-6.12.*-cloud-amd64-unsigned package.
+func FindDebianPackage(ctx context.Context) (Package, error) {
+	for _, tool := range []string{"apt-cache", "apt-get", "dpkg-deb"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return Package{}, fmt.Errorf("%w (%s is missing); pass --kernel PATH to use a bzImage you have", ErrNoApt, tool)
+		}
+	}
+	out, err := command(ctx, "", "apt-cache", "pkgnames", debianPrefix)
+	if err != nil {
+		return Package{}, err
+	}
+	var names []string
+	for _, n := range strings.Fields(string(out)) {
+		if strings.HasSuffix(n, debianSuffix) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return Package{}, fmt.Errorf("%w; run: apt-get update", ErrNoPackage)
+	}
+	out, err = command(ctx, "", "apt-cache", append([]string{"policy"}, names...)...)
+	if err != nil {
+		return Package{}, err
+	}
+	p, ok := newestCandidate(parsePolicy(out))
+	if !ok {
+		return Package{}, fmt.Errorf("%w; run: apt-get update", ErrNoPackage)
+	}
+	return p, nil
+}
+
+// parsePolicy reads `apt-cache policy NAME...` output into the candidate
+// version of each package ("(none)" entries are left out).
+func parsePolicy(out []byte) map[string]string {
+	cands := map[string]string{}
+	var cur string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if line != "" && line[0] != ' ' && strings.HasSuffix(line, ":") {
+			cur = strings.TrimSuffix(line, ":")
+			continue
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Candidate:"); ok && cur != "" {
+			if v = strings.TrimSpace(v); v != "" && v != "(none)" {
+				cands[cur] = v
+			}
+		}
+	}
+	return cands
+}
+
+// newestCandidate picks the package with the highest version.
+func newestCandidate(cands map[string]string) (Package, bool) {
+	var best Package
+	for n, v := range cands {
+		if best.Name == "" || CompareVersions(v, best.Version) > 0 ||
+			(CompareVersions(v, best.Version) == 0 && n > best.Name) {
+			best = Package{Name: n, Version: v}
+		}
+	}
+	return best, best.Name != ""
+}
+
+// FetchDebian downloads pkg with `apt-get download` and installs its
+// /boot/vmlinuz-* (and /boot/config-*) into dir. Progress from apt goes
+// to log.
+func FetchDebian(ctx context.Context, dir string, pkg Package, log io.Writer) (Kernel, error) {
+	tmp, err := os.MkdirTemp("", "ktstr-kernel-")
+	if err != nil {
+		return Kernel{}, fmt.Errorf("fetch kernel: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	// apt-get drops privileges to _apt for downloads, which cannot write
+	// to a private temporary directory; let it.
+	_ = os.Chmod(tmp, 0o777)
+	cmd := exec.CommandContext(ctx, "apt-get", "download", pkg.Name)
+	cmd.Dir = tmp
+	cmd.Stdout = log
+	var stderr bytes.Buffer
+	cmd.Stderr = io.MultiWriter(log, &stderr)
+	if err := cmd.Run(); err != nil {
+		return Kernel{}, fmt.Errorf("apt-get download %s: %w: %s", pkg.Name, err, lastLine(stderr.Bytes()))
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		return Kernel{}, fmt.Errorf("apt-get download %s left %d .deb files, want 1", pkg.Name, len(debs))
+	}
+	image, config, err := ExtractDeb(ctx, debs[0])
+	if err != nil {
+		return Kernel{}, err
+	}
+	return Install(dir, image, config, Kernel{Origin: "debian:" + pkg.Name, Version: pkg.Version})
+}
+
+// ExtractDeb returns the /boot/vmlinuz-* image and /boot/config-* file
+// (nil if absent) of a Debian kernel package, reading its data archive
+// with `dpkg-deb --fsys-tarfile`.
+func ExtractDeb(ctx context.Context, deb string) (image, config []byte, err error) {
+	cmd := exec.CommandContext(ctx, "dpkg-deb", "--fsys-tarfile", deb)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("dpkg-deb: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("dpkg-deb: %w; install it with: apt-get install dpkg", err)
+	}
+	image, config, terr := scanBoot(out)
+	// Drain so dpkg-deb does not die of a broken pipe before Wait.
+	_, _ = io.Copy(io.Discard, out)
+	werr := cmd.Wait()
+	if werr != nil {
+		return nil, nil, fmt.Errorf("dpkg-deb --fsys-tarfile %s: %w: %s", deb, werr, lastLine(stderr.Bytes()))
+	}
+	if terr != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", deb, terr)
+	}
+	if image == nil {
+		return nil, nil, fmt.Errorf("%s holds no /boot/vmlinuz-*", deb)
+	}
+	return image, config, nil
+}
+
+// scanBoot reads a tar stream and returns the contents of boot/vmlinuz-*
+// and boot/config-*.
+func scanBoot(r io.Reader) (image, config []byte, err error) {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return image, config, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		dir, base := path.Split(name)
+		if dir != "boot/" {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(base, "vmlinuz-"):
+			if image, err = readAllLimited(tr, maxImage); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", name, err)
+			}
+		case strings.HasPrefix(base, "config-"):
+			if config, err = readAllLimited(tr, maxConfig); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+}
+
+func command(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, lastLine(stderr.Bytes()))
+	}
+	return out, nil
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
