@@ -37,16 +37,25 @@ type Reader struct {
 	head  [recordHead]byte
 }
 
-// NewReader reads and checks the trace header and metadata from src. The
-// returned Reader reads the records that follow. Errors wrap ErrCorrupt,
-// ErrTruncated or ErrVersion.
-func NewReader(src io.Reader) (*Reader, error) {
-	dec, err := zstd.NewReader(src,
+// decoderOptions configures the zstd decoder of a Reader: synchronous
+// (no goroutines, no read-ahead), streaming even from an in-memory
+// source (so a truncated frame still yields its complete blocks), and
+// refusing windows over MaxWindow.
+func decoderOptions() []zstd.DOption {
+	return []zstd.DOption{
 		zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxWindow(MaxWindow),
 		zstd.WithDecoderMaxMemory(MaxWindow),
-		zstd.WithDecodeBuffersBelow(0))
+		zstd.WithDecodeBuffersBelow(0),
+	}
+}
+
+// NewReader reads and checks the trace header and metadata from src. The
+// returned Reader reads the records that follow. Errors wrap ErrCorrupt,
+// ErrTruncated or ErrVersion.
+func NewReader(src io.Reader) (*Reader, error) {
+	dec, err := zstd.NewReader(src, decoderOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("capture: creating zstd decoder: %w", err)
 	}
@@ -57,8 +66,11 @@ func NewReader(src io.Reader) (*Reader, error) {
 		if n == 0 && err == io.EOF {
 			return nil, fmt.Errorf("capture: %w: the trace is empty (the recorder died before writing the header); record it again", ErrTruncated)
 		}
-		if n >= len(Magic) && string(h[:len(Magic)]) != Magic {
-			return nil, badMagic(h[:len(Magic)])
+		if m := min(n, len(Magic)); string(h[:m]) != Magic[:m] {
+			return nil, badMagic(h[:m])
+		}
+		if n == 0 && errors.Is(err, zstd.ErrMagicMismatch) {
+			return nil, fmt.Errorf("capture: %w: the file is not zstd-compressed (%v); a trace is the .zst file written by 'ktstr record' or 'ktstr trace import'", ErrCorrupt, err)
 		}
 		return nil, r.readErr(err, "the trace header")
 	}

@@ -1,0 +1,202 @@
+package capture
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestNextDoesNotAllocate checks that reading DATA records allocates
+// nothing once the record buffer has grown.
+func TestNextDoesNotAllocate(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, Meta{})
+	require.NoError(t, err)
+	for i := range 3000 {
+		require.NoError(t, w.WriteData(TX, BulkPort, int64(i), randBytes(uint64(i), 1+i%2000)))
+		if i%500 == 499 {
+			require.NoError(t, w.Flush()) // cross frame boundaries too
+		}
+	}
+	require.NoError(t, w.Close())
+	r, err := NewReader(bytes.NewReader(buf.Bytes()))
+	require.NoError(t, err)
+	for range 10 {
+		_, err := r.Next()
+		require.NoError(t, err)
+	}
+	var n int
+	allocs := testing.AllocsPerRun(2500, func() {
+		rec, err := r.Next()
+		if err == nil {
+			n += len(rec.Data)
+		}
+	})
+	require.Positive(t, n)
+	assert.Zero(t, allocs, "allocations per Next")
+
+	// Control: the measurement does see allocations where there are
+	// some (an END record is a fresh *End).
+	var eb bytes.Buffer
+	w, err = NewWriter(&eb, Meta{})
+	require.NoError(t, err)
+	require.NoError(t, w.WriteEnd(End{Reason: "x", Outcome: json.RawMessage(`{}`)}))
+	require.NoError(t, w.Close())
+	allocs = testing.AllocsPerRun(1, func() {
+		r, err := NewReader(bytes.NewReader(eb.Bytes()))
+		if err == nil {
+			_, _ = r.Next()
+		}
+	})
+	assert.Positive(t, allocs)
+}
+
+// FuzzReader feeds arbitrary bytes to the Reader, raw and compressed:
+// it must never panic, must classify every error, and whatever it reads
+// from a clean trace must survive a write/read round trip.
+func FuzzReader(f *testing.F) {
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, testMeta())
+	require.NoError(f, err)
+	require.NoError(f, writeRecords(w, sampleRecords(false)))
+	require.NoError(f, w.Close())
+	valid := buf.Bytes()
+	f.Add(valid, false)
+	f.Add(valid[:len(valid)/2], false)
+	f.Add([]byte{}, false)
+	f.Add([]byte("KTSTRTRC\x01\x00\x00\x00\x02\x00\x00\x00{}\x01\x0b\x00\x00\x00\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00"), true)
+	f.Add([]byte("KTSTRTRC\x01\x00\x00\x00\x02\x00\x00\x00{}\x07\xff\xff\xff\xff"), true)
+	f.Add([]byte("KTSTRTRC\x01\x00\x00\x00\x02\x00\x00\x00{}\x02\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff"), true)
+
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedFastest))
+	require.NoError(f, err)
+	var encMu sync.Mutex
+	f.Fuzz(func(t *testing.T, data []byte, compressIt bool) {
+		if compressIt {
+			// Let the fuzzer reach past the zstd layer.
+			encMu.Lock()
+			data = enc.EncodeAll(data, nil)
+			encMu.Unlock()
+		}
+		meta, recs, err := readAll(t, data)
+		if !errors.Is(err, io.EOF) {
+			require.Equal(t, 1, sentinels(err), "unclassified error: %v", err)
+			require.NotContains(t, err.Error(), "\n")
+			return
+		}
+		// A clean read round-trips.
+		var out bytes.Buffer
+		w, err := NewWriter(&out, meta)
+		require.NoError(t, err)
+		require.NoError(t, writeRecords(w, recs))
+		require.NoError(t, w.Close())
+		meta2, recs2, err := readAll(t, out.Bytes())
+		require.ErrorIs(t, err, io.EOF)
+		m1, err := json.Marshal(meta)
+		require.NoError(t, err)
+		m2, err := json.Marshal(meta2)
+		require.NoError(t, err)
+		require.JSONEq(t, string(m1), string(m2))
+		require.Equal(t, recs, recs2)
+	})
+}
+
+// benchTrace returns a trace of 64 MiB of TX deliveries of 64 KiB each,
+// shaped like bulk-port traffic (16-byte frame headers, log text, binary
+// counters), and the number of delivery bytes in it.
+func benchTrace(b *testing.B) ([]byte, int64) {
+	b.Helper()
+	const delivery, total = 64 << 10, 64 << 20
+	rng := rand.New(rand.NewPCG(42, 42))
+	words := []string{"sched_ext: ", "cpu", "dispatch ", "enqueue ", "vtime=", "slice=", "pid ", "runnable ", "dsq ", "\n", "worker-", "cgroup ", "migrate "}
+	stream := make([]byte, 0, total+4096)
+	for len(stream) < total {
+		var payload []byte
+		if rng.IntN(2) == 0 {
+			for n := 200 + rng.IntN(600); len(payload) < n; {
+				payload = append(payload, words[rng.IntN(len(words))]...)
+				payload = strconv.AppendUint(payload, rng.Uint64N(100_000), 10)
+			}
+		} else {
+			for range 8 + rng.IntN(32) {
+				payload = binary.LittleEndian.AppendUint64(payload, rng.Uint64N(1<<20))
+			}
+		}
+		stream = append(stream, 'S', 'T', 'I', 'M')
+		stream = binary.LittleEndian.AppendUint32(stream, uint32(len(payload)))
+		stream = binary.LittleEndian.AppendUint32(stream, rng.Uint32())
+		stream = binary.LittleEndian.AppendUint32(stream, 0)
+		stream = append(stream, payload...)
+	}
+	var out bytes.Buffer
+	w, err := NewWriter(&out, Meta{ToolVersion: "bench"})
+	require.NoError(b, err)
+	for i := 0; i < total; i += delivery {
+		require.NoError(b, w.WriteData(TX, BulkPort, int64(i)*10, stream[i:i+delivery]))
+	}
+	require.NoError(b, w.Close())
+	return out.Bytes(), total
+}
+
+// BenchmarkReader reads every record of the benchmark trace. Compare its
+// MB/s with BenchmarkZstdDecodeOnly: the ratio is the Reader's share of
+// replay throughput (target ≥ 0.7).
+func BenchmarkReader(b *testing.B) {
+	trace, total := benchTrace(b)
+	b.SetBytes(total)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		r, err := NewReader(bytes.NewReader(trace))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var n int64
+		for {
+			rec, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += int64(len(rec.Data))
+		}
+		if n != total {
+			b.Fatalf("read %d bytes, want %d", n, total)
+		}
+	}
+}
+
+// BenchmarkZstdDecodeOnly decodes the same trace with a zstd decoder
+// configured as the Reader's, discarding the output: the baseline for
+// BenchmarkReader.
+func BenchmarkZstdDecodeOnly(b *testing.B) {
+	trace, total := benchTrace(b)
+	b.SetBytes(total)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		dec, err := zstd.NewReader(bytes.NewReader(trace), decoderOptions()...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, dec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n < total {
+			b.Fatalf("decoded %d bytes, want at least %d", n, total)
+		}
+	}
+}
