@@ -117,6 +117,20 @@ func (a *Assembler) Next() (Message, bool) {
 		a.release = false
 		a.consumeBuf(a.Buffered())
 	}
+	// Fast path: a whole frame at the head of the current piece, nothing
+	// carried over, not resynchronising. This is the steady state.
+	if !a.resync && a.bufOff == len(a.buf) && len(a.queue) > 0 {
+		p := a.queue[0]
+		if h, ok := wire.DecodeHeader(p); ok && h.Len <= wire.MaxPayload && len(p)-wire.HeaderSize >= int(h.Len) {
+			n := wire.HeaderSize + int(h.Len)
+			payload := p[wire.HeaderSize:n:n]
+			m := Message{Tag: h.Tag, Payload: payload, CRC: h.CRC, CRCOK: wire.Checksum(payload) == h.CRC, PadOK: h.Pad == 0, Offset: a.pos}
+			a.pos += int64(n)
+			a.stats.Frames++
+			a.advanceQueue(n)
+			return m, true
+		}
+	}
 	for {
 		if a.resync && !a.scan() {
 			return Message{}, false
@@ -138,7 +152,7 @@ func (a *Assembler) Next() (Message, bool) {
 		if !ok {
 			return Message{}, false
 		}
-		payload := frame[wire.HeaderSize:]
+		payload := frame[wire.HeaderSize:n:n]
 		m := Message{
 			Tag:     h.Tag,
 			Payload: payload,

@@ -1,7 +1,6 @@
 package dispatch
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -127,9 +126,8 @@ func (o *Outcome) SetStreamStats(st Stats) {
 type Verdict struct {
 	Tag     wire.Tag
 	Len     int
-	Payload []byte // nil when only the digest was kept
-	sum     [sha256.Size]byte
-	summed  bool
+	Payload []byte             // nil when only the digest was kept
+	sum     *[sha256.Size]byte // set when only the digest was kept
 }
 
 // NewVerdict returns an entry for payload under tag, keeping a copy of
@@ -137,22 +135,20 @@ type Verdict struct {
 func NewVerdict(tag wire.Tag, payload []byte, keep bool) Verdict {
 	v := Verdict{Tag: tag, Len: len(payload)}
 	if keep {
-		v.Payload = bytes.Clone(payload)
-		if v.Payload == nil {
-			v.Payload = []byte{}
-		}
+		v.Payload = append([]byte{}, payload...)
 	} else {
-		v.sum, v.summed = sha256.Sum256(payload), true
+		sum := sha256.Sum256(payload)
+		v.sum = &sum
 	}
 	return v
 }
 
 // Sum returns the SHA-256 of the verdict's payload.
 func (v *Verdict) Sum() [sha256.Size]byte {
-	if !v.summed {
+	if v.sum == nil {
 		return sha256.Sum256(v.Payload)
 	}
-	return v.sum
+	return *v.sum
 }
 
 type verdictJSON struct {
@@ -185,7 +181,7 @@ func (v *Verdict) UnmarshalJSON(b []byte) error {
 	if j.Len < 0 || j.Len > wire.MaxPayload {
 		return fmt.Errorf("verdict len %d is out of range", j.Len)
 	}
-	*v = Verdict{Tag: tag, Len: j.Len, summed: true}
+	*v = Verdict{Tag: tag, Len: j.Len, sum: new([sha256.Size]byte)}
 	copy(v.sum[:], sum)
 	return nil
 }
