@@ -1,0 +1,206 @@
+package replay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ktstr/ktstr/capture"
+	"github.com/ktstr/ktstr/dispatch"
+)
+
+// DefaultModelLimit is how many TX bytes a replay holds in memory to run
+// the reference model and the second-split check. Larger traces replay
+// in bounded memory with invariants 1–5, 7–9 checked frame by frame.
+const DefaultModelLimit = 8 << 20
+
+// Options configures a replay.
+type Options struct {
+	Chunking   Chunking
+	ModelLimit int64 // 0 means DefaultModelLimit; < 0 never holds the stream
+}
+
+// Report is the result of replaying one trace. It marshals to the JSON
+// Lines object of ARCHITECTURE §4.
+type Report struct {
+	Trace      string            `json:"trace"`
+	Frames     int64             `json:"frames"`
+	Bytes      int64             `json:"bytes"`
+	Outcome    dispatch.Outcome  `json:"outcome"`
+	Recorded   *dispatch.Outcome `json:"recorded"`
+	Match      bool              `json:"match"`
+	Violations []string          `json:"violations"`
+
+	Meta         capture.Meta   `json:"-"`
+	End          *capture.End   `json:"-"` // nil for a trace without END (imported)
+	Diff         []string       `json:"-"` // how Outcome differs from Recorded
+	Stats        dispatch.Stats `json:"-"`
+	ModelChecked bool           `json:"-"` // the stream fit in ModelLimit: invariants 6 and 10 were checked
+	Truncated    error          `json:"-"` // the trace ended early (a recorder killed mid-run)
+	Deliveries   int            `json:"-"`
+}
+
+// OK reports whether the replay matched and broke no invariant.
+func (r *Report) OK() bool { return r.Match && len(r.Violations) == 0 }
+
+// ErrBadTrace wraps every error about the trace file itself.
+var ErrBadTrace = errors.New("bad trace")
+
+// Trace replays the trace read from src. name labels the report. A
+// trace that ends early is replayed up to where it ends, and the report
+// says so; a trace that cannot be read at all is an error wrapping
+// ErrBadTrace.
+func Trace(src io.Reader, name string, opt Options) (*Report, error) {
+	r, err := capture.NewReader(src)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", name, ErrBadTrace, err)
+	}
+	limit := opt.ModelLimit
+	if limit == 0 {
+		limit = DefaultModelLimit
+	}
+	rep := &Report{Trace: name, Meta: r.Meta(), Violations: []string{}}
+	v := &violations{}
+	e := newEngine(false, v)
+	sp := newSplitter(opt.Chunking)
+	var held *Stream // the stream in memory while it fits the limit
+	if limit > 0 {
+		held = &Stream{}
+	}
+	var whole []byte
+
+	err = func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				v.add(8, "panic while replaying: %v", p)
+			}
+		}()
+		for {
+			rec, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if errors.Is(err, capture.ErrTruncated) {
+				rep.Truncated = err
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			switch rec.Kind {
+			case capture.KindData:
+				if rec.Dir != capture.TX || rec.Port != capture.BulkPort {
+					continue
+				}
+				rep.Deliveries++
+				e.delivery(rec.TimeNS, len(rec.Data))
+				if held != nil {
+					if int64(len(held.Data)+len(rec.Data)) > limit {
+						held = nil
+					} else {
+						held.Append(rec.TimeNS, rec.Data)
+					}
+				}
+				if opt.Chunking.Kind == ChunkWhole {
+					whole = append(whole, rec.Data...)
+				} else {
+					sp.split(rec.Data, e.feed)
+				}
+			case capture.KindEnd:
+				rep.End = rec.End
+			}
+		}
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", name, ErrBadTrace, err)
+	}
+	if v.count[8] == 0 {
+		sp.flush(e.feed)
+		if opt.Chunking.Kind == ChunkWhole {
+			e.feed(whole)
+		}
+	}
+	rep.Outcome = e.finish()
+	rep.Stats = e.a.Stats()
+	rep.Frames, rep.Bytes = rep.Stats.Frames, rep.Stats.Bytes
+
+	if held != nil && v.count[8] == 0 {
+		rep.ModelChecked = true
+		_, _, more := CheckStream(held, opt.Chunking)
+		for _, m := range more {
+			if !contains(v.list, m) {
+				v.list = append(v.list, m)
+			}
+		}
+	}
+	rep.Violations = append(rep.Violations, v.list...)
+
+	rep.Match = true
+	if rep.End != nil && len(rep.End.Outcome) > 0 {
+		var rec dispatch.Outcome
+		if err := json.Unmarshal(rep.End.Outcome, &rec); err != nil {
+			return nil, fmt.Errorf("%s: %w: the END record's outcome is not valid outcome JSON: %w", name, ErrBadTrace, err)
+		}
+		rep.Recorded = &rec
+		rep.Diff = rep.Outcome.Diff(&rec)
+		rep.Match = len(rep.Diff) == 0
+	}
+	return rep, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ReadStream reads a trace's TX bulk-port deliveries into memory, for
+// mutation and inspection; it refuses streams over limit bytes.
+func ReadStream(src io.Reader, limit int64) (*Stream, capture.Meta, *capture.End, error) {
+	r, err := capture.NewReader(src)
+	if err != nil {
+		return nil, capture.Meta{}, nil, fmt.Errorf("%w: %w", ErrBadTrace, err)
+	}
+	s := &Stream{}
+	var end *capture.End
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) || errors.Is(err, capture.ErrTruncated) {
+			return s, r.Meta(), end, nil
+		}
+		if err != nil {
+			return nil, r.Meta(), nil, fmt.Errorf("%w: %w", ErrBadTrace, err)
+		}
+		switch rec.Kind {
+		case capture.KindData:
+			if rec.Dir == capture.TX && rec.Port == capture.BulkPort {
+				if int64(len(s.Data)+len(rec.Data)) > limit {
+					return nil, r.Meta(), nil, fmt.Errorf("the TX stream exceeds %d bytes; mutate a smaller trace", limit)
+				}
+				s.Append(rec.TimeNS, rec.Data)
+			}
+		case capture.KindEnd:
+			end = rec.End
+		}
+	}
+}
+
+// WriteStream writes s as a trace (TX deliveries with their times, no
+// END record), so a saved mutant replays with `ktstr replay`.
+func WriteStream(dst io.Writer, s *Stream, meta capture.Meta) error {
+	w, err := capture.NewWriter(dst, meta)
+	if err != nil {
+		return err
+	}
+	for i := range s.Deliveries() {
+		if err := w.WriteData(capture.TX, capture.BulkPort, s.Times[i], s.Delivery(i)); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
