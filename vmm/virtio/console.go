@@ -129,9 +129,9 @@ type Console struct {
 	// throttled is set when tap left chains in the ring because the
 	// reader was behind; the next read takes them.
 	throttled bool
-	closed  bool
-	err     error // the guest error that broke the device, until reset
-	stats   ConsoleStats
+	closed    bool
+	err       error // the guest error that broke the device, until reset
+	stats     ConsoleStats
 }
 
 // NewConsole returns a console device over cfg.Mem.
