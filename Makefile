@@ -35,3 +35,9 @@ clean:
 
 # Fragments for the live-run, native-VMM, sched_ext, fuzz and replay targets.
 -include mk/*.mk
+
+# The oracle's positive control: built with the deliberately broken SNRQ
+# gate, the mutation campaign and --save-failures must catch it.
+.PHONY: oracle
+oracle:
+	$(GO) test -count=1 -tags ktstr_brokengate -run BrokenGate ./replay ./cmd/ktstr

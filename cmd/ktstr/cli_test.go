@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ktstr/ktstr/capture"
+	"github.com/ktstr/ktstr/corpus"
+	"github.com/ktstr/ktstr/dispatch"
+	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/replay"
+)
+
+func ktstr(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+// writeSeedTrace writes a seed stream as a trace with an END record
+// holding the outcome a live run would have produced (or a wrong one).
+func writeSeedTrace(t *testing.T, dir, name string, seed corpus.Seed, tamper bool) string {
+	t.Helper()
+	a := dispatch.NewAssembler()
+	var now int64
+	s := dispatch.NewSinks(dispatch.ClockFunc(func() int64 { return now }))
+	path := filepath.Join(dir, name)
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	w, err := capture.NewWriter(f, capture.Meta{Backend: "test", Scenario: seed.Name})
+	require.NoError(t, err)
+	for i, d := range seed.Deliveries {
+		now = int64(i+1) * 1000
+		require.NoError(t, w.WriteData(capture.TX, capture.BulkPort, now, d))
+		a.Feed(d)
+		for {
+			m, ok := a.Next()
+			if !ok {
+				break
+			}
+			dispatch.Dispatch(&m, s)
+		}
+	}
+	s.Outcome.SetStreamStats(a.Finish())
+	if tamper {
+		s.Outcome.Step = 77
+	}
+	js, err := json.Marshal(s.Outcome)
+	require.NoError(t, err)
+	require.NoError(t, w.WriteEnd(capture.End{TimeNS: now, Reason: "test", Outcome: js}))
+	require.NoError(t, w.Close())
+	require.NoError(t, f.Close())
+	return path
+}
+
+func seedNamed(t *testing.T, name string) corpus.Seed {
+	for _, s := range corpus.Seeds() {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no seed %s", name)
+	return corpus.Seed{}
+}
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	good := writeSeedTrace(t, dir, "good.zst", seedNamed(t, "every-row"), false)
+	bad := writeSeedTrace(t, dir, "bad.zst", seedNamed(t, "every-row"), true)
+	garbage := filepath.Join(dir, "garbage.zst")
+	require.NoError(t, os.WriteFile(garbage, []byte("not a trace at all"), 0o644))
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		err  string // substring of stderr
+	}{
+		{"no args", nil, 2, "usage"},
+		{"help", []string{"help"}, 0, "usage"},
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+		{"replay no trace", []string{"replay"}, 2, "no trace given"},
+		{"replay unknown flag", []string{"replay", "--frob", good}, 2, "flag provided but not defined"},
+		{"replay bad chunking", []string{"replay", "--chunking", "halves", good}, 2, "chunking"},
+		{"replay missing file", []string{"replay", filepath.Join(dir, "nope.zst")}, 2, "no such file"},
+		{"replay garbage", []string{"replay", garbage}, 2, "bad trace"},
+		{"replay good", []string{"replay", good}, 0, ""},
+		{"replay mismatch", []string{"replay", bad}, 1, ""},
+		{"replay good then garbage", []string{"replay", good, garbage}, 2, "bad trace"},
+		{"replay mutate", []string{"replay", "--mutate", "64", good}, 0, ""},
+		{"save-failures without mutate", []string{"replay", "--save-failures", dir, good}, 2, "needs --mutate"},
+		{"trace no sub", []string{"trace"}, 2, "missing subcommand"},
+		{"trace show garbage", []string{"trace", "show", garbage}, 2, "trace show"},
+		{"trace import no raw", []string{"trace", "import", "-o", "x.zst"}, 2, "--raw"},
+		{"trace import negative chunk", []string{"trace", "import", "--raw", good, "--chunk", "-1", "-o", "x"}, 2, "--chunk"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := ktstr(tc.args...)
+			assert.Equal(t, tc.code, code, stderr)
+			assert.Contains(t, stderr, tc.err)
+			if tc.code == 2 && tc.name != "no args" {
+				assert.LessOrEqual(t, strings.Count(stderr, "\n"), 1, "one-line error: %q", stderr)
+			}
+			assert.NotContains(t, stderr, "goroutine", "never a stack trace")
+		})
+	}
+}
+
+func TestReplayJSONLines(t *testing.T) {
+	dir := t.TempDir()
+	a := writeSeedTrace(t, dir, "a.zst", seedNamed(t, "every-row"), false)
+	b := writeSeedTrace(t, dir, "b.zst", seedNamed(t, "forged-and-repeats"), false)
+	code, stdout, stderr := ktstr("replay", "--json", a, b)
+	require.Equal(t, 0, code, stderr)
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	require.Len(t, lines, 2)
+	for i, l := range lines {
+		var rep map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &rep))
+		assert.Equal(t, []string{a, b}[i], rep["trace"])
+		assert.Equal(t, true, rep["match"])
+		assert.Equal(t, []any{}, rep["violations"])
+		assert.NotNil(t, rep["recorded"])
+	}
+}
+
+func TestReplayHumanReport(t *testing.T) {
+	dir := t.TempDir()
+	bad := writeSeedTrace(t, dir, "bad.zst", seedNamed(t, "every-row"), true)
+	code, stdout, _ := ktstr("replay", bad)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stdout, "MISMATCH")
+	assert.Contains(t, stdout, "step: got 1, want 77")
+	assert.Contains(t, stdout, "invariants: 1–10 hold")
+}
+
+// TestImportThenReplay: a raw stream imported with --chunk replays to the
+// same outcome as whole.
+func TestImportThenReplay(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "tx.bin")
+	require.NoError(t, os.WriteFile(raw, seedNamed(t, "every-row").Bytes(), 0o644))
+	var outs []string
+	for _, chunk := range []string{"0", "7"} {
+		out := filepath.Join(dir, "imp"+chunk+".zst")
+		code, _, stderr := ktstr("trace", "import", "--raw", raw, "--chunk", chunk, "-o", out)
+		require.Equal(t, 0, code, stderr)
+		code, stdout, stderr := ktstr("replay", "--json", out)
+		require.Equal(t, 0, code, stderr)
+		var rep replay.Report
+		require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
+		assert.Nil(t, rep.Recorded)
+		js, _ := json.Marshal(rep.Outcome)
+		outs = append(outs, string(js))
+	}
+	assert.Equal(t, outs[0], outs[1])
+	// A missing raw file leaves no output behind.
+	code, _, _ := ktstr("trace", "import", "--raw", filepath.Join(dir, "missing"), "-o", filepath.Join(dir, "never.zst"))
+	assert.Equal(t, 2, code)
+	assert.NoFileExists(t, filepath.Join(dir, "never.zst"))
+}
+
+func TestTraceShowAndStat(t *testing.T) {
+	dir := t.TempDir()
+	p := writeSeedTrace(t, dir, "t.zst", seedNamed(t, "forged-and-repeats"), false)
+	code, stdout, stderr := ktstr("trace", "show", p)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "OFFSET")
+	assert.Regexp(t, `SRDY\s+0\s+yes\s+boot-complete`, stdout)
+	assert.Regexp(t, `SRDY\s+0\s+yes\s+reject: oneshot_repeat`, stdout)
+	assert.Regexp(t, `SNRP\s+520\s+yes\s+reject: forged_tag`, stdout)
+	assert.Regexp(t, `SCDX\s+1\s+no\s+reject: pad`, stdout)
+	assert.Contains(t, stdout, "END at")
+
+	code, stdout, stderr = ktstr("trace", "stat", p)
+	require.Equal(t, 0, code, stderr)
+	assert.Regexp(t, `SRDY\s+2\s+0\s+1\s+1`, stdout)
+	assert.Regexp(t, `oneshot_repeat\s+2`, stdout)
+	assert.Regexp(t, `forged_tag\s+2`, stdout)
+	assert.Regexp(t, `out_of_order\s+2`, stdout)
+}
+
+// TestSavedMutantTraceReplays: the file --save-failures writes is a
+// trace `ktstr replay` reads. (A correct build has no failing mutant to
+// save; cli_brokengate_test.go covers the whole path under the
+// ktstr_brokengate tag.)
+func TestSavedMutantTraceReplays(t *testing.T) {
+	dir := t.TempDir()
+	s := &replay.Stream{}
+	s.Append(5, wire.AppendFrame(nil, wire.SysRdy, nil))
+	p := filepath.Join(dir, "m.zst")
+	require.NoError(t, saveMutant(p, s, capture.Meta{Backend: "mutant"}))
+	code, stdout, stderr := ktstr("replay", p)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "1 frames")
+}
