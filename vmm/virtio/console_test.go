@@ -1,0 +1,224 @@
+package virtio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestConsoleRegisters(t *testing.T) {
+	d := newDriver(t, ConsoleConfig{})
+	assert.Equal(t, uint32(ConsoleFMultiport), d.read32(RegHostFeatures))
+	d.write32(RegGuestFeatures, 0xffffffff)
+	assert.Equal(t, uint32(ConsoleFMultiport), d.read32(RegGuestFeatures), "only offered features stick")
+	assert.Equal(t, uint32(NumPorts), d.read32(RegConfig+4), "max_nr_ports")
+	d.write16(RegQueueSelect, 5)
+	assert.Equal(t, uint16(16), d.read16(RegQueueSize))
+	d.write16(RegQueueSelect, numQueues)
+	assert.Equal(t, uint16(0), d.read16(RegQueueSize), "a queue that does not exist has size 0")
+	d.write32(RegQueuePFN, 0x10)
+	assert.Equal(t, 1, d.c.Stats().BadAccesses, "placing a queue that does not exist")
+	d.write8(RegQueuePFN, 1)
+	assert.Equal(t, 2, d.c.Stats().BadAccesses, "a write of the wrong width")
+	var past [4]byte
+	d.c.IORead(LegacyBARSize-2, past[:])
+	assert.Equal(t, []byte{0xff, 0xff, 0xff, 0xff}, past[:], "bytes past the registers")
+}
+
+func TestConsoleISRClearsOnRead(t *testing.T) {
+	var irqs int
+	d := newDriver(t, ConsoleConfig{Interrupt: func() { irqs++ }})
+	d.bringUp()
+	assert.NotZero(t, irqs)
+	assert.Equal(t, uint8(ISRQueue), d.read8(RegISR))
+	assert.Equal(t, uint8(0), d.read8(RegISR), "reading the ISR cleared it")
+}
+
+// TestConsoleBulkTap checks that each chain on the bulk transmit queue is
+// one delivery holding its readable bytes in order.
+func TestConsoleBulkTap(t *testing.T) {
+	var stamp uint64
+	d := newDriver(t, ConsoleConfig{Stamp: func() uint64 { stamp++; return stamp }})
+	d.bringUp()
+	tx := d.rings[txQueue(BulkPort)]
+	require.NoError(t, d.mem.Write(buf(1), []byte("header..")))
+	require.NoError(t, d.mem.Write(buf(2), []byte("payload")))
+	tx.setDesc(t, 0, buf(1), 8, DescFNext, 1)
+	tx.setDesc(t, 1, buf(2), 7, 0, 0)
+	tx.offer(t, 0)
+	d.send(txQueue(BulkPort), 2, 3, []byte("second"))
+	assert.Equal(t, []usedEntry{{0, 0}, {2, 0}}, tx.takeUsed(t))
+
+	first, err := d.c.ReadDelivery()
+	require.NoError(t, err)
+	assert.Equal(t, "header..payload", string(first.Data), "one chain, one delivery")
+	assert.WithinDuration(t, time.Now(), first.Notified, time.Minute)
+	second, err := d.c.ReadDelivery()
+	require.NoError(t, err)
+	assert.Equal(t, "second", string(second.Data))
+
+	// The tap copied the bytes: the guest reusing its buffer changes
+	// nothing delivered.
+	require.NoError(t, d.mem.Write(buf(3), []byte("XXXXXX")))
+	assert.Equal(t, "second", string(second.Data))
+	st := d.c.Stats()
+	assert.Equal(t, uint64(2), st.Deliveries)
+	assert.Equal(t, uint64(21), st.DeliveredBytes)
+
+	d.c.Close()
+	_, err = d.c.ReadDelivery()
+	assert.ErrorIs(t, err, io.EOF)
+}
+
+func TestConsoleBulkReadShortBuffer(t *testing.T) {
+	d := newDriver(t, ConsoleConfig{})
+	d.bringUp()
+	d.send(txQueue(BulkPort), 0, 1, []byte("0123456789"))
+	d.send(txQueue(BulkPort), 1, 2, []byte("ab"))
+	p := make([]byte, 4)
+	var got []string
+	for range 4 {
+		n, err := d.c.Bulk().Read(p)
+		require.NoError(t, err)
+		got = append(got, string(p[:n]))
+	}
+	assert.Equal(t, []string{"0123", "4567", "89", "ab"}, got, "a delivery is never merged with the next")
+}
+
+// TestConsoleBackpressure leaves chains in the ring while unread
+// deliveries exceed MaxPendingTX, and takes them when the reader catches
+// up.
+func TestConsoleBackpressure(t *testing.T) {
+	d := newDriver(t, ConsoleConfig{MaxPendingTX: 10})
+	d.bringUp()
+	tx := d.rings[txQueue(BulkPort)]
+	d.send(txQueue(BulkPort), 0, 1, []byte("0123456789"))
+	d.send(txQueue(BulkPort), 1, 2, []byte("abc"))
+	assert.Len(t, tx.takeUsed(t), 1, "the second chain waits for the reader")
+	first, err := d.c.ReadDelivery()
+	require.NoError(t, err)
+	assert.Equal(t, "0123456789", string(first.Data))
+	assert.Len(t, tx.takeUsed(t), 1, "reading made room and took the waiting chain")
+	second, err := d.c.ReadDelivery()
+	require.NoError(t, err)
+	assert.Equal(t, "abc", string(second.Data))
+}
+
+// TestConsoleBulkRX writes host bytes to the bulk port: nothing reaches
+// the guest before it opens the port (Linux would discard it), then the
+// bytes fill its receive buffers in order.
+func TestConsoleBulkRX(t *testing.T) {
+	d := newDriver(t, ConsoleConfig{})
+	d.setup(ConsoleFMultiport)
+	d.postRX(ctrlRXQueue, 10, 8)
+	d.postRX(rxQueue(BulkPort), 20, 2)
+	n, err := d.c.Bulk().Write([]byte("early"))
+	require.NoError(t, err)
+	assert.Equal(t, 5, n)
+	rx := d.rings[rxQueue(BulkPort)]
+	assert.Empty(t, rx.takeUsed(t), "port not open: the bytes wait")
+
+	d.control(0xffffffff, CtrlDeviceReady, 1)
+	d.control(BulkPort, CtrlPortReady, 1)
+	d.control(BulkPort, CtrlPortOpen, 1)
+	used := rx.takeUsed(t)
+	require.Equal(t, []usedEntry{{0, 5}}, used, "opening the port delivered the waiting bytes")
+	got := make([]byte, 5)
+	require.NoError(t, d.mem.Read(buf(20), got))
+	assert.Equal(t, "early", string(got))
+
+	big := bytes.Repeat([]byte{'z'}, 5000)
+	_, err = d.c.Bulk().Write(big)
+	require.NoError(t, err)
+	assert.Equal(t, []usedEntry{{1, 4096}}, rx.takeUsed(t), "one buffer filled, the rest waits")
+	d.postRX(rxQueue(BulkPort), 20, 1)
+	assert.Equal(t, []usedEntry{{0, 5000 - 4096}}, rx.takeUsed(t))
+	assert.Equal(t, uint64(5005), d.c.Stats().RXBytes)
+
+	d.c.Close()
+	_, err = d.c.Bulk().Write([]byte("late"))
+	assert.ErrorIs(t, err, ErrClosed)
+}
+
+func TestConsolePort0Output(t *testing.T) {
+	var out bytes.Buffer
+	d := newDriver(t, ConsoleConfig{Output: &out})
+	d.setup(0)
+	d.send(txQueue(0), 0, 1, []byte("hvc0 says hi"))
+	assert.Equal(t, "hvc0 says hi", out.String())
+	d.send(ctrlTXQueue, 0, 2, []byte("12345678"))
+	assert.Empty(t, d.rings[ctrlTXQueue].takeUsed(t), "control queues are dead without MULTIPORT")
+}
+
+func TestConsolePortReadyForConsolePort(t *testing.T) {
+	d := newDriver(t, ConsoleConfig{})
+	d.setup(ConsoleFMultiport)
+	d.postRX(ctrlRXQueue, 10, 8)
+	d.control(0, CtrlPortReady, 1)
+	assert.Equal(t, []ctrlMsg{{0, CtrlConsolePort, 1, ""}, {0, CtrlPortOpen, 1, ""}}, d.takeControl())
+	d.control(7, CtrlPortReady, 1)
+	assert.Empty(t, d.takeControl(), "a port that does not exist")
+	assert.Equal(t, uint64(1), d.c.Stats().ControlDropped)
+}
+
+func TestConsolePendingControlBounded(t *testing.T) {
+	d := newDriver(t, ConsoleConfig{})
+	d.setup(ConsoleFMultiport)
+	for range maxPendingControl {
+		d.control(0xffffffff, CtrlDeviceReady, 1) // two replies each, no buffers posted
+	}
+	assert.Len(t, d.c.ctrlOut, maxPendingControl)
+	assert.Equal(t, uint64(maxPendingControl), d.c.Stats().ControlDropped)
+}
+
+// TestConsoleBrokenUntilReset breaks the device with a looping chain: it
+// sets NEEDS_RESET, ignores the queue, and works again after a reset.
+func TestConsoleBrokenUntilReset(t *testing.T) {
+	d := newDriver(t, ConsoleConfig{})
+	d.bringUp()
+	tx := d.rings[txQueue(BulkPort)]
+	tx.setDesc(t, 0, buf(1), 4, DescFNext, 0)
+	tx.offer(t, 0)
+	d.write16(RegQueueNotify, uint16(txQueue(BulkPort)))
+	require.ErrorIs(t, d.c.Err(), ErrBadChain)
+	assert.NotZero(t, d.read8(RegStatus)&StatusNeedsReset)
+	d.send(txQueue(BulkPort), 1, 2, []byte("ignored"))
+	assert.Zero(t, d.c.Stats().Deliveries, "a broken device takes nothing")
+
+	d.bringUp() // resets first
+	assert.NoError(t, d.c.Err())
+	d.send(txQueue(BulkPort), 0, 1, []byte("works"))
+	got, err := d.c.ReadDelivery()
+	require.NoError(t, err)
+	assert.Equal(t, "works", string(got.Data))
+}
+
+func TestConsoleBadQueuePlacement(t *testing.T) {
+	d := newDriver(t, ConsoleConfig{})
+	d.write16(RegQueueSelect, 0)
+	d.write32(RegQueuePFN, 0xfffff)
+	assert.ErrorIs(t, d.c.Err(), ErrBadRing)
+	d.write8(RegStatus, 0)
+	assert.NoError(t, d.c.Err(), "reset clears the error")
+	d.write32(RegQueuePFN, 0x10)
+	assert.NoError(t, d.c.Err(), "a queue inside memory")
+	assert.Equal(t, uint32(0x10), d.read32(RegQueuePFN))
+}
+
+func TestControlLayout(t *testing.T) {
+	// struct virtio_console_control: id u32, event u16, value u16.
+	d := newDriver(t, ConsoleConfig{})
+	d.setup(ConsoleFMultiport)
+	d.postRX(ctrlRXQueue, 10, 1)
+	d.control(0xffffffff, CtrlDeviceReady, 1)
+	raw := make([]byte, 8)
+	require.NoError(t, d.mem.Read(buf(10), raw))
+	assert.Equal(t, uint32(0), binary.LittleEndian.Uint32(raw))
+	assert.Equal(t, uint16(CtrlDeviceAdd), binary.LittleEndian.Uint16(raw[4:]))
+	assert.Equal(t, uint16(1), binary.LittleEndian.Uint16(raw[6:]))
+}
