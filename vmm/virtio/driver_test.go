@@ -33,8 +33,8 @@ func newRing(mem *guestmem.Memory, size uint16, pfn uint32) *ring {
 }
 
 func (r *ring) desc(i uint16) uint64 { return r.base + 16*uint64(i) }
-func (r *ring) avail() uint64       { return r.base + 16*uint64(r.size) }
-func (r *ring) used() uint64        { return r.base + usedOffset(r.size) }
+func (r *ring) avail() uint64        { return r.base + 16*uint64(r.size) }
+func (r *ring) used() uint64         { return r.base + usedOffset(r.size) }
 
 // setDesc writes descriptor i.
 func (r *ring) setDesc(t testing.TB, i uint16, addr uint64, length uint32, flags, next uint16) {
@@ -114,9 +114,13 @@ func newDriver(t testing.TB, cfg ConsoleConfig) *driver {
 	return &driver{t: t, c: c, mem: cfg.Mem, rings: map[int]*ring{}}
 }
 
-func (d *driver) write8(off uint64, v uint8)   { d.c.IOWrite(off, []byte{v}) }
-func (d *driver) write16(off uint64, v uint16) { d.c.IOWrite(off, binary.LittleEndian.AppendUint16(nil, v)) }
-func (d *driver) write32(off uint64, v uint32) { d.c.IOWrite(off, binary.LittleEndian.AppendUint32(nil, v)) }
+func (d *driver) write8(off uint64, v uint8) { d.c.IOWrite(off, []byte{v}) }
+func (d *driver) write16(off uint64, v uint16) {
+	d.c.IOWrite(off, binary.LittleEndian.AppendUint16(nil, v))
+}
+func (d *driver) write32(off uint64, v uint32) {
+	d.c.IOWrite(off, binary.LittleEndian.AppendUint32(nil, v))
+}
 func (d *driver) read8(off uint64) uint8 {
 	var b [1]byte
 	d.c.IORead(off, b[:])
