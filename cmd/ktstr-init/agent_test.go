@@ -335,3 +335,11 @@ func TestHelpers(t *testing.T) {
 	assert.Equal(t, 3, standinMain([]string{"-delay", "1ms", "-status", "3"}, &errb))
 	assert.Equal(t, 2, helper("nope", nil))
 }
+
+func TestListScenarios(t *testing.T) {
+	var out bytes.Buffer
+	require.Equal(t, 0, listScenarios(&out))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, len(builtinScenarios()))
+	assert.True(t, strings.HasPrefix(lines[0], "crash\t"), lines[0])
+}

@@ -16,10 +16,28 @@ func helper(name string, args []string) int {
 		return workerMain(args, os.Stdout, os.Stderr)
 	case "sched-standin":
 		return standinMain(args, os.Stderr)
+	case "scenarios":
+		// The host asks the agent it just built which scenarios exist,
+		// so there is one list.
+		return listScenarios(os.Stdout)
 	default:
-		fmt.Fprintf(os.Stderr, "ktstr-init: unknown helper %q (want worker or sched-standin)\n", name)
+		fmt.Fprintf(os.Stderr, "ktstr-init: unknown helper %q (want worker, sched-standin or scenarios)\n", name)
 		return 2
 	}
+}
+
+// listScenarios prints one "name<TAB>help" line per built-in scenario.
+func listScenarios(w io.Writer) int {
+	reg, err := newRegistry(builtinScenarios())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ktstr-init: %v\n", err)
+		return 1
+	}
+	for _, n := range reg.names() {
+		s, _ := reg.lookup(n)
+		fmt.Fprintf(w, "%s\t%s\n", n, s.help)
+	}
+	return 0
 }
 
 // workerMain spins on the CPU for -d, then reports how many iterations

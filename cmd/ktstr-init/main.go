@@ -26,7 +26,8 @@
 //
 // Run as any other PID, the binary serves the helper processes the agent
 // starts: `worker` (a spinning worker) and `sched-standin` (a stand-in
-// scheduler that exits with a chosen status after a delay).
+// scheduler that exits with a chosen status after a delay); and
+// `scenarios` lists the built-in scenarios for the host.
 package main
 
 import (

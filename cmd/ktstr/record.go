@@ -1,11 +1,444 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ktstr/ktstr/capture"
+	"github.com/ktstr/ktstr/kernel"
+	"github.com/ktstr/ktstr/vmm"
+	"github.com/ktstr/ktstr/vmm/qemu"
 )
 
-// runRecord is being written; see the issue tracker.
+// recordOptions are the flags of `ktstr record`.
+type recordOptions struct {
+	backend   string
+	accel     string
+	kernel    string
+	agent     string
+	cpus      int
+	mem       int
+	scenario  string
+	duration  time.Duration
+	workers   int
+	scheduler string
+	timeout   time.Duration
+	watchdog  time.Duration
+	console   string
+	out       string
+	quiet     bool
+}
+
+var scenarioName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// runRecord implements `ktstr record`.
 func runRecord(args []string, stdout, stderr io.Writer) error {
-	return usageErr(errors.New("record: not built yet"))
+	var o recordOptions
+	fs := newFlagSet("record", "-o TRACE", stderr)
+	fs.StringVar(&o.backend, "backend", "auto", "VMM backend: auto or qemu")
+	fs.StringVar(&o.accel, "accel", "auto", "QEMU accelerator: auto (KVM only where a probe shows native speed), kvm or tcg")
+	fs.StringVar(&o.kernel, "kernel", "", "bzImage to boot (default: the newest kernel fetched by 'ktstr kernel fetch')")
+	fs.StringVar(&o.agent, "agent", "", "prebuilt static guest agent (default: build cmd/ktstr-init from the source tree)")
+	fs.IntVar(&o.cpus, "cpus", 2, "guest vCPUs")
+	fs.IntVar(&o.mem, "mem", 512, "guest memory in MiB")
+	fs.StringVar(&o.scenario, "scenario", "steady", "guest scenario (see 'ktstr record -h' list below)")
+	fs.DurationVar(&o.duration, "duration", 2*time.Second, "how long the scenario's workers run")
+	fs.IntVar(&o.workers, "workers", 4, "spinning workers in the guest")
+	fs.StringVar(&o.scheduler, "scheduler", "", "scheduler binary to supervise in the guest (its death sends SCDX)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "stop the run after this long (default: duration + 3m)")
+	fs.DurationVar(&o.watchdog, "watchdog", 0, "run watchdog, re-armed by SCST (default: duration + 2m; 0s with -watchdog=0s disables)")
+	fs.StringVar(&o.console, "console", "", "write the guest serial console to FILE (default: a temporary file, shown on failure)")
+	fs.StringVar(&o.out, "o", "", "trace file to write (required)")
+	fs.BoolVar(&o.quiet, "q", false, "no progress line")
+	watchdogSet := false
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "watchdog" {
+			watchdogSet = true
+		}
+	})
+	if fs.NArg() > 0 {
+		return usagef("record: unexpected argument %q", fs.Arg(0))
+	}
+	if err := o.validate(watchdogSet); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// Environment: QEMU, then the kernel, then the agent.
+	var backend vmm.Backend
+	qb := &qemu.Backend{Accel: o.accel}
+	if err := qb.Available(); err != nil {
+		return envErr(fmt.Errorf("record: %w", err))
+	}
+	backend = qb
+	k, err := o.resolveKernel()
+	if err != nil {
+		return err
+	}
+	agent, err := resolveAgent(ctx, o.agent)
+	if err != nil {
+		return err
+	}
+	if err := checkScenario(agent, o.scenario); err != nil {
+		return err
+	}
+
+	work, err := os.MkdirTemp("", "ktstr-rec-")
+	if err != nil {
+		return envErr(fmt.Errorf("record: %w", err))
+	}
+	defer os.RemoveAll(work)
+	initrd := filepath.Join(work, "initrd.zst")
+	if err := vmm.BuildInitramfs(initrd, agent, o.scheduler); err != nil {
+		return envErr(fmt.Errorf("record: %w", err))
+	}
+	console := o.console
+	if console == "" {
+		console = filepath.Join(work, "console.log")
+	}
+	f, err := os.Create(o.out)
+	if err != nil {
+		return usageErr(fmt.Errorf("record: %w", err))
+	}
+	defer f.Close()
+
+	cfg := vmm.Config{
+		Kernel:     k.Path,
+		Initrd:     initrd,
+		Cmdline:    vmm.Cmdline(vmm.GuestOptions{Scenario: o.scenario, Duration: o.duration, Workers: o.workers, Scheduler: o.scheduler != ""}),
+		CPUs:       o.cpus,
+		MemMiB:     o.mem,
+		ConsoleLog: console,
+		WorkDir:    work,
+	}
+	pr := newProgress(stderr, o.quiet)
+	run := &vmm.Run{
+		Backend: backend,
+		Config:  cfg,
+		Trace:   f,
+		Meta: capture.Meta{
+			ToolVersion:   toolVersion(),
+			KernelPath:    k.Path,
+			KernelRelease: k.Release,
+			KernelSHA256:  k.SHA256,
+			CPUs:          o.cpus,
+			MemoryMiB:     o.mem,
+			Scenario:      o.scenario,
+			CommandLine:   append([]string{"ktstr", "record"}, args...),
+			Extra:         map[string]string{"cmdline": cfg.Cmdline},
+		},
+		Timeout:  o.timeout,
+		Watchdog: o.watchdog,
+		Progress: pr.update,
+	}
+	res, err := run.Execute(ctx)
+	pr.done()
+	if err != nil {
+		var ee *vmm.EnvError
+		if errors.As(err, &ee) {
+			return envErr(fmt.Errorf("record: %w", err))
+		}
+		return fmt.Errorf("record: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("record: write %s: %w", o.out, err)
+	}
+	printSummary(stderr, o, k, res, console)
+	if res.ExitStatus != 0 {
+		return checkFailed()
+	}
+	return nil
+}
+
+func (o *recordOptions) validate(watchdogSet bool) error {
+	switch o.backend {
+	case "auto", "qemu":
+	default:
+		return usagef("record: --backend %q: want auto or qemu", o.backend)
+	}
+	switch o.accel {
+	case qemu.AccelAuto, qemu.AccelKVM, qemu.AccelTCG:
+	default:
+		return usagef("record: --accel %q: want auto, kvm or tcg", o.accel)
+	}
+	if o.out == "" {
+		return usagef("record: -o TRACE is required")
+	}
+	if o.cpus < 1 || o.cpus > 64 {
+		return usagef("record: --cpus %d: want 1 to 64", o.cpus)
+	}
+	if o.mem < 128 || o.mem > 64<<10 {
+		return usagef("record: --mem %d: want 128 to 65536 MiB", o.mem)
+	}
+	if o.workers < 1 || o.workers > 256 {
+		return usagef("record: --workers %d: want 1 to 256", o.workers)
+	}
+	if o.duration <= 0 || o.duration > time.Hour {
+		return usagef("record: --duration %v: want more than 0 and at most 1h", o.duration)
+	}
+	if !scenarioName.MatchString(o.scenario) {
+		return usagef("record: --scenario %q is not a scenario name", o.scenario)
+	}
+	if o.timeout < 0 || o.watchdog < 0 {
+		return usagef("record: --timeout and --watchdog must not be negative")
+	}
+	if o.timeout == 0 {
+		o.timeout = o.duration + 3*time.Minute
+	}
+	if o.watchdog == 0 && !watchdogSet {
+		o.watchdog = o.duration + 2*time.Minute
+	}
+	if o.scheduler != "" {
+		fi, err := os.Stat(o.scheduler)
+		if err != nil {
+			return usagef("record: --scheduler: %v", err)
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return usagef("record: --scheduler %s is not an executable file", o.scheduler)
+		}
+	}
+	return nil
+}
+
+func (o *recordOptions) resolveKernel() (kernel.Kernel, error) {
+	if o.kernel != "" {
+		k, err := kernel.Inspect(o.kernel)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return k, envErr(fmt.Errorf("record: --kernel: %w; run: %s (or pass an existing bzImage)", err, kernel.FixFetch))
+			}
+			return k, usageErr(fmt.Errorf("record: --kernel: %w", err))
+		}
+		return k, nil
+	}
+	k, err := defaultKernel()
+	if err != nil {
+		return k, fmt.Errorf("record: %w", err)
+	}
+	return k, nil
+}
+
+// resolveAgent returns the static guest agent: the one given, or one
+// built from the ktstr source tree (found from the working directory or
+// next to this executable) into the user cache.
+func resolveAgent(ctx context.Context, given string) (string, error) {
+	if given != "" {
+		if _, err := os.Stat(given); err != nil {
+			return "", usagef("record: --agent: %v", err)
+		}
+		return given, nil
+	}
+	var root string
+	var err error
+	for _, start := range searchDirs() {
+		if root, err = vmm.FindModuleRoot(start); err == nil {
+			break
+		}
+	}
+	if root == "" {
+		return "", envErr(fmt.Errorf("record: %w; run ktstr from its source tree, or build the agent with 'CGO_ENABLED=0 go build -o ktstr-init ./cmd/ktstr-init' and pass --agent ktstr-init", vmm.ErrNoAgentSource))
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dst := filepath.Join(cache, "ktstr", "agent", "ktstr-init")
+	if err := vmm.BuildAgent(ctx, root, dst); err != nil {
+		var ee *vmm.EnvError
+		if errors.As(err, &ee) {
+			return "", envErr(fmt.Errorf("record: %w", err))
+		}
+		return "", fmt.Errorf("record: %w", err)
+	}
+	return dst, nil
+}
+
+func searchDirs() []string {
+	var dirs []string
+	if wd, err := os.Getwd(); err == nil {
+		dirs = append(dirs, wd)
+	}
+	if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Dir(exe))
+	}
+	return dirs
+}
+
+// checkScenario asks the agent which scenarios it has (it runs on the
+// host as a helper) and rejects an unknown name before booting.
+func checkScenario(agent, name string) error {
+	out, err := exec.Command(agent, "scenarios").Output()
+	if err != nil {
+		// An agent too old to list scenarios: let the guest judge.
+		return nil
+	}
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		n, _, _ := strings.Cut(line, "\t")
+		if n == name {
+			return nil
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return usagef("record: unknown scenario %q (the agent has: %s)", name, strings.Join(names, ", "))
+}
+
+// progress renders the live progress line on stderr: rewritten in place
+// on a terminal, one line per phase change otherwise.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	quiet bool
+	last  time.Time
+	phase string
+	line  string
+}
+
+func newProgress(w io.Writer, quiet bool) *progress {
+	p := &progress{w: w, quiet: quiet}
+	if f, ok := w.(*os.File); ok {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		p.tty = err == nil
+	}
+	return p
+}
+
+func (p *progress) update(s vmm.Progress) {
+	if p.quiet {
+		return
+	}
+	line := fmt.Sprintf("[%6.1fs] %s", float64(s.NowNS)/1e9, s.Phase)
+	if s.SysRdyNS >= 0 {
+		line += fmt.Sprintf(" · SYS_RDY at %d ms", s.SysRdyNS/1e6)
+	}
+	line += fmt.Sprintf(" · %d frames · %s", s.Frames, byteCount(s.Bytes))
+	if s.Rejected > 0 {
+		line += fmt.Sprintf(" · %d rejected", s.Rejected)
+	}
+	if s.Snapshots > 0 {
+		line += fmt.Sprintf(" · %d snapshots", s.Snapshots)
+	}
+	p.line = line
+	if p.tty {
+		if time.Since(p.last) < 100*time.Millisecond && s.Phase == p.phase {
+			return
+		}
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+	} else if s.Phase != p.phase {
+		fmt.Fprintln(p.w, line)
+	}
+	p.last = time.Now()
+	p.phase = s.Phase
+}
+
+func (p *progress) done() {
+	if p.quiet {
+		return
+	}
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s\n", p.line)
+	}
+}
+
+func byteCount(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// printSummary prints what the run did, after the progress line.
+func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, res vmm.Result, console string) {
+	fmt.Fprintf(w, "recorded %s: %s — %s\n", o.out, res.Reason, res.Detail)
+	fmt.Fprintf(w, "  kernel %s (sha256 %.12s), %s backend, accel %s", k.Release, k.SHA256, "qemu", res.Info["accel"])
+	if r := res.Info["accel_reason"]; r != "" {
+		fmt.Fprintf(w, " (%s)", r)
+	}
+	fmt.Fprintln(w)
+	if res.SysRdyNS >= 0 {
+		fmt.Fprintf(w, "  boot to SYS_RDY %d ms", res.SysRdyNS/1e6)
+	} else {
+		fmt.Fprintf(w, "  no SYS_RDY")
+	}
+	fmt.Fprintf(w, ", %d frames, %d bytes, %d verdicts, %d snapshot requests answered, run %.2f s\n",
+		res.Stats.Frames, res.Stats.Bytes, len(res.Outcome.Verdicts), res.Snapshots, float64(res.EndNS)/1e9)
+	if res.SchedExitNS >= 0 {
+		fmt.Fprintf(w, "  SCDX at %d ms, guest gone %.1f ms later\n", res.SchedExitNS/1e6, float64(res.GoneNS-res.SchedExitNS)/1e6)
+	}
+	rj := res.Outcome.Rejected
+	var rej []string
+	for _, kv := range []struct {
+		n string
+		v int64
+	}{
+		{"crc", int64(rj.CRC)}, {"pad", int64(rj.Pad)}, {"unknown_tag", int64(rj.UnknownTag)},
+		{"forged_tag", int64(rj.ForgedTag)}, {"shape", int64(rj.Shape)}, {"oneshot_repeat", int64(rj.OneshotRepeat)},
+		{"overflow", int64(rj.Overflow)}, {"out_of_order", int64(rj.OutOfOrder)}, {"oversize", rj.Oversize},
+		{"resync_bytes", rj.ResyncBytes}, {"truncated_tail_bytes", rj.TruncatedTailBytes},
+	} {
+		if kv.v != 0 {
+			rej = append(rej, fmt.Sprintf("%s=%d", kv.n, kv.v))
+		}
+	}
+	if len(rej) > 0 {
+		fmt.Fprintf(w, "  rejected: %s\n", strings.Join(rej, " "))
+	}
+	if res.GuestExit != nil {
+		fmt.Fprintf(w, "  guest EXIT %d\n", *res.GuestExit)
+	}
+	if res.TestResult != nil {
+		t := string(res.TestResult)
+		if len(t) > 300 {
+			t = t[:300] + "…"
+		}
+		fmt.Fprintf(w, "  TEST %s\n", t)
+	}
+	if res.Crash != nil {
+		fmt.Fprintf(w, "  guest agent crashed (CRSH):\n%s\n", indent(string(res.Crash)))
+	}
+	if res.ExitStatus != 0 {
+		if tail := fileTail(console, 15); tail != "" {
+			fmt.Fprintf(w, "  last console lines (%s):\n%s\n", console, indent(tail))
+		}
+	}
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}
+
+func fileTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(bytes.ToValidUTF8(b, nil)), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

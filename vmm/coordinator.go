@@ -1,0 +1,524 @@
+package vmm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ktstr/ktstr/capture"
+	"github.com/ktstr/ktstr/dispatch"
+	"github.com/ktstr/ktstr/dispatch/wire"
+)
+
+// Reasons a run ends, stored in the trace's END record.
+const (
+	EndPoweroff  = "poweroff"    // the guest powered off by itself
+	EndSchedExit = "sched_exit"  // an accepted SCDX made the host stop the guest
+	EndWatchdog  = "watchdog"    // the run watchdog expired
+	EndTimeout   = "timeout"     // the overall timeout expired
+	EndSignal    = "signal"      // the recorder was interrupted
+	EndGuestDied = "guest_died"  // the guest reset, panicked or its VMM failed
+	EndTraceErr  = "trace_error" // the trace could not be written
+)
+
+// Run is one live recording: it boots a guest through Backend, taps
+// every bulk-port delivery into a trace, and dispatches it with live
+// sinks.
+type Run struct {
+	Backend Backend
+	Config  Config
+	// Trace receives the trace; Meta is its metadata, completed with the
+	// backend's name and Info before the first record.
+	Trace io.Writer
+	Meta  capture.Meta
+	// Timeout bounds the whole run; 0 means no bound.
+	Timeout time.Duration
+	// Watchdog is the run watchdog period: armed at start, re-armed by
+	// SCST, paused by SCPP and resumed by SCRR. 0 disables it.
+	Watchdog time.Duration
+	// Progress, if set, is called from the run's goroutine whenever the
+	// run's state changes; it must return quickly.
+	Progress func(Progress)
+}
+
+// Progress is a snapshot of a run for a progress display.
+type Progress struct {
+	Phase     string // "booting", "running", "stopping", "ended"
+	SysRdyNS  int64  // run clock at the accepted SRDY, or -1
+	Frames    int64  // frames framed so far
+	Bytes     int64  // TX bytes so far
+	Rejected  uint64 // frames rejected so far
+	Snapshots int    // snapshot requests answered
+	NowNS     int64  // run clock
+}
+
+// Result is how a run went.
+type Result struct {
+	Outcome dispatch.Outcome // the live outcome, as stored in END
+	Reason  string           // one of the End* reasons
+	Detail  string           // a sentence on why, for humans
+	Exit    Exit             // how the backend says the guest ended
+	Info    map[string]string
+	Stats   dispatch.Stats
+
+	SysRdyNS    int64 // run clock at the accepted SRDY, or -1
+	SchedExitNS int64 // run clock of the delivery holding the first accepted SCDX, or -1
+	GoneNS      int64 // run clock when the guest was seen gone (Stop returned, or the port ended)
+	EndNS       int64 // run clock of the END record
+
+	Snapshots  int    // snapshot requests answered
+	TestResult []byte // payload of the last accepted TEST frame
+	GuestExit  *int32 // status in the last accepted EXIT frame
+	Crash      []byte // payload of the first accepted CRSH frame
+	ExitStatus int32  // the recorder's exit status stored in END
+}
+
+// deliveryBuf is the largest single read from the bulk port.
+const deliveryBuf = 256 << 10
+
+// delivery is one read from the bulk port, stamped when it returned.
+type delivery struct {
+	b   []byte
+	t   int64
+	err error // set on the last one
+}
+
+// Execute performs the run. It returns an error only when the run could
+// not start or the trace could not be written; how the guest ended is in
+// the Result.
+func (r *Run) Execute(ctx context.Context) (Result, error) {
+	c := &coordinator{run: r, start: time.Now()}
+	return c.execute(ctx)
+}
+
+// coordinator is the state of one Execute.
+type coordinator struct {
+	run   *Run
+	start time.Time // the run clock's zero
+	m     Machine
+	trace *capture.Writer
+	sinks *dispatch.Sinks
+	asm   *dispatch.Assembler
+	wd    liveWatchdog
+	now   int64 // timestamp of the delivery being dispatched
+	res   Result
+	rx    chan []byte // frames for the guest's RX side
+	rxWG  sync.WaitGroup
+	phase string
+	stop  struct {
+		reason, detail string
+	}
+}
+
+// clock is the run clock: monotonic ns since the run started.
+func (c *coordinator) clock() int64 { return int64(time.Since(c.start)) }
+
+func (c *coordinator) execute(ctx context.Context) (Result, error) {
+	r := c.run
+	c.res = Result{SysRdyNS: -1, SchedExitNS: -1}
+	c.phase = "booting"
+	c.progress()
+
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	m, err := r.Backend.Start(startCtx, r.Config)
+	cancel()
+	if err != nil {
+		return c.res, err
+	}
+	c.m = m
+	c.res.Info = m.Info()
+
+	meta := r.Meta
+	meta.Backend = r.Backend.Name()
+	meta.Accel = c.res.Info["accel"]
+	meta.StartTime = time.Now().Add(-time.Since(c.start)).UTC()
+	if meta.Extra == nil {
+		meta.Extra = map[string]string{}
+	}
+	for k, v := range c.res.Info {
+		meta.Extra[k] = v
+	}
+	c.trace, err = capture.NewWriter(r.Trace, meta)
+	if err != nil {
+		_ = m.Stop()
+		_, _ = m.Wait()
+		return c.res, fmt.Errorf("start trace: %w", err)
+	}
+	defer c.trace.Close()
+	c.event("start", c.res.Info)
+
+	c.asm = dispatch.NewAssembler()
+	c.sinks = dispatch.NewSinks(dispatch.ClockFunc(func() int64 { return c.now }))
+	// The END outcome holds digests only; the payloads the Result keeps
+	// (TEST, EXIT, CRSH) are copied as they are dispatched.
+	c.sinks.DigestOnly = true
+	if r.Watchdog > 0 {
+		c.wd = liveWatchdog{period: int64(r.Watchdog), deadline: c.clock() + int64(r.Watchdog), armed: true}
+		c.sinks.Watchdog = &c.wd
+	}
+	c.rx = make(chan []byte, 2*dispatch.MaxSnapshotRequests)
+	c.rxWG.Add(1)
+	go c.writeRX()
+
+	deliveries := make(chan delivery, 64)
+	go c.read(deliveries)
+	c.loop(ctx, deliveries)
+
+	close(c.rx)
+	c.rxWG.Wait()
+	exit, werr := m.Wait()
+	c.res.Exit = exit
+	if c.res.GoneNS == 0 {
+		c.res.GoneNS = c.clock()
+	}
+	c.finish(exit, werr)
+	return c.res, c.trace.Close()
+}
+
+// read forwards bulk-port deliveries, each stamped with the run clock
+// the moment its read returned, until the port ends.
+func (c *coordinator) read(out chan<- delivery) {
+	defer close(out)
+	buf := make([]byte, deliveryBuf)
+	port := c.m.Bulk()
+	for {
+		n, err := port.Read(buf)
+		t := c.clock()
+		if n > 0 {
+			out <- delivery{b: append([]byte(nil), buf[:n]...), t: t}
+		}
+		if err != nil {
+			out <- delivery{t: t, err: err}
+			return
+		}
+	}
+}
+
+// loop dispatches deliveries and watches the clocks until the port ends.
+func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery) {
+	r := c.run
+	var timeout <-chan time.Time
+	if r.Timeout > 0 {
+		t := time.NewTimer(r.Timeout - time.Since(c.start))
+		defer t.Stop()
+		timeout = t.C
+	}
+	wdTimer := time.NewTimer(time.Hour)
+	defer wdTimer.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		wdTimer.Stop()
+		var wdC <-chan time.Time
+		if d, ok := c.wd.due(c.clock()); ok && c.stop.reason == "" {
+			wdTimer.Reset(d)
+			wdC = wdTimer.C
+		}
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return
+			}
+			if d.err != nil {
+				if !errors.Is(d.err, io.EOF) {
+					c.event("bulk_error", map[string]string{"error": d.err.Error()})
+				}
+				if c.res.GoneNS == 0 {
+					c.res.GoneNS = d.t
+				}
+				continue
+			}
+			c.deliver(d)
+		case <-wdC:
+			if left, ok := c.wd.due(c.clock()); ok && left <= 0 {
+				c.halt(EndWatchdog, fmt.Sprintf("no SCST re-armed the %v watchdog", r.Watchdog))
+			}
+		case <-timeout:
+			timeout = nil
+			c.halt(EndTimeout, fmt.Sprintf("the run exceeded its %v timeout", r.Timeout))
+		case <-ctx.Done():
+			ctx = context.Background()
+			c.halt(EndSignal, "the recorder was interrupted")
+		case <-tick.C:
+			c.progress()
+		}
+	}
+}
+
+// deliver taps one delivery into the trace and dispatches it.
+func (c *coordinator) deliver(d delivery) {
+	c.now = d.t
+	if err := c.trace.WriteData(capture.TX, capture.BulkPort, d.t, d.b); err != nil {
+		c.halt(EndTraceErr, "cannot write the trace: "+err.Error())
+	}
+	c.asm.Feed(d.b)
+	for {
+		msg, ok := c.asm.Next()
+		if !ok {
+			break
+		}
+		res := dispatch.Dispatch(&msg, c.sinks)
+		if !res.Accepted() {
+			continue
+		}
+		c.effect(&msg, res.Effect, d.t)
+	}
+	c.progress()
+}
+
+// effect carries out what an accepted frame asks of the live run.
+func (c *coordinator) effect(msg *dispatch.Message, e dispatch.Effect, t int64) {
+	switch e {
+	case dispatch.EffectBootComplete:
+		c.res.SysRdyNS = t
+		c.phase = "running"
+		c.event("sys_rdy", nil)
+	case dispatch.EffectKill:
+		if c.res.SchedExitNS < 0 {
+			c.res.SchedExitNS = t
+			c.event("sched_exit", map[string]any{"payload_len": len(msg.Payload), "status": statusText(msg.Payload)})
+			c.halt(EndSchedExit, fmt.Sprintf("the guest reported its scheduler died (SCDX, status %s)", statusText(msg.Payload)))
+		}
+	case dispatch.EffectSnapshotQueued:
+		reqs := c.sinks.Outcome.SnapshotRequests
+		c.snapshot(reqs[len(reqs)-1])
+	case dispatch.EffectKernelOpQueued:
+		ops := c.sinks.Outcome.KernelOps
+		c.event("kernel_op", map[string]any{"op": ops[len(ops)-1], "supported": false})
+	case dispatch.EffectBucket:
+		switch msg.Tag {
+		case wire.TestResult:
+			c.res.TestResult = append([]byte(nil), msg.Payload...)
+		case wire.Exit:
+			if v, ok := status(msg.Payload); ok {
+				c.res.GuestExit = &v
+			}
+		case wire.Crash:
+			if c.res.Crash == nil {
+				c.res.Crash = append([]byte(nil), msg.Payload...)
+				c.event("crash", map[string]int{"len": len(msg.Payload)})
+			}
+		}
+	}
+}
+
+// snapshot answers an accepted SNRQ: a capture freezes the guest,
+// records its registers in the trace and resumes it; a watch is refused
+// (no backend implements watchpoints). Either way the guest gets an SNRP.
+func (c *coordinator) snapshot(req dispatch.SnapshotRequest) {
+	status, reason := wire.SnapshotOK, "captured"
+	detail := map[string]any{"id": req.ID, "kind": req.Kind, "tag": req.Tag}
+	switch {
+	case c.stop.reason != "":
+		status, reason = wire.SnapshotError, "the run is stopping"
+	case req.Kind == wire.SnapshotWatch:
+		status, reason = wire.SnapshotError, "watchpoints are not supported by the "+c.run.Backend.Name()+" backend"
+	default:
+		t0 := c.clock()
+		if err := c.m.Pause(); err != nil {
+			status, reason = wire.SnapshotError, "pause: "+err.Error()
+			break
+		}
+		regs, err := c.m.Registers()
+		rerr := c.m.Resume()
+		paused := c.clock() - t0
+		detail["paused_ns"] = paused
+		c.wd.extend(paused)
+		switch {
+		case err != nil:
+			status, reason = wire.SnapshotError, "registers: "+err.Error()
+		case rerr != nil:
+			status, reason = wire.SnapshotError, "resume: "+rerr.Error()
+		default:
+			detail["registers"] = regs
+		}
+	}
+	detail["status"], detail["reason"] = status, reason
+	c.event("snapshot", detail)
+	rep := wire.NewSnapshotReply(req.ID, status, reason)
+	p, _ := rep.AppendBinary(nil)
+	frame := wire.AppendFrame(nil, wire.SnapshotReply, p)
+	if err := c.trace.WriteData(capture.RX, capture.BulkPort, c.clock(), frame); err != nil {
+		c.halt(EndTraceErr, "cannot write the trace: "+err.Error())
+	}
+	select {
+	case c.rx <- frame:
+		c.res.Snapshots++
+	default:
+		c.event("rx_dropped", map[string]any{"id": req.ID})
+	}
+}
+
+// writeRX sends frames to the guest's RX side, off the dispatch loop so
+// a guest that never reads cannot stall it.
+func (c *coordinator) writeRX() {
+	defer c.rxWG.Done()
+	port := c.m.Bulk()
+	for f := range c.rx {
+		if _, err := port.Write(f); err != nil {
+			for range c.rx { // the guest is gone; drain
+			}
+			return
+		}
+	}
+}
+
+// halt stops the guest for reason, once.
+func (c *coordinator) halt(reason, detail string) {
+	if c.stop.reason != "" {
+		return
+	}
+	c.stop.reason, c.stop.detail = reason, detail
+	c.phase = "stopping"
+	c.event("stop", map[string]string{"reason": reason, "detail": detail})
+	c.progress()
+	if err := c.m.Stop(); err != nil {
+		c.event("stop_error", map[string]string{"error": err.Error()})
+	}
+	// Stop returns once the guest is gone.
+	if c.res.GoneNS == 0 {
+		c.res.GoneNS = c.clock()
+	}
+}
+
+// finish writes the END record.
+func (c *coordinator) finish(exit Exit, werr error) {
+	st := c.asm.Finish()
+	c.sinks.Outcome.SetStreamStats(st)
+	c.res.Stats = st
+	c.res.Outcome = c.sinks.Outcome
+	c.res.Reason, c.res.Detail = c.stop.reason, c.stop.detail
+	if c.res.Reason == "" {
+		switch exit.Reason {
+		case "poweroff":
+			c.res.Reason, c.res.Detail = EndPoweroff, "the guest powered off"
+		default:
+			c.res.Reason = EndGuestDied
+			c.res.Detail = fmt.Sprintf("the guest ended without powering off (%s, status %d)", exit.Reason, exit.Code)
+			if werr != nil {
+				c.res.Detail += ": " + werr.Error()
+			}
+		}
+	}
+	switch c.res.Reason {
+	case EndPoweroff, EndSchedExit:
+		c.res.ExitStatus = 0
+	default:
+		c.res.ExitStatus = 1
+	}
+	if c.res.Crash != nil {
+		c.res.ExitStatus = 1
+	}
+	c.event("vm_exit", map[string]any{"reason": exit.Reason, "code": exit.Code})
+	out, err := json.Marshal(c.res.Outcome)
+	if err != nil {
+		out = nil
+	}
+	c.res.EndNS = c.clock()
+	c.phase = "ended"
+	c.progress()
+	_ = c.trace.WriteEnd(capture.End{TimeNS: c.res.EndNS, ExitStatus: c.res.ExitStatus, Reason: c.res.Reason, Outcome: out})
+}
+
+// event writes an EVENT record at the current run clock.
+func (c *coordinator) event(name string, detail any) {
+	var b json.RawMessage
+	if detail != nil {
+		var err error
+		if b, err = json.Marshal(detail); err != nil {
+			b = nil
+		}
+	}
+	_ = c.trace.WriteEvent(c.clock(), name, b)
+}
+
+func (c *coordinator) progress() {
+	if c.run.Progress == nil {
+		return
+	}
+	p := Progress{Phase: c.phase, SysRdyNS: c.res.SysRdyNS, Snapshots: c.res.Snapshots, NowNS: c.clock()}
+	if c.asm != nil {
+		st := c.asm.Stats()
+		p.Frames, p.Bytes = st.Frames, st.Bytes
+		rj := c.sinks.Outcome.Rejected
+		p.Rejected = rj.CRC + rj.Pad + rj.UnknownTag + rj.ForgedTag + rj.Shape + rj.OneshotRepeat + rj.Overflow + rj.OutOfOrder
+	}
+	c.run.Progress(p)
+}
+
+// status decodes an i32 status payload (EXIT, SCDX).
+func status(p []byte) (int32, bool) {
+	if len(p) != 4 {
+		return 0, false
+	}
+	return int32(uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16 | uint32(p[3])<<24), true
+}
+
+func statusText(p []byte) string {
+	if v, ok := status(p); ok {
+		return fmt.Sprint(v)
+	}
+	return fmt.Sprintf("unknown: %d-byte payload", len(p))
+}
+
+// liveWatchdog is the run watchdog on the run clock. Dispatch drives it
+// through the dispatch.Watchdog interface; the loop asks when it is due.
+type liveWatchdog struct {
+	period    int64
+	deadline  int64 // run clock at which it fires, while armed and running
+	remaining int64 // time left, while paused
+	armed     bool
+	paused    bool
+}
+
+// Rearm restarts the full period (SCST). A paused watchdog stays paused
+// with the full period left.
+func (w *liveWatchdog) Rearm(now int64) {
+	if !w.armed {
+		return
+	}
+	if w.paused {
+		w.remaining = w.period
+		return
+	}
+	w.deadline = now + w.period
+}
+
+// Pause stops the countdown (SCPP).
+func (w *liveWatchdog) Pause(now int64) {
+	if !w.armed || w.paused {
+		return
+	}
+	w.paused = true
+	w.remaining = max(w.deadline-now, 0)
+}
+
+// Resume continues the countdown (SCRR).
+func (w *liveWatchdog) Resume(now int64) {
+	if !w.armed || !w.paused {
+		return
+	}
+	w.paused = false
+	w.deadline = now + w.remaining
+}
+
+// extend moves a running deadline by d (time the host held the guest
+// frozen does not count).
+func (w *liveWatchdog) extend(d int64) {
+	if w.armed && !w.paused {
+		w.deadline += d
+	}
+}
+
+// due reports whether the watchdog is counting down and how long until
+// it fires (zero or less: it has fired).
+func (w *liveWatchdog) due(now int64) (time.Duration, bool) {
+	if !w.armed || w.paused {
+		return 0, false
+	}
+	return time.Duration(w.deadline - now), true
+}

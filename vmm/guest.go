@@ -1,0 +1,124 @@
+package vmm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ktstr/ktstr/vmm/initramfs"
+)
+
+// Module is this project's Go module path; AgentPackage the guest
+// agent's import path.
+const (
+	Module       = "github.com/ktstr/ktstr"
+	AgentPackage = Module + "/cmd/ktstr-init"
+)
+
+// SchedulerPath is where the initramfs holds the scheduler binary a run
+// supervises.
+const SchedulerPath = "/bin/scheduler"
+
+// FindModuleRoot returns the directory at or above dir whose go.mod
+// declares Module.
+func FindModuleRoot(dir string) (string, error) {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && modulePath(b) == Module {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no go.mod for %s at or above %s", Module, dir)
+		}
+		d = parent
+	}
+}
+
+func modulePath(gomod []byte) string {
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module "); ok {
+			return strings.Trim(strings.TrimSpace(rest), `"`)
+		}
+	}
+	return ""
+}
+
+// BuildAgent builds the guest agent of the module at root into dst as a
+// static binary (CGO_ENABLED=0). Go's build cache makes repeated builds
+// cheap.
+func BuildAgent(ctx context.Context, root, dst string) error {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return &EnvError{Missing: "the Go toolchain (to build the guest agent)", Fix: "apt-get install -y golang-go, or pass --agent PATH", Err: err}
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("build guest agent: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", dst, AgentPackage)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build guest agent (go build %s in %s): %w: %s", AgentPackage, root, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// GuestOptions are the scenario options passed on the kernel command
+// line (cmd/ktstr-init reads them).
+type GuestOptions struct {
+	Scenario  string
+	Duration  time.Duration // 0: the agent's default
+	Workers   int           // 0: the agent's default
+	Scheduler bool          // the initramfs holds a scheduler at SchedulerPath
+}
+
+// Cmdline returns the kernel command line for a live run: the console
+// on the first serial port, reboot (which ends the VM) on panic, and the
+// agent's options.
+func Cmdline(o GuestOptions) string {
+	parts := []string{"console=ttyS0", "panic=-1", "quiet", "loglevel=4"}
+	if o.Scenario != "" {
+		parts = append(parts, "ktstr.scenario="+o.Scenario)
+	}
+	if o.Duration > 0 {
+		parts = append(parts, "ktstr.duration="+o.Duration.String())
+	}
+	if o.Workers > 0 {
+		parts = append(parts, fmt.Sprintf("ktstr.workers=%d", o.Workers))
+	}
+	if o.Scheduler {
+		parts = append(parts, "ktstr.scheduler="+SchedulerPath)
+	}
+	return strings.Join(parts, " ")
+}
+
+// BuildInitramfs writes a zstd-compressed initramfs to dst holding the
+// agent as /init and, if scheduler is not empty, that binary at
+// SchedulerPath.
+func BuildInitramfs(dst, agent, scheduler string) error {
+	files := []initramfs.File{{Name: "init", Src: agent}}
+	if scheduler != "" {
+		files = append(files, initramfs.File{Name: SchedulerPath, Src: scheduler})
+	}
+	if err := initramfs.Build(dst, initramfs.Zstd, files); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ErrNoAgentSource reports that the agent can neither be built (no
+// module source found) nor was given.
+var ErrNoAgentSource = errors.New("cannot find the ktstr source to build the guest agent")

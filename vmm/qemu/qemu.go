@@ -1,0 +1,399 @@
+// Package qemu is the vmm.Backend that runs guests in a
+// qemu-system-x86_64 process.
+//
+// In the data flow (bytes → tap → Assembler → Dispatch → Sinks →
+// Outcome) it is the source of the bytes: the guest's bulk port is a
+// virtserialport named "ktstr-bulk" on a unix-socket chardev, and each
+// read from that socket is one delivery for the coordinator's tap. QMP
+// (stop, cont, quit, "info registers") backs the live sinks.
+//
+// QEMU is started paused (-S); Start connects the bulk socket and QMP
+// and only then lets the guest run, so no byte the guest writes can be
+// lost before the host listens. KVM is used only where ProbeKVM shows it
+// runs guests at native speed; otherwise TCG.
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ktstr/ktstr/vmm"
+)
+
+// DefaultBinary is the QEMU system emulator the backend runs.
+const DefaultBinary = "qemu-system-x86_64"
+
+// FixInstall is the command that installs QEMU on Debian.
+const FixInstall = "apt-get install -y qemu-system-x86"
+
+// Accelerator choices for Backend.Accel.
+const (
+	AccelAuto = "auto" // KVM where ProbeKVM says native, else TCG
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg"
+)
+
+// Backend starts guests under QEMU. The zero value runs DefaultBinary
+// with AccelAuto.
+type Backend struct {
+	Binary string // QEMU binary; empty: DefaultBinary looked up in PATH
+	Accel  string // AccelAuto (empty), AccelKVM or AccelTCG
+	// Probe replaces ProbeKVM (tests); nil: ProbeKVM.
+	Probe func() KVMProbe
+}
+
+// Name returns "qemu".
+func (b *Backend) Name() string { return "qemu" }
+
+// Available reports whether the QEMU binary can be found, as a
+// *vmm.EnvError naming the install command if not.
+func (b *Backend) Available() error {
+	_, err := b.binary()
+	return err
+}
+
+func (b *Backend) binary() (string, error) {
+	name := b.Binary
+	if name == "" {
+		name = DefaultBinary
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", &vmm.EnvError{Missing: name, Fix: FixInstall, Err: err}
+	}
+	return p, nil
+}
+
+// accel picks the accelerator and says why.
+func (b *Backend) accel() (string, string, error) {
+	switch b.Accel {
+	case AccelTCG:
+		return AccelTCG, "requested", nil
+	case AccelKVM:
+		return AccelKVM, "requested", nil
+	case "", AccelAuto:
+		probe := b.Probe
+		if probe == nil {
+			probe = ProbeKVM
+		}
+		p := probe()
+		if p.Native {
+			return AccelKVM, p.Detail, nil
+		}
+		return AccelTCG, p.Detail, nil
+	default:
+		return "", "", fmt.Errorf("qemu: unknown accelerator %q (want auto, kvm or tcg)", b.Accel)
+	}
+}
+
+// Args returns QEMU's command line for cfg (without the binary), with
+// the bulk port on bulkSock and QMP on qmpSock. It starts the guest
+// paused.
+func Args(cfg vmm.Config, accel, bulkSock, qmpSock string) []string {
+	cpu := "max"
+	if accel == AccelKVM {
+		cpu = "host"
+	}
+	serial := "null"
+	if cfg.ConsoleLog != "" {
+		serial = "file:" + cfg.ConsoleLog
+	}
+	return []string{
+		"-M", "pc", "-accel", accel, "-cpu", cpu,
+		"-m", strconv.Itoa(cfg.MemMiB), "-smp", strconv.Itoa(cfg.CPUs),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-S",
+		"-serial", serial,
+		"-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Cmdline,
+		"-device", "virtio-serial-pci",
+		"-chardev", "socket,id=bulk,path=" + bulkSock + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=bulk,name=ktstr-bulk",
+		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
+	}
+}
+
+// Start boots cfg in a new QEMU process. The guest is running when it
+// returns.
+func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error) {
+	bin, err := b.binary()
+	if err != nil {
+		return nil, err
+	}
+	for what, p := range map[string]string{"kernel": cfg.Kernel, "initramfs": cfg.Initrd} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("qemu: %s: %w", what, err)
+		}
+	}
+	if cfg.CPUs < 1 || cfg.MemMiB < 64 {
+		return nil, fmt.Errorf("qemu: need at least 1 CPU and 64 MiB (got %d CPUs, %d MiB)", cfg.CPUs, cfg.MemMiB)
+	}
+	accel, why, err := b.accel()
+	if err != nil {
+		return nil, err
+	}
+	dir := cfg.WorkDir
+	if dir == "" {
+		return nil, errors.New("qemu: Config.WorkDir is required (it holds the sockets)")
+	}
+	bulkSock := filepath.Join(dir, "bulk.sock")
+	qmpSock := filepath.Join(dir, "qmp.sock")
+	if len(bulkSock) > 100 {
+		return nil, fmt.Errorf("qemu: work directory %s is too long for a unix socket path; use a shorter one", dir)
+	}
+
+	m := &machine{done: make(chan struct{})}
+	cmd := exec.Command(bin, Args(cfg, accel, bulkSock, qmpSock)...)
+	cmd.Stdout = &m.output
+	cmd.Stderr = &m.output
+	// QEMU must not outlive the recorder, even one killed outright.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("qemu: start %s: %w", bin, err)
+	}
+	m.cmd = cmd
+	go func() {
+		m.waitErr = cmd.Wait()
+		close(m.done)
+	}()
+	fail := func(err error) (vmm.Machine, error) {
+		_ = cmd.Process.Kill()
+		<-m.done
+		if out := m.output.tail(); out != "" {
+			err = fmt.Errorf("%w; QEMU said: %s", err, out)
+		}
+		return nil, err
+	}
+
+	// Give up early if QEMU dies before it listens.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.done:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	q, err := dialQMP(sctx, qmpSock)
+	if err != nil {
+		return fail(fmt.Errorf("qemu: %w", err))
+	}
+	m.qmp = q
+	var d net.Dialer
+	conn, err := d.DialContext(sctx, "unix", bulkSock)
+	if err != nil {
+		return fail(fmt.Errorf("qemu: connect bulk port socket: %w", err))
+	}
+	m.bulk = conn.(*net.UnixConn)
+	m.info = map[string]string{
+		"accel":        accel,
+		"accel_reason": why,
+		"qemu":         bin,
+		"qemu_version": q.version,
+		"machine":      "pc",
+		"transport":    "virtio-serial-pci",
+	}
+	if _, err := q.execute(sctx, "cont", nil); err != nil {
+		return fail(fmt.Errorf("qemu: start the guest: %w", err))
+	}
+	return m, nil
+}
+
+// machine is one QEMU process.
+type machine struct {
+	cmd     *exec.Cmd
+	qmp     *qmp
+	bulk    *net.UnixConn
+	info    map[string]string
+	output  ringBuffer // QEMU's own stdout and stderr, tail kept
+	stopped atomic.Bool
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // valid once done is closed
+}
+
+// Bulk returns the bulk port: reads are TX deliveries as the socket
+// hands them over, writes go to the guest's RX side.
+func (m *machine) Bulk() io.ReadWriter { return bulkPort{m.bulk} }
+
+type bulkPort struct{ c *net.UnixConn }
+
+func (p bulkPort) Read(b []byte) (int, error) {
+	n, err := p.c.Read(b)
+	if err != nil && errors.Is(err, net.ErrClosed) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (p bulkPort) Write(b []byte) (int, error) { return p.c.Write(b) }
+
+// qmpTimeout bounds one QMP command.
+const qmpTimeout = 5 * time.Second
+
+func (m *machine) command(cmd string, args any) (json.RawMessage, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+	defer cancel()
+	return m.qmp.execute(ctx, cmd, args)
+}
+
+// Pause stops every vCPU (QMP stop).
+func (m *machine) Pause() error {
+	_, err := m.command("stop", nil)
+	return err
+}
+
+// Resume lets the vCPUs run again (QMP cont).
+func (m *machine) Resume() error {
+	_, err := m.command("cont", nil)
+	return err
+}
+
+// Registers returns every vCPU's registers, parsed out of the monitor's
+// "info registers -a", as {"cpus":[{"cpu":0,"regs":{"RAX":"…",…}}],"text":…}.
+func (m *machine) Registers() (json.RawMessage, error) {
+	out, err := m.command("human-monitor-command", map[string]string{"command-line": "info registers -a"})
+	if err != nil {
+		return nil, err
+	}
+	var text string
+	if err := json.Unmarshal(out, &text); err != nil {
+		return nil, fmt.Errorf("qemu: info registers: %w", err)
+	}
+	return json.Marshal(struct {
+		CPUs []cpuRegs `json:"cpus"`
+		Text string    `json:"text"`
+	}{parseRegisters(text), text})
+}
+
+type cpuRegs struct {
+	CPU  int               `json:"cpu"`
+	Regs map[string]string `json:"regs"`
+}
+
+var (
+	cpuLine = regexp.MustCompile(`^CPU#(\d+)`)
+	regPair = regexp.MustCompile(`([A-Z][A-Z0-9]*)\s*=\s*([0-9a-fA-F]+)`)
+)
+
+// parseRegisters reads "info registers" text: a "CPU#N" line starts each
+// vCPU, followed by NAME=hex pairs (segment lines give their selector).
+func parseRegisters(text string) []cpuRegs {
+	cpus := []cpuRegs{}
+	for _, line := range strings.Split(text, "\n") {
+		if mm := cpuLine.FindStringSubmatch(line); mm != nil {
+			n, _ := strconv.Atoi(mm[1])
+			cpus = append(cpus, cpuRegs{CPU: n, Regs: map[string]string{}})
+			continue
+		}
+		if len(cpus) == 0 {
+			cpus = append(cpus, cpuRegs{Regs: map[string]string{}})
+		}
+		cur := cpus[len(cpus)-1].Regs
+		for _, p := range regPair.FindAllStringSubmatch(line, -1) {
+			if _, seen := cur[p[1]]; !seen {
+				cur[p[1]] = p[2]
+			}
+		}
+	}
+	return cpus
+}
+
+// Stop ends the guest now: QMP quit, and a kill if QEMU does not go.
+func (m *machine) Stop() error {
+	m.stopped.Store(true)
+	select {
+	case <-m.done:
+		return nil
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, qerr := m.qmp.execute(ctx, "quit", nil)
+	select {
+	case <-m.done:
+		return nil
+	case <-time.After(2 * time.Second):
+	}
+	if err := m.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("qemu: kill after quit failed (%v): %w", qerr, err)
+	}
+	return nil
+}
+
+// Wait blocks until QEMU has exited and says how the guest ended.
+func (m *machine) Wait() (vmm.Exit, error) {
+	<-m.done
+	m.bulk.Close()
+	m.qmp.close()
+	<-m.qmp.done
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(m.waitErr, &ee) {
+		code = ee.ExitCode()
+	}
+	shutdown := m.qmp.reason("SHUTDOWN")
+	switch {
+	case m.stopped.Load():
+		return vmm.Exit{Reason: "stopped", Code: code}, nil
+	case shutdown == "guest-shutdown":
+		return vmm.Exit{Reason: "poweroff", Code: code}, nil
+	case shutdown == "guest-reset":
+		// With -no-reboot a reset ends QEMU; the agent never reboots, so
+		// this is a kernel panic (panic=-1) or a triple fault.
+		return vmm.Exit{Reason: "reset", Code: code}, nil
+	case shutdown == "guest-panic":
+		return vmm.Exit{Reason: "panic", Code: code}, nil
+	case m.waitErr != nil:
+		return vmm.Exit{Reason: "crash", Code: code}, fmt.Errorf("qemu exited: %w; QEMU said: %s", m.waitErr, m.output.tail())
+	default:
+		return vmm.Exit{Reason: "exit", Code: code}, nil
+	}
+}
+
+// Info describes the machine for trace metadata.
+func (m *machine) Info() map[string]string {
+	c := make(map[string]string, len(m.info))
+	for k, v := range m.info {
+		c[k] = v
+	}
+	return c
+}
+
+// ringBuffer keeps the last ringSize bytes written to it.
+type ringBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const ringSize = 4096
+
+func (r *ringBuffer) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buf = append(r.buf, p...)
+	if len(r.buf) > ringSize {
+		r.buf = append(r.buf[:0], r.buf[len(r.buf)-ringSize:]...)
+	}
+	return len(p), nil
+}
+
+// tail returns the kept output on one line.
+func (r *ringBuffer) tail() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(strings.Fields(string(bytes.TrimSpace(r.buf))), " ")
+}
