@@ -83,6 +83,21 @@ func TestCorruptTraces(t *testing.T) {
 	badZstd := bytes.Clone(zb.Bytes())
 	badZstd[len(badZstd)-20] ^= 0x55
 
+	// windowed returns the header and a 200 KiB record compressed as one
+	// frame declaring the given window (more than one block, so the
+	// encoder cannot declare the content size instead).
+	windowed := func(window int) []byte {
+		var b bytes.Buffer
+		e, err := zstd.NewWriter(&b, zstd.WithWindowSize(window), zstd.WithEncoderConcurrency(1))
+		require.NoError(t, err)
+		_, err = e.Write(cat(hdr, rec(KindData, dataBody(TX, 1, 0, strings.Repeat("x", 200<<10)))))
+		require.NoError(t, err)
+		require.NoError(t, e.Close())
+		return b.Bytes()
+	}
+	// A skippable frame (magic 0x184D2A50, length, payload).
+	skippable := cat([]byte{0x50, 0x2a, 0x4d, 0x18}, binary.LittleEndian.AppendUint32(nil, 3), []byte("abc"))
+
 	tests := []struct {
 		name     string
 		trace    []byte
@@ -93,6 +108,9 @@ func TestCorruptTraces(t *testing.T) {
 		{"valid (control)", compress(cat(hdr, good, good)), nil, "", 2},
 		{"valid, unknown kind skipped (control)", compress(cat(hdr, good, rec(200, []byte("future")), rec(4, nil), good)), nil, "", 2},
 		{"valid, END last (control)", compress(cat(hdr, good, rec(KindEnd, endBody(5, 0, "poweroff", `{"killed":false}`)))), nil, "", 2},
+		{"valid, skippable frames (control)", cat(compress(cat(hdr, good)), skippable, compress(good)), nil, "", 2},
+		{"valid, 8 MiB window (control)", windowed(MaxWindow), nil, "", 1},
+		{"window over the bound", windowed(2 * MaxWindow), ErrCorrupt, "declares a window over", 0},
 		{"zero-length file", nil, ErrTruncated, "empty", 0},
 		{"empty zstd frame", compress(nil), ErrTruncated, "empty", 0},
 		{"not zstd", []byte("this is a plain text file, not a trace\n"), ErrCorrupt, "not zstd-compressed", 0},

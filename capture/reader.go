@@ -242,6 +242,9 @@ func (r *Reader) readErr(err error, what string) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("capture: %w: the trace ends inside %s near decompressed offset %d (the recorder stopped before finishing it); every record before it was read", ErrTruncated, what, r.off)
 	}
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) {
+		return fmt.Errorf("capture: %w: a zstd frame in %s near decompressed offset %d declares a window over the %d-byte bound; recompress the trace without --long (e.g. zstdcat t.zst | zstd -19 > u.zst)", ErrCorrupt, what, r.off, MaxWindow)
+	}
 	return fmt.Errorf("capture: %w: zstd decoding failed in %s near decompressed offset %d: %v; the file is damaged", ErrCorrupt, what, r.off, err)
 }
 

@@ -111,16 +111,17 @@ func FuzzReader(f *testing.F) {
 	})
 }
 
-// benchTrace returns a trace of 64 MiB of TX deliveries of 64 KiB each,
-// shaped like bulk-port traffic (16-byte frame headers, log text, binary
-// counters), and the number of delivery bytes in it.
-func benchTrace(b *testing.B) ([]byte, int64) {
-	b.Helper()
-	const delivery, total = 64 << 10, 64 << 20
+// benchDelivery and benchTotal shape the benchmark traffic: 64 MiB in
+// deliveries of 64 KiB.
+const benchDelivery, benchTotal = 64 << 10, 64 << 20
+
+// benchStream returns benchTotal bytes shaped like bulk-port traffic:
+// 16-byte frame headers, log text and binary counters.
+func benchStream() []byte {
 	rng := rand.New(rand.NewPCG(42, 42))
 	words := []string{"sched_ext: ", "cpu", "dispatch ", "enqueue ", "vtime=", "slice=", "pid ", "runnable ", "dsq ", "\n", "worker-", "cgroup ", "migrate "}
-	stream := make([]byte, 0, total+4096)
-	for len(stream) < total {
+	stream := make([]byte, 0, benchTotal+4096)
+	for len(stream) < benchTotal {
 		var payload []byte
 		if rng.IntN(2) == 0 {
 			for n := 200 + rng.IntN(600); len(payload) < n; {
@@ -138,14 +139,45 @@ func benchTrace(b *testing.B) ([]byte, int64) {
 		stream = binary.LittleEndian.AppendUint32(stream, 0)
 		stream = append(stream, payload...)
 	}
-	var out bytes.Buffer
-	w, err := NewWriter(&out, Meta{ToolVersion: "bench"})
-	require.NoError(b, err)
-	for i := 0; i < total; i += delivery {
-		require.NoError(b, w.WriteData(TX, BulkPort, int64(i)*10, stream[i:i+delivery]))
+	return stream[:benchTotal]
+}
+
+// writeBench writes stream to dst as a trace of benchDelivery-byte TX
+// deliveries.
+func writeBench(dst io.Writer, stream []byte) error {
+	w, err := NewWriter(dst, Meta{ToolVersion: "bench"})
+	if err != nil {
+		return err
 	}
-	require.NoError(b, w.Close())
-	return out.Bytes(), total
+	for i := 0; i < len(stream); i += benchDelivery {
+		if err := w.WriteData(TX, BulkPort, int64(i)*10, stream[i:min(i+benchDelivery, len(stream))]); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// benchTrace returns the benchmark trace and the number of delivery
+// bytes in it.
+func benchTrace(b *testing.B) ([]byte, int64) {
+	b.Helper()
+	var out bytes.Buffer
+	require.NoError(b, writeBench(&out, benchStream()))
+	return out.Bytes(), benchTotal
+}
+
+// BenchmarkWriter writes the benchmark traffic as a trace, the
+// recorder's side (the live bulk port delivers about 125 MB/s).
+func BenchmarkWriter(b *testing.B) {
+	stream := benchStream()
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := writeBench(io.Discard, stream); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // BenchmarkReader reads every record of the benchmark trace. Compare its
@@ -156,6 +188,7 @@ func BenchmarkReader(b *testing.B) {
 	b.SetBytes(total)
 	b.ReportAllocs()
 	b.ResetTimer()
+	b.ReportMetric(float64(total)/float64(len(trace)), "ratio")
 	for range b.N {
 		r, err := NewReader(bytes.NewReader(trace))
 		if err != nil {

@@ -44,7 +44,7 @@ func NewWriter(dst io.Writer, meta Meta) (*Writer, error) {
 	enc, err := zstd.NewWriter(dst,
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithWindowSize(WriterWindow),
-		zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithEncoderCRC(true),
 		zstd.WithLowerEncoderMem(true))
 	if err != nil {
