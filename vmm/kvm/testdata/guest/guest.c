@@ -8,6 +8,8 @@
  * and opened once the device names it "ktstr-bulk"), writes an SRDY, a
  * STIM and an SCDX frame to port 1 in the wire format of dispatch/wire,
  * and halts. It polls the used rings and never enables interrupts.
+ * "stim=N" on the command line (boot_params.cmd_line_ptr) makes it send
+ * N STIM frames instead of one, each carrying its sequence number.
  *
  * Built by the test with:
  *   gcc -m64 -O2 -ffreestanding -fno-pic -no-pie -mgeneral-regs-only
@@ -222,8 +224,25 @@ static int streq(const u8 *a, u32 n, const char *b)
 	return i == n && b[i] == 0;
 }
 
-static const char stim[] = "native test guest stimulus";
 static const char scdx[] = { 0, 0, 0, 0 }; /* exit status 0 */
+
+/* The command line is at boot_params.cmd_line_ptr; the zero page is at
+ * the address the VMM passed in rsi, which _start does not keep, so the
+ * test guest reads it from the fixed address the VMM uses. */
+#define ZERO_PAGE 0x7000
+static u32 stim_count(void)
+{
+	const char *p = (const char *)(u64)*(volatile u32 *)(ZERO_PAGE + 0x228);
+	for (; *p; p++) {
+		if (p[0] == 's' && p[1] == 't' && p[2] == 'i' && p[3] == 'm' && p[4] == '=') {
+			u32 n = 0;
+			for (p += 5; *p >= '0' && *p <= '9'; p++)
+				n = n * 10 + (u32)(*p - '0');
+			return n;
+		}
+	}
+	return 1;
+}
 
 void main(void)
 {
@@ -291,13 +310,28 @@ void main(void)
 	send_ctrl(BULK_PORT, PORT_OPEN, 1);
 	puts("test guest: port 1 is ktstr-bulk, sending frames\n");
 
-	/* Frames are built first, so the sends run back to back. */
-	static struct frame f[3];
-	make_frame(&f[0], "SRDY", 0, 0);
-	make_frame(&f[1], "STIM", stim, sizeof stim - 1);
-	make_frame(&f[2], "SCDX", scdx, sizeof scdx);
-	for (int i = 0; i < 3; i++)
-		send_frame(&f[i]);
+	/* Frames are built just before they are sent; each STIM payload
+	 * holds its sequence number in decimal. */
+	u32 n = stim_count();
+	static struct frame f;
+	static char payload[16] = "stim ";
+	make_frame(&f, "SRDY", 0, 0);
+	send_frame(&f);
+	for (u32 i = 0; i < n; i++) {
+		u32 v = i, len = 5;
+		char digits[10];
+		int k = 0;
+		do {
+			digits[k++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v);
+		while (k)
+			payload[len++] = digits[--k];
+		make_frame(&f, "STIM", payload, len);
+		send_frame(&f);
+	}
+	make_frame(&f, "SCDX", scdx, sizeof scdx);
+	send_frame(&f);
 	puts("test guest: done\n");
 	halt();
 }
