@@ -5,6 +5,7 @@ package kvm
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,15 +25,32 @@ import (
 // the live outcome.
 func TestRecordReplayGuest(t *testing.T) {
 	elf := buildGuest(t)
+	rep, size := recordGuest(t, elf, "stim=1")
+	assert.Equal(t, 3, rep.Deliveries, "one trace record per chain")
+	assert.Equal(t, int64(16+22+20), rep.Bytes, "SRDY, STIM \"stim 0\", SCDX")
+	t.Logf("trace %d bytes for %d deliveries of %d TX bytes (%d frames)", size, rep.Deliveries, rep.Bytes, rep.Frames)
+
+	// Trace bytes per delivery: the growth of the trace with 200 more
+	// STIM deliveries of 22-24 bytes each.
+	const more = 200
+	big, bigSize := recordGuest(t, elf, fmt.Sprintf("stim=%d", 1+more))
+	assert.Equal(t, 3+more, big.Deliveries)
+	t.Logf("trace %d bytes for %d deliveries: %.1f compressed trace bytes per extra delivery (uncompressed: 16 bytes of record framing + the delivery)",
+		bigSize, big.Deliveries, float64(bigSize-size)/more)
+}
+
+// recordGuest records the test guest with cmdline through the shared
+// coordinator, replays the trace, checks the run and the replay, and
+// returns the replay report and the trace size.
+func recordGuest(t *testing.T, elf, cmdline string) (*replay.Report, int) {
 	dir := t.TempDir()
 	tracePath := filepath.Join(dir, "guest.trace.zst")
 	f, err := os.Create(tracePath)
 	require.NoError(t, err)
 	defer f.Close()
-
 	run := &vmm.Run{
 		Backend: &Backend{},
-		Config:  vmm.Config{Kernel: elf, Cmdline: "test", CPUs: 1, MemMiB: 16, ConsoleLog: filepath.Join(dir, "console.log"), WorkDir: dir},
+		Config:  vmm.Config{Kernel: elf, Cmdline: cmdline, CPUs: 1, MemMiB: 16, ConsoleLog: filepath.Join(dir, "console.log"), WorkDir: dir},
 		Trace:   f,
 		Meta:    capture.Meta{KernelPath: elf, CPUs: 1, MemoryMiB: 16, Scenario: "native-test-guest"},
 		Timeout: 2 * time.Minute,
@@ -55,8 +73,6 @@ func TestRecordReplayGuest(t *testing.T) {
 	assert.True(t, rep.Match, "replay reproduces the live outcome: %v", rep.Diff)
 	assert.Empty(t, rep.Violations)
 	assert.Equal(t, "native", rep.Meta.Backend)
-	assert.Equal(t, 3, rep.Deliveries, "one trace record per chain")
-	assert.Equal(t, int64(16+22+20), rep.Bytes, "SRDY, STIM \"stim 0\", SCDX")
 	require.NotNil(t, rep.Recorded)
-	t.Logf("trace %d bytes for %d deliveries of %d TX bytes (%d frames)", len(raw), rep.Deliveries, rep.Bytes, rep.Frames)
+	return rep, len(raw)
 }
