@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -59,6 +60,38 @@ func TestNextDoesNotAllocate(t *testing.T) {
 		}
 	})
 	assert.Positive(t, allocs)
+}
+
+// allocated returns the bytes allocated while reading trace to its end,
+// and the error that ended reading.
+func allocated(trace []byte) (uint64, error) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r, err := NewReader(bytes.NewReader(trace))
+	for err == nil {
+		_, err = r.Next()
+	}
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc, err
+}
+
+// TestFalseLengthCostsNothing checks that a short trace declaring a
+// record at the size bound does not make the reader allocate the bound:
+// the buffer grows only as bytes arrive.
+func TestFalseLengthCostsNothing(t *testing.T) {
+	compress := newCompressor(t)
+	hdr := header(Version, `{}`)
+	n, err := allocated(compress(cat(hdr, recLen(KindData, MaxRecordSize), []byte("only a few bytes"))))
+	require.ErrorIs(t, err, ErrTruncated)
+	t.Logf("false length: %d bytes allocated", n)
+	assert.Less(t, n, uint64(MaxRecordSize/4), "bytes allocated for a false length")
+
+	// Control: a record that really is that large is allocated.
+	body := dataBody(TX, 1, 0, string(make([]byte, MaxDataSize)))
+	n, err = allocated(compress(cat(hdr, rec(KindData, body))))
+	require.ErrorIs(t, err, io.EOF)
+	t.Logf("real record: %d bytes allocated", n)
+	assert.GreaterOrEqual(t, n, uint64(MaxRecordSize))
 }
 
 // FuzzReader feeds arbitrary bytes to the Reader, raw and compressed:
