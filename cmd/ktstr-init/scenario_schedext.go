@@ -200,7 +200,15 @@ func runSchedExt(ctx context.Context, a *agent, env schedExtEnv) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	defer s.stop()
+	defer func() {
+		select {
+		case <-s.done:
+			// It exited by itself; the supervisor reports that as SCDX,
+			// which stop would suppress.
+		default:
+			s.stop()
+		}
+	}()
 	loaded, err := waitSchedExt(ctx, env.sysfs, "enabled", env.enableTimeout, s.done)
 	if errors.Is(err, errSchedulerGone) {
 		// The supervisor has sent SCDX: a scheduler that fails to load
