@@ -193,3 +193,40 @@ func TestBulkDeliveryCost(t *testing.T) {
 		n, exits[0], exits[len(exits)/2], exits[len(exits)-1], lat[len(lat)/2], lat[len(lat)*9/10], span/time.Duration(n))
 	assert.Equal(t, uint64(1), exits[len(exits)/2], "one exit, the notify, per delivery")
 }
+
+// TestGuestPowerOff lets the guest end itself the way Linux powers off
+// without ACPI: it prints the power-off line and halts. The machine must
+// end with reason "poweroff" without anyone calling Stop (the negative
+// control is TestGuestBulkPort's guest, which halts silently and is
+// stopped).
+func TestGuestPowerOff(t *testing.T) {
+	elf := buildGuest(t)
+	mi, err := (&Backend{Timeout: time.Minute}).Start(context.Background(), vmm.Config{Kernel: elf, Cmdline: "stim=1 poweroff", CPUs: 1, MemMiB: 16, WorkDir: t.TempDir()})
+	require.NoError(t, err)
+	defer mi.Stop()
+	n := 0
+	for {
+		if _, err := mi.Bulk().Read(make([]byte, 64)); err != nil {
+			require.ErrorIs(t, err, io.EOF)
+			break
+		}
+		n++
+	}
+	exit, err := mi.Wait()
+	require.NoError(t, err)
+	assert.Equal(t, "poweroff", exit.Reason)
+	assert.Equal(t, 3, n, "every delivery is read before EOF")
+}
+
+func TestProbe(t *testing.T) {
+	if err := kvmAvailable(); err != nil {
+		t.Skipf("no usable KVM: %v", err)
+	}
+	res, err := Probe(time.Second)
+	require.NoError(t, err)
+	require.NotZero(t, res.Instructions)
+	if res.Finished {
+		assert.Equal(t, uint64(1+2*probeIterations), res.Instructions, "every loop instruction counted")
+	}
+	t.Logf("probe: %v, native: %v", res, res.Native())
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -200,7 +201,7 @@ func (m *Machine) buildDevices(cfg vmm.Config, queueSize uint16) error {
 	if err != nil {
 		return err
 	}
-	m.uart = serial.New(out, uartIRQ)
+	m.uart = serial.New(&powerWatch{w: out, m: m}, uartIRQ)
 	consoleIRQ, err := m.vm.interruptFunc(consoleGSI)
 	if err != nil {
 		return err
@@ -619,4 +620,42 @@ type Stats struct {
 // Stats returns the exit counters.
 func (m *Machine) Stats() Stats {
 	return Stats{Exits: m.exits.Load(), IOExits: m.ioExits.Load(), MMIOExits: m.mmioExits.Load()}
+}
+
+// Lines Linux prints on the serial console right before it powers off
+// or restarts, whatever the log level ("reboot: " is the pr_fmt of
+// kernel/reboot.c).
+const (
+	linePowerDown  = "reboot: Power down"
+	lineRestarting = "reboot: Restarting system"
+	maxWatchedLine = 256
+)
+
+// powerWatch passes serial output through and ends the machine when the
+// guest kernel announces a power-off. The machine has no ACPI, so a
+// powered-off Linux guest just halts with interrupts disabled, which the
+// in-kernel irqchip never reports; the announcement is the only sign. A
+// guest that prints the line itself only ends its own run.
+type powerWatch struct {
+	w    io.Writer
+	m    *Machine
+	line []byte
+}
+
+func (p *powerWatch) Write(b []byte) (int, error) {
+	for _, c := range b {
+		switch {
+		case c == '\n':
+			l := strings.TrimRight(string(p.line), "\r")
+			if strings.HasSuffix(l, linePowerDown) {
+				p.m.end(vmm.Exit{Reason: "poweroff"}, nil)
+			} else if strings.HasSuffix(l, lineRestarting) {
+				p.m.end(vmm.Exit{Reason: "reboot"}, nil)
+			}
+			p.line = p.line[:0]
+		case len(p.line) < maxWatchedLine:
+			p.line = append(p.line, c)
+		}
+	}
+	return p.w.Write(b)
 }

@@ -9,7 +9,8 @@
  * STIM and an SCDX frame to port 1 in the wire format of dispatch/wire,
  * and halts. It polls the used rings and never enables interrupts.
  * "stim=N" on the command line (boot_params.cmd_line_ptr) makes it send
- * N STIM frames instead of one, each carrying its sequence number.
+ * N STIM frames instead of one, each carrying its sequence number;
+ * "poweroff" makes it print Linux's power-off line before it halts.
  *
  * Built by the test with:
  *   gcc -m64 -O2 -ffreestanding -fno-pic -no-pie -mgeneral-regs-only
@@ -230,18 +231,30 @@ static const char scdx[] = { 0, 0, 0, 0 }; /* exit status 0 */
  * the address the VMM passed in rsi, which _start does not keep, so the
  * test guest reads it from the fixed address the VMM uses. */
 #define ZERO_PAGE 0x7000
+static const char *cmdline(void) { return (const char *)(u64)*(volatile u32 *)(ZERO_PAGE + 0x228); }
+
+/* Returns the text after the first occurrence of key, 0 if none. */
+static const char *option(const char *key)
+{
+	for (const char *p = cmdline(); *p; p++) {
+		int i = 0;
+		while (key[i] && p[i] == key[i])
+			i++;
+		if (!key[i])
+			return p + i;
+	}
+	return 0;
+}
+
 static u32 stim_count(void)
 {
-	const char *p = (const char *)(u64)*(volatile u32 *)(ZERO_PAGE + 0x228);
-	for (; *p; p++) {
-		if (p[0] == 's' && p[1] == 't' && p[2] == 'i' && p[3] == 'm' && p[4] == '=') {
-			u32 n = 0;
-			for (p += 5; *p >= '0' && *p <= '9'; p++)
-				n = n * 10 + (u32)(*p - '0');
-			return n;
-		}
-	}
-	return 1;
+	const char *p = option("stim=");
+	if (!p)
+		return 1;
+	u32 n = 0;
+	for (; *p >= '0' && *p <= '9'; p++)
+		n = n * 10 + (u32)(*p - '0');
+	return n;
 }
 
 void main(void)
@@ -333,5 +346,7 @@ void main(void)
 	make_frame(&f, "SCDX", scdx, sizeof scdx);
 	send_frame(&f);
 	puts("test guest: done\n");
+	if (option("poweroff"))
+		puts("reboot: Power down\n"); /* what Linux prints before it halts */
 	halt();
 }
