@@ -299,11 +299,15 @@ func parseRegisters(text string) []cpuRegs {
 			cpus = append(cpus, cpuRegs{CPU: n, Regs: map[string]string{}})
 			continue
 		}
-		if len(cpus) == 0 {
+		pairs := regPair.FindAllStringSubmatch(line, -1)
+		if len(pairs) == 0 {
+			continue
+		}
+		if len(cpus) == 0 { // single-CPU output has no CPU# line
 			cpus = append(cpus, cpuRegs{Regs: map[string]string{}})
 		}
 		cur := cpus[len(cpus)-1].Regs
-		for _, p := range regPair.FindAllStringSubmatch(line, -1) {
+		for _, p := range pairs {
 			if _, seen := cur[p[1]]; !seen {
 				cur[p[1]] = p[2]
 			}

@@ -1,0 +1,424 @@
+package vmm
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ktstr/ktstr/capture"
+	"github.com/ktstr/ktstr/dispatch"
+	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/replay"
+)
+
+// step is one scripted delivery, handed out after delay.
+type step struct {
+	b     []byte
+	delay time.Duration
+}
+
+// fakeMachine plays a script of deliveries on its bulk port. After the
+// script it either ends (a power-off) or, with hang, waits for Stop.
+type fakeMachine struct {
+	script []step
+	hang   bool
+	exit   Exit // how it ends by itself
+
+	mu       sync.Mutex
+	rx       bytes.Buffer
+	pauses   int
+	resumes  int
+	regs     int
+	stopped  bool
+	stopCh   chan struct{}
+	stopOnce sync.Once
+	next     int
+}
+
+func newFake(hang bool, script ...step) *fakeMachine {
+	return &fakeMachine{script: script, hang: hang, exit: Exit{Reason: "poweroff"}, stopCh: make(chan struct{})}
+}
+
+func (m *fakeMachine) Bulk() io.ReadWriter { return fakePort{m} }
+
+type fakePort struct{ m *fakeMachine }
+
+func (p fakePort) Read(b []byte) (int, error) {
+	m := p.m
+	m.mu.Lock()
+	i := m.next
+	m.next++
+	m.mu.Unlock()
+	if i < len(m.script) {
+		select {
+		case <-time.After(m.script[i].delay):
+		case <-m.stopCh:
+			return 0, io.EOF
+		}
+		return copy(b, m.script[i].b), nil
+	}
+	if m.hang {
+		<-m.stopCh
+	}
+	return 0, io.EOF
+}
+
+func (p fakePort) Write(b []byte) (int, error) {
+	p.m.mu.Lock()
+	defer p.m.mu.Unlock()
+	return p.m.rx.Write(b)
+}
+
+func (m *fakeMachine) Pause() error  { m.mu.Lock(); m.pauses++; m.mu.Unlock(); return nil }
+func (m *fakeMachine) Resume() error { m.mu.Lock(); m.resumes++; m.mu.Unlock(); return nil }
+func (m *fakeMachine) Registers() (json.RawMessage, error) {
+	m.mu.Lock()
+	m.regs++
+	m.mu.Unlock()
+	return json.RawMessage(`{"cpus":[{"cpu":0,"regs":{"RIP":"ffffffff81000000"}}]}`), nil
+}
+func (m *fakeMachine) Stop() error {
+	m.mu.Lock()
+	m.stopped = true
+	m.mu.Unlock()
+	m.stopOnce.Do(func() { close(m.stopCh) })
+	return nil
+}
+func (m *fakeMachine) Wait() (Exit, error) {
+	if m.hang {
+		<-m.stopCh
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return Exit{Reason: "stopped"}, nil
+	}
+	return m.exit, nil
+}
+func (m *fakeMachine) Info() map[string]string { return map[string]string{"accel": "fake"} }
+
+type fakeBackend struct {
+	m   *fakeMachine
+	err error
+}
+
+func (b *fakeBackend) Name() string { return "fake" }
+func (b *fakeBackend) Start(ctx context.Context, cfg Config) (Machine, error) {
+	if b.err != nil {
+		return nil, b.err
+	}
+	return b.m, nil
+}
+
+func frame(tag wire.Tag, p []byte) []byte { return wire.AppendFrame(nil, tag, p) }
+
+func i32(v int32) []byte { return binary.LittleEndian.AppendUint32(nil, uint32(v)) }
+
+func snrq(id, kind uint32, tag string) []byte {
+	r := wire.NewSnapshotRequest(id, kind, tag)
+	p, _ := r.AppendBinary(nil)
+	return frame(wire.SnapshotRequest, p)
+}
+
+// record runs the coordinator over m and returns the result and trace.
+func record(t *testing.T, ctx context.Context, m *fakeMachine, r Run) (Result, []byte) {
+	t.Helper()
+	var trace bytes.Buffer
+	r.Backend = &fakeBackend{m: m}
+	r.Trace = &trace
+	r.Meta = capture.Meta{Scenario: "test"}
+	res, err := r.Execute(ctx)
+	require.NoError(t, err)
+	return res, trace.Bytes()
+}
+
+// readTrace returns every record of a trace.
+func readTrace(t *testing.T, b []byte) (capture.Meta, []capture.Record) {
+	t.Helper()
+	r, err := capture.NewReader(bytes.NewReader(b))
+	require.NoError(t, err)
+	var recs []capture.Record
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		rec.Data = append([]byte(nil), rec.Data...)
+		rec.Detail = append(json.RawMessage(nil), rec.Detail...)
+		recs = append(recs, rec)
+	}
+	return r.Meta(), recs
+}
+
+// redispatch runs the recorded TX deliveries through a fresh Assembler
+// and Dispatch with the recorded timestamps as the clock.
+func redispatch(recs []capture.Record) dispatch.Outcome {
+	var now int64
+	s := dispatch.NewSinks(dispatch.ClockFunc(func() int64 { return now }))
+	s.DigestOnly = true
+	a := dispatch.NewAssembler()
+	for _, rec := range recs {
+		if rec.Kind != capture.KindData || rec.Dir != capture.TX {
+			continue
+		}
+		now = rec.TimeNS
+		a.Feed(rec.Data)
+		for {
+			m, ok := a.Next()
+			if !ok {
+				break
+			}
+			dispatch.Dispatch(&m, s)
+		}
+	}
+	s.Outcome.SetStreamStats(a.Finish())
+	return s.Outcome
+}
+
+func endOf(t *testing.T, recs []capture.Record) *capture.End {
+	t.Helper()
+	require.NotEmpty(t, recs)
+	last := recs[len(recs)-1]
+	require.Equal(t, capture.KindEnd, last.Kind, "the trace ends with END")
+	return last.End
+}
+
+func events(recs []capture.Record) map[string][]json.RawMessage {
+	ev := map[string][]json.RawMessage{}
+	for _, r := range recs {
+		if r.Kind == capture.KindEvent {
+			ev[r.Name] = append(ev[r.Name], r.Detail)
+		}
+	}
+	return ev
+}
+
+func TestRunPowerOff(t *testing.T) {
+	payload := append(frame(wire.ScenarioStart, nil), frame(wire.TestResult, []byte(`{"pass":true}`))...)
+	m := newFake(false,
+		step{b: frame(wire.SysRdy, nil)},
+		// A frame split across deliveries, and two frames in one.
+		step{b: payload[:10]},
+		step{b: payload[10:]},
+		step{b: append(frame(wire.Exit, i32(0)), frame(wire.Stdout, []byte("hi"))...)},
+	)
+	res, tr := record(t, context.Background(), m, Run{Watchdog: time.Minute, Timeout: time.Minute})
+
+	assert.Equal(t, EndPoweroff, res.Reason)
+	assert.Equal(t, int32(0), res.ExitStatus)
+	assert.GreaterOrEqual(t, res.SysRdyNS, int64(0))
+	assert.Equal(t, int64(-1), res.SchedExitNS)
+	assert.Equal(t, `{"pass":true}`, string(res.TestResult))
+	require.NotNil(t, res.GuestExit)
+	assert.Equal(t, int32(0), *res.GuestExit)
+	assert.True(t, res.Outcome.SysRdy)
+	assert.Len(t, res.Outcome.Verdicts, 4)
+
+	meta, recs := readTrace(t, tr)
+	assert.Equal(t, "fake", meta.Backend)
+	assert.Equal(t, "fake", meta.Accel)
+	assert.Equal(t, "test", meta.Scenario)
+	var tx [][]byte
+	for _, r := range recs {
+		if r.Kind == capture.KindData {
+			assert.Equal(t, capture.TX, r.Dir)
+			assert.Equal(t, capture.BulkPort, r.Port)
+			tx = append(tx, r.Data)
+		}
+	}
+	want := make([][]byte, len(m.script))
+	for i, s := range m.script {
+		want[i] = s.b
+	}
+	assert.Equal(t, want, tx, "each delivery recorded exactly as read")
+
+	end := endOf(t, recs)
+	assert.Equal(t, EndPoweroff, end.Reason)
+	live, err := json.Marshal(res.Outcome)
+	require.NoError(t, err)
+	assert.JSONEq(t, string(live), string(end.Outcome))
+	again, err := json.Marshal(redispatch(recs))
+	require.NoError(t, err)
+	assert.JSONEq(t, string(end.Outcome), string(again), "replaying the recorded TX reproduces END")
+
+	rep, err := replay.Trace(bytes.NewReader(tr), "fake", replay.Options{})
+	require.NoError(t, err)
+	assert.True(t, rep.OK(), "replay: match=%v diff=%v violations=%v", rep.Match, rep.Diff, rep.Violations)
+}
+
+func TestRunStopsOnSchedExit(t *testing.T) {
+	m := newFake(true,
+		step{b: frame(wire.SysRdy, nil)},
+		// A torn SCDX first: it must not stop anything.
+		step{b: func() []byte { f := frame(wire.SchedExit, i32(7)); f[len(f)-1] ^= 1; return f }()},
+		step{b: frame(wire.Stdout, []byte("still running")), delay: 20 * time.Millisecond},
+		step{b: frame(wire.SchedExit, i32(7)), delay: 20 * time.Millisecond},
+	)
+	res, tr := record(t, context.Background(), m, Run{Timeout: time.Minute})
+	assert.Equal(t, EndSchedExit, res.Reason)
+	assert.Contains(t, res.Detail, "status 7")
+	assert.Equal(t, int32(0), res.ExitStatus, "stopping on SCDX is the expected ending")
+	assert.True(t, m.stopped)
+	assert.Equal(t, "stopped", res.Exit.Reason)
+	require.GreaterOrEqual(t, res.SchedExitNS, int64(0))
+	assert.GreaterOrEqual(t, res.GoneNS, res.SchedExitNS)
+	assert.Equal(t, uint64(1), res.Outcome.KillSignals)
+	assert.Equal(t, uint64(1), res.Outcome.Rejected.CRC)
+
+	_, recs := readTrace(t, tr)
+	assert.Equal(t, EndSchedExit, endOf(t, recs).Reason)
+	assert.Len(t, events(recs)["sched_exit"], 1)
+}
+
+func TestRunAnswersSnapshots(t *testing.T) {
+	m := newFake(false,
+		step{b: frame(wire.SysRdy, nil)},
+		step{b: snrq(1, wire.SnapshotCapture, "cap")},
+		step{b: snrq(2, wire.SnapshotWatch, "watch")},
+		step{b: func() []byte { f := snrq(3, wire.SnapshotCapture, "torn"); f[20] ^= 1; return f }()},
+	)
+	res, tr := record(t, context.Background(), m, Run{Timeout: time.Minute})
+	assert.Equal(t, EndPoweroff, res.Reason)
+	assert.Equal(t, 2, res.Snapshots)
+	assert.Equal(t, 1, m.pauses, "only the capture freezes the guest; the torn request does nothing")
+	assert.Equal(t, 1, m.resumes)
+	assert.Equal(t, 1, m.regs)
+
+	// The guest got one SNRP per accepted request, in order.
+	a := dispatch.NewAssembler()
+	a.Feed(m.rx.Bytes())
+	var got []wire.SnapshotReplyPayload
+	for {
+		msg, ok := a.Next()
+		if !ok {
+			break
+		}
+		require.True(t, msg.Intact())
+		require.Equal(t, wire.SnapshotReply, msg.Tag)
+		r, err := wire.DecodeSnapshotReply(msg.Payload)
+		require.NoError(t, err)
+		got = append(got, r)
+	}
+	require.Len(t, got, 2)
+	assert.Equal(t, uint32(1), got[0].RequestID)
+	assert.Equal(t, wire.SnapshotOK, got[0].Status)
+	assert.Equal(t, uint32(2), got[1].RequestID)
+	assert.Equal(t, wire.SnapshotError, got[1].Status)
+	assert.Contains(t, got[1].ReasonString(), "watchpoints")
+
+	_, recs := readTrace(t, tr)
+	var rx []byte
+	for _, r := range recs {
+		if r.Kind == capture.KindData && r.Dir == capture.RX {
+			rx = append(rx, r.Data...)
+		}
+	}
+	assert.Equal(t, m.rx.Bytes(), rx, "every byte sent to the guest is recorded as RX")
+	snaps := events(recs)["snapshot"]
+	require.Len(t, snaps, 2)
+	assert.Contains(t, string(snaps[0]), `"RIP":"ffffffff81000000"`)
+	again, err := json.Marshal(redispatch(recs))
+	require.NoError(t, err)
+	assert.JSONEq(t, string(endOf(t, recs).Outcome), string(again))
+}
+
+func TestRunWatchdog(t *testing.T) {
+	t.Run("fires without SCST", func(t *testing.T) {
+		m := newFake(true, step{b: frame(wire.SysRdy, nil)})
+		res, _ := record(t, context.Background(), m, Run{Watchdog: 100 * time.Millisecond, Timeout: time.Minute})
+		assert.Equal(t, EndWatchdog, res.Reason)
+		assert.Equal(t, int32(1), res.ExitStatus)
+		assert.True(t, m.stopped)
+	})
+	t.Run("re-armed by SCST", func(t *testing.T) {
+		var script []step
+		for i := 0; i < 8; i++ {
+			script = append(script, step{b: frame(wire.ScenarioStart, nil), delay: 50 * time.Millisecond})
+		}
+		m := newFake(false, script...)
+		res, _ := record(t, context.Background(), m, Run{Watchdog: 300 * time.Millisecond, Timeout: time.Minute})
+		assert.Equal(t, EndPoweroff, res.Reason, "400 ms of SCST every 50 ms outlives a 300 ms watchdog")
+	})
+	t.Run("paused by SCPP", func(t *testing.T) {
+		m := newFake(false,
+			step{b: frame(wire.WatchdogPause, nil)},
+			step{b: frame(wire.WatchdogResume, nil), delay: 400 * time.Millisecond},
+		)
+		res, _ := record(t, context.Background(), m, Run{Watchdog: 200 * time.Millisecond, Timeout: time.Minute})
+		assert.Equal(t, EndPoweroff, res.Reason)
+		assert.Equal(t, uint64(1), res.Outcome.WatchdogPauses)
+		assert.Greater(t, res.Outcome.WatchdogPauseNS, int64(300*time.Millisecond))
+	})
+}
+
+func TestRunTimeoutAndSignal(t *testing.T) {
+	m := newFake(true, step{b: frame(wire.SysRdy, nil)})
+	res, tr := record(t, context.Background(), m, Run{Timeout: 100 * time.Millisecond})
+	assert.Equal(t, EndTimeout, res.Reason)
+	assert.Equal(t, int32(1), res.ExitStatus)
+	_, recs := readTrace(t, tr)
+	assert.Equal(t, EndTimeout, endOf(t, recs).Reason)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	m = newFake(true)
+	res, _ = record(t, ctx, m, Run{})
+	assert.Equal(t, EndSignal, res.Reason)
+	assert.Equal(t, int64(-1), res.SysRdyNS)
+}
+
+func TestRunGuestDied(t *testing.T) {
+	m := newFake(false, step{b: frame(wire.SysRdy, nil)})
+	m.exit = Exit{Reason: "reset"}
+	res, _ := record(t, context.Background(), m, Run{})
+	assert.Equal(t, EndGuestDied, res.Reason)
+	assert.Contains(t, res.Detail, "reset")
+	assert.Equal(t, int32(1), res.ExitStatus)
+}
+
+func TestRunStartError(t *testing.T) {
+	r := Run{Backend: &fakeBackend{err: &EnvError{Missing: "qemu", Fix: "apt-get install qemu"}}, Trace: io.Discard}
+	_, err := r.Execute(context.Background())
+	var ee *EnvError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, "qemu is missing; run: apt-get install qemu", err.Error())
+}
+
+func TestLiveWatchdog(t *testing.T) {
+	w := liveWatchdog{period: 100, deadline: 100, armed: true}
+	d, ok := w.due(30)
+	require.True(t, ok)
+	assert.Equal(t, time.Duration(70), d)
+	w.Rearm(50)
+	d, _ = w.due(50)
+	assert.Equal(t, time.Duration(100), d)
+	w.Pause(80) // 70 left
+	_, ok = w.due(1000)
+	assert.False(t, ok, "paused: never due")
+	w.Rearm(90) // still paused, full period left
+	w.Resume(500)
+	d, _ = w.due(500)
+	assert.Equal(t, time.Duration(100), d)
+	w.extend(25)
+	d, _ = w.due(500)
+	assert.Equal(t, time.Duration(125), d)
+	d, _ = w.due(700)
+	assert.Equal(t, time.Duration(-75), d, "overdue")
+
+	off := liveWatchdog{}
+	off.Rearm(1)
+	off.Pause(1)
+	off.Resume(2)
+	_, ok = off.due(1 << 40)
+	assert.False(t, ok, "a disabled watchdog is never due")
+}
