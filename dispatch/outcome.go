@@ -121,13 +121,15 @@ func (o *Outcome) SetStreamStats(st Stats) {
 }
 
 // Verdict is one bucketed verdict frame. Payload holds a copy of the
-// frame's payload unless the Sinks were DigestOnly; the digest is then
-// computed at once, otherwise when first needed.
+// frame's payload unless the Sinks were DigestOnly; then only the
+// digest is kept, computed at once, and Payload is nil. The entry holds
+// its digest inline so a long replay keeps one small allocation-free
+// record per verdict.
 type Verdict struct {
 	Tag     wire.Tag
 	Len     int
-	Payload []byte             // nil when only the digest was kept
-	sum     *[sha256.Size]byte // set when only the digest was kept
+	Payload []byte // nil when only the digest was kept
+	sum     [sha256.Size]byte
 }
 
 // NewVerdict returns an entry for payload under tag, keeping a copy of
@@ -135,20 +137,19 @@ type Verdict struct {
 func NewVerdict(tag wire.Tag, payload []byte, keep bool) Verdict {
 	v := Verdict{Tag: tag, Len: len(payload)}
 	if keep {
-		v.Payload = append([]byte{}, payload...)
+		v.Payload = append([]byte{}, payload...) // never nil: nil marks digest-only
 	} else {
-		sum := sha256.Sum256(payload)
-		v.sum = &sum
+		v.sum = sha256.Sum256(payload)
 	}
 	return v
 }
 
 // Sum returns the SHA-256 of the verdict's payload.
 func (v *Verdict) Sum() [sha256.Size]byte {
-	if v.sum == nil {
+	if v.Payload != nil {
 		return sha256.Sum256(v.Payload)
 	}
-	return *v.sum
+	return v.sum
 }
 
 type verdictJSON struct {
@@ -181,7 +182,7 @@ func (v *Verdict) UnmarshalJSON(b []byte) error {
 	if j.Len < 0 || j.Len > wire.MaxPayload {
 		return fmt.Errorf("verdict len %d is out of range", j.Len)
 	}
-	*v = Verdict{Tag: tag, Len: j.Len, sum: new([sha256.Size]byte)}
+	*v = Verdict{Tag: tag, Len: j.Len}
 	copy(v.sum[:], sum)
 	return nil
 }

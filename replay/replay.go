@@ -13,7 +13,7 @@ import (
 // DefaultModelLimit is how many TX bytes a replay holds in memory to run
 // the reference model and the second-split check. Larger traces replay
 // in bounded memory with invariants 1–5, 7–9 checked frame by frame.
-const DefaultModelLimit = 8 << 20
+const DefaultModelLimit = 4 << 20
 
 // Options configures a replay.
 type Options struct {
@@ -69,6 +69,8 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 		held = &Stream{}
 	}
 	var whole []byte
+	pipe := newRecordPipe(r)
+	defer pipe.close()
 
 	err = func() (err error) {
 		defer func() {
@@ -77,7 +79,7 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 			}
 		}()
 		for {
-			rec, err := r.Next()
+			rec, err := pipe.next()
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -107,6 +109,9 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 				} else {
 					sp.split(rec.Data, e.feed)
 				}
+				// The Assembler keeps no reference once Next has reported
+				// false, so the buffer can go back to the decoder.
+				pipe.release(rec.Data)
 			case capture.KindEnd:
 				rep.End = rec.End
 			}

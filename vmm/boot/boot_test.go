@@ -3,8 +3,10 @@ package boot
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -307,4 +309,45 @@ func TestSetupLongMode(t *testing.T) {
 	code, err := mem.Uint64(GDTAddr + SelectorCode)
 	require.NoError(t, err)
 	assert.NotZero(t, code&(1<<53), "the code segment is 64-bit (L)")
+}
+
+// packBzImage wraps vmlinux the way Linux's zstd22_with_size does: a zstd
+// frame, then the uncompressed size as a little-endian u32.
+func packBzImage(t *testing.T, vmlinux []byte) []byte {
+	enc, err := zstd.NewWriter(nil)
+	require.NoError(t, err)
+	payload := enc.EncodeAll(vmlinux, nil)
+	payload = binary.LittleEndian.AppendUint32(payload, uint32(len(vmlinux)))
+	img := fakeBzImage(4, nil)
+	binary.LittleEndian.PutUint32(img[hdrPayloadOffset:], 0x10)
+	binary.LittleEndian.PutUint32(img[hdrPayloadLength:], uint32(len(payload)))
+	return append(append(img, make([]byte, 0x10)...), payload...)
+}
+
+func TestLoadBzImageUnpacked(t *testing.T) {
+	vmlinux := fakeELF(0xffffffff81000000, 0x1000000, 0x1000000, []byte("startup_64"), 0)
+	img := packBzImage(t, vmlinux)
+	got, err := ExtractVmlinux(img)
+	require.NoError(t, err)
+	assert.Equal(t, vmlinux, got)
+
+	mem := newMem(t, 32)
+	k, err := LoadBzImageUnpacked(mem, img)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(0x1000000), k.Entry, "the ELF entry, not the decompressor's")
+	assert.Equal(t, uint16(0x020f), binary.LittleEndian.Uint16(k.ZeroPage[hdrVersion:]), "the bzImage's own setup header")
+	code := make([]byte, 10)
+	require.NoError(t, mem.Read(0x1000000, code))
+	assert.Equal(t, "startup_64", string(code))
+
+	bad := slices.Clone(img)
+	bad[len(bad)-1]++ // the size trailer no longer matches
+	_, err = ExtractVmlinux(bad)
+	assert.Error(t, err)
+	bad = slices.Clone(img)
+	binary.LittleEndian.PutUint32(bad[hdrPayloadLength:], uint32(len(img)))
+	_, err = ExtractVmlinux(bad)
+	assert.ErrorIs(t, err, ErrNotBzImage, "payload past the file")
+	_, err = ExtractVmlinux(fakeBzImage(4, []byte("\x1f\x8b gzip payload")))
+	assert.Error(t, err, "only zstd payloads")
 }

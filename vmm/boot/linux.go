@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/ktstr/ktstr/vmm/guestmem"
 )
 
@@ -36,6 +38,8 @@ const (
 	hdrRelocatable    = 0x234
 	hdrXLoadFlags     = 0x236
 	hdrCmdlineSize    = 0x238
+	hdrPayloadOffset  = 0x248
+	hdrPayloadLength  = 0x24c
 	hdrInitSize       = 0x260
 	bpE820Table       = 0x2d0
 	e820Max           = 128
@@ -102,6 +106,71 @@ func LoadBzImage(mem *guestmem.Memory, image []byte) (*Kernel, error) {
 	copy(k.ZeroPage[hdrSetupSects:hdrEnd], image[hdrSetupSects:hdrEnd])
 	k.InitrdMax = uint64(binary.LittleEndian.Uint32(image[hdrInitrdAddrMax:])) + 1
 	binary.LittleEndian.PutUint32(k.ZeroPage[hdrCode32Start:], HighMemStart)
+	return k, nil
+}
+
+// MaxVmlinuxSize bounds the kernel ExtractVmlinux unpacks.
+const MaxVmlinuxSize = 1 << 30
+
+// zstdMagic starts a zstd frame.
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// ExtractVmlinux returns the uncompressed ELF kernel inside a bzImage
+// whose payload is zstd-compressed (Linux appends the uncompressed size
+// as a little-endian u32 after the zstd frame), so the VMM can enter the
+// kernel directly and skip its decompressor.
+func ExtractVmlinux(image []byte) ([]byte, error) {
+	if len(image) < 0x400 || binary.LittleEndian.Uint32(image[hdrMagic:]) != headerMagic {
+		return nil, ErrNotBzImage
+	}
+	setupSects := int(image[hdrSetupSects])
+	if setupSects == 0 {
+		setupSects = 4
+	}
+	off := uint64(setupSects+1)*512 + uint64(binary.LittleEndian.Uint32(image[hdrPayloadOffset:]))
+	n := uint64(binary.LittleEndian.Uint32(image[hdrPayloadLength:]))
+	if n < 8 || off > uint64(len(image)) || n > uint64(len(image))-off {
+		return nil, fmt.Errorf("bzImage payload (%d bytes at %#x) is outside the %d-byte file: %w", n, off, len(image), ErrNotBzImage)
+	}
+	payload := image[off : off+n]
+	if !bytes.HasPrefix(payload, zstdMagic) {
+		return nil, fmt.Errorf("bzImage payload is not zstd-compressed (starts % x): boot the bzImage itself", payload[:4])
+	}
+	size := uint64(binary.LittleEndian.Uint32(payload[n-4:]))
+	if size > MaxVmlinuxSize {
+		return nil, fmt.Errorf("bzImage payload declares %d uncompressed bytes, more than %d", size, MaxVmlinuxSize)
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxVmlinuxSize), zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return nil, fmt.Errorf("zstd decoder: %w", err)
+	}
+	defer dec.Close()
+	out, err := dec.DecodeAll(payload[:n-4], make([]byte, 0, size))
+	if err != nil {
+		return nil, fmt.Errorf("unpacking the bzImage payload: %w", err)
+	}
+	if uint64(len(out)) != size {
+		return nil, fmt.Errorf("bzImage payload unpacked to %d bytes, its trailer says %d", len(out), size)
+	}
+	return out, nil
+}
+
+// LoadBzImageUnpacked loads the kernel inside a bzImage without its
+// decompressor: it unpacks the payload on the host (ExtractVmlinux),
+// loads the ELF at its physical addresses and enters it at startup_64,
+// with the bzImage's own setup header in the zero page.
+func LoadBzImageUnpacked(mem *guestmem.Memory, image []byte) (*Kernel, error) {
+	vmlinux, err := ExtractVmlinux(image)
+	if err != nil {
+		return nil, err
+	}
+	k, err := LoadELF(mem, vmlinux)
+	if err != nil {
+		return nil, fmt.Errorf("the kernel inside the bzImage: %w", err)
+	}
+	hdrEnd := hdrJump + 2 + int(image[hdrJump+1])
+	copy(k.ZeroPage[hdrSetupSects:hdrEnd], image[hdrSetupSects:hdrEnd])
+	k.InitrdMax = uint64(binary.LittleEndian.Uint32(image[hdrInitrdAddrMax:])) + 1
 	return k, nil
 }
 

@@ -3,7 +3,9 @@
 package kvm
 
 import (
+	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -45,6 +47,9 @@ type Backend struct {
 	Timeout time.Duration
 	// QueueSize is the virtqueue size of the console; 0 means 128.
 	QueueSize uint16
+	// UnpackBzImage makes Start unpack a zstd-compressed bzImage on the
+	// host and enter the kernel directly, skipping its decompressor.
+	UnpackBzImage bool
 }
 
 // Name returns "native".
@@ -138,7 +143,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (_ vmm.Machine, err
 	if err := m.buildDevices(cfg, b.QueueSize); err != nil {
 		return nil, fmt.Errorf("native backend: %w", err)
 	}
-	st, err := loadGuest(v, kernel, initrd, cfg)
+	st, err := loadGuest(v, kernel, initrd, cfg, b.UnpackBzImage)
 	if err != nil {
 		return nil, fmt.Errorf("native backend: %w", err)
 	}
@@ -248,8 +253,12 @@ func (f pciFunc) IOWrite(bar int, off uint64, p []byte) {
 }
 
 // loadGuest loads the kernel and initrd and writes the boot structures.
-func loadGuest(v *vm, kernel, initrd []byte, cfg vmm.Config) (boot.CPUState, error) {
-	k, err := boot.LoadKernel(v.mem, kernel)
+func loadGuest(v *vm, kernel, initrd []byte, cfg vmm.Config, unpack bool) (boot.CPUState, error) {
+	load := boot.LoadKernel
+	if unpack && !bytes.HasPrefix(kernel, []byte(elf.ELFMAG)) {
+		load = boot.LoadBzImageUnpacked
+	}
+	k, err := load(v.mem, kernel)
 	if err != nil {
 		return boot.CPUState{}, fmt.Errorf("loading %s: %w", cfg.Kernel, err)
 	}

@@ -263,7 +263,8 @@ func (m *machine) Resume() error {
 }
 
 // Registers returns every vCPU's registers, parsed out of the monitor's
-// "info registers -a", as {"cpus":[{"cpu":0,"regs":{"RAX":"…",…}}],"text":…}.
+// "info registers -a", as {"cpus":[{"cpu":0,"regs":{"RAX":"…",…}}]}:
+// every NAME=hex pair the monitor prints, segment registers by selector.
 func (m *machine) Registers() (json.RawMessage, error) {
 	out, err := m.command("human-monitor-command", map[string]string{"command-line": "info registers -a"})
 	if err != nil {
@@ -275,8 +276,7 @@ func (m *machine) Registers() (json.RawMessage, error) {
 	}
 	return json.Marshal(struct {
 		CPUs []cpuRegs `json:"cpus"`
-		Text string    `json:"text"`
-	}{parseRegisters(text), text})
+	}{parseRegisters(text)})
 }
 
 type cpuRegs struct {

@@ -1,0 +1,92 @@
+package fuzz
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/ktstr/ktstr/corpus"
+	"github.com/ktstr/ktstr/dispatch"
+	"github.com/ktstr/ktstr/replay"
+	"github.com/ktstr/ktstr/replay/model"
+)
+
+// benchInputs returns the FuzzDispatch inputs of the seed streams under
+// 4 KiB, the size FuzzDispatch's throughput target is stated for.
+func benchInputs() [][]byte {
+	var in [][]byte
+	for _, s := range corpus.Seeds() {
+		if x := corpus.EncodeDispatchInput(s.Stream()); len(x) < 4<<10 {
+			in = append(in, x)
+		}
+	}
+	return in
+}
+
+// BenchmarkCheckDispatch is one FuzzDispatch execution per seed input,
+// round robin: the cost the fuzzer pays per input, less its own
+// overhead. The other sub-benchmarks time the parts of that cost on the
+// same inputs, so their ratios say where the time goes: the production
+// path alone (FeedDispatch), the reference model (Model), and the JSON
+// encoding CheckStream compares outcomes by (MarshalOutcome).
+func BenchmarkCheckDispatch(b *testing.B) {
+	in := benchInputs()
+	size := 0
+	for _, x := range in {
+		size += len(x)
+	}
+	avg := int64(size / len(in))
+	b.Run("CheckStream", func(b *testing.B) {
+		b.SetBytes(avg)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			checkDispatch(in[i%len(in)])
+		}
+	})
+	b.Run("FeedDispatch", func(b *testing.B) {
+		b.SetBytes(avg)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			feedDispatch(corpus.DecodeDispatchInput(in[i%len(in)]))
+		}
+	})
+	b.Run("Model", func(b *testing.B) {
+		b.SetBytes(avg)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			s := corpus.DecodeDispatchInput(in[i%len(in)])
+			model.Evaluate(s.Data, s.Starts, s.Times)
+		}
+	})
+	outcomes := make([]dispatch.Outcome, len(in))
+	for i, x := range in {
+		outcomes[i] = feedDispatch(corpus.DecodeDispatchInput(x))
+	}
+	b.Run("MarshalOutcome", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if _, err := json.Marshal(outcomes[i%len(outcomes)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// feedDispatch runs s through the production Assembler and Dispatch the
+// way a live run does, with no checks.
+func feedDispatch(s *replay.Stream) dispatch.Outcome {
+	a := dispatch.NewAssembler()
+	sinks := dispatch.NewSinks(nil)
+	sinks.DigestOnly = true
+	for d := range s.Deliveries() {
+		a.Feed(s.Delivery(d))
+		for {
+			m, ok := a.Next()
+			if !ok {
+				break
+			}
+			dispatch.Dispatch(&m, sinks)
+		}
+	}
+	sinks.Outcome.SetStreamStats(a.Finish())
+	return sinks.Outcome
+}

@@ -1,0 +1,30 @@
+//go:build ktstr_brokengate
+
+package fuzz
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ktstr/ktstr/corpus"
+)
+
+// TestCheckDispatchCatchesBrokenGate is the positive control of
+// FuzzDispatch's oracle: built with -tags ktstr_brokengate, Dispatch
+// accepts a torn SNRQ, and the check FuzzDispatch applies must say so on
+// the torn-SNRQ seed. (FuzzDispatch itself fails in this build, from its
+// seed corpus; make fuzz-brokengate shows it also finds the bug from an
+// empty corpus.)
+func TestCheckDispatchCatchesBrokenGate(t *testing.T) {
+	for _, seed := range corpus.Seeds() {
+		if seed.Name != "snapshot-request-torn" {
+			continue
+		}
+		v := checkDispatch(corpus.EncodeDispatchInput(seed.Stream()))
+		require.NotEmpty(t, v)
+		t.Logf("caught: %s", v[0])
+		return
+	}
+	t.Fatal("seed snapshot-request-torn is missing")
+}
