@@ -93,6 +93,7 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 			switch rec.Kind {
 			case capture.KindData:
 				if rec.Dir != capture.TX || rec.Port != capture.BulkPort {
+					pipe.release(rec.Data) // every data buffer goes back, or the decoder stalls
 					continue
 				}
 				rep.Deliveries++

@@ -167,3 +167,33 @@ func TestSaveAndReplayMutant(t *testing.T) {
 	assert.Equal(t, "mutant", meta.Backend)
 	assert.Equal(t, s, back)
 }
+
+// TestReplaySkipsManyRXRecords: a live run records every SNRP the host
+// sends as RX, and a snapshot flood makes dozens of them. Replay skips
+// them all and still reads the TX that follows (it once stalled here,
+// holding one decode buffer per skipped record). The TX-only trace is
+// the control: both must give the same outcome.
+func TestReplaySkipsManyRXRecords(t *testing.T) {
+	snrp := wire.AppendFrame(nil, wire.SnapshotReply, make([]byte, wire.SnapshotReplySize))
+	write := func(rx int) []byte {
+		var buf bytes.Buffer
+		w, err := capture.NewWriter(&buf, capture.Meta{Backend: "test"})
+		require.NoError(t, err)
+		require.NoError(t, w.WriteData(capture.TX, capture.BulkPort, 1, wire.AppendFrame(nil, wire.SysRdy, nil)))
+		for i := range rx {
+			require.NoError(t, w.WriteData(capture.RX, capture.BulkPort, int64(2+i), snrp))
+			require.NoError(t, w.WriteData(capture.TX, 0, int64(2+i), []byte("console line\n")))
+		}
+		require.NoError(t, w.WriteData(capture.TX, capture.BulkPort, int64(3+rx), wire.AppendFrame(nil, wire.SchedExit, nil)))
+		require.NoError(t, w.Close())
+		return buf.Bytes()
+	}
+	for _, rx := range []int{0, 100} {
+		rep, err := replay.Trace(bytes.NewReader(write(rx)), "rx", replay.Options{})
+		require.NoError(t, err, "%d RX records", rx)
+		assert.Equal(t, 2, rep.Deliveries, "%d RX records", rx)
+		assert.True(t, rep.Outcome.SysRdy, "%d RX records", rx)
+		assert.True(t, rep.Outcome.Killed, "the TX after %d RX records is replayed", rx)
+		assert.Empty(t, rep.Violations)
+	}
+}
