@@ -1,6 +1,7 @@
 # ktstr — build, test, benchmark and fuzz the bulk-port dispatch core.
 #
-#   make demo     record a real run under QEMU and replay it (installs what is missing)
+#   make demo     record a real run under QEMU and replay it (fetches the kernel if missing;
+#                 ./run.sh demo also installs QEMU and Go)
 #   make test     every test (end-to-end runs skip with a reason where QEMU is absent)
 #   make bench    benchmarks, each printed as a ratio against a reference from the same run
 #   make fuzz     every native fuzz target in turn, FUZZTIME each (default 60s)
@@ -10,7 +11,7 @@ BIN      ?= bin
 FUZZTIME ?= 60s
 BENCHTIME ?= 1s
 
-.PHONY: all build test bench bench-dispatch fuzz vet clean
+.PHONY: all build test bench bench-dispatch bench-replay bench-record demo vet clean
 
 all: build
 
@@ -24,11 +25,37 @@ vet:
 test:
 	$(GO) test -count=1 ./...
 
-bench: bench-dispatch
+# The demo: a real run of the steady scenario recorded under QEMU (KVM
+# where it runs guests natively, TCG otherwise), then its replay, which
+# must reproduce the live outcome with every invariant holding.
+DEMO_TRACE    ?= out/demo.zst
+DEMO_SCENARIO ?= steady
+DEMO_DURATION ?= 3s
+
+demo: build
+	@command -v qemu-system-x86_64 >/dev/null || { echo "demo: QEMU is missing: apt-get install -y qemu-system-x86 (or ./run.sh demo)"; exit 3; }
+	@$(BIN)/ktstr kernel path >/dev/null 2>&1 || $(BIN)/ktstr kernel fetch
+	@mkdir -p $(dir $(DEMO_TRACE))
+	$(BIN)/ktstr record --scenario $(DEMO_SCENARIO) --duration $(DEMO_DURATION) --agent $(BIN)/ktstr-init -o $(DEMO_TRACE)
+	$(BIN)/ktstr replay $(DEMO_TRACE)
+	$(BIN)/ktstr replay --mutate 2000 $(DEMO_TRACE)
+
+bench: bench-dispatch bench-replay bench-record
 
 bench-dispatch:
 	$(GO) test -run '^$$' -bench 'FeedDispatch|CRC32' -benchtime=$(BENCHTIME) ./dispatch \
 		| $(GO) run ./tools/benchratio FeedDispatch:CRC32 FeedDispatchRejected:CRC32
+
+# Replay throughput against a plain zstd decode of the same trace (the
+# ratio metric), and the peak RSS of `ktstr replay` on 256 MiB of TX.
+bench-replay:
+	$(GO) test -run '^$$' -bench 'Replay' -benchtime=3x ./replay ./cmd/ktstr
+
+# Live runs under QEMU (skipped without QEMU or a kernel): the guest's
+# bulk-port write rate and boot to SYS_RDY under `ktstr record` against
+# bare QEMU writing the port to a chardev file, and SCDX → VM gone.
+bench-record:
+	$(GO) test -run '^$$' -bench 'RecordOverhead|SchedExitLatency' -benchtime=1x -timeout 30m ./e2e
 
 clean:
 	rm -rf $(BIN)

@@ -33,56 +33,55 @@ type env struct {
 	root   string
 }
 
-var (
-	envOnce sync.Once
-	envVal  env
-	envSkip string
-	envErr  error
-)
+// setupOnce finds QEMU and the kernel and builds the agent, once per
+// test binary.
+var setupOnce = sync.OnceValues(func() (env, error) {
+	if err := (&qemu.Backend{}).Available(); err != nil {
+		return env{}, skipError{"e2e: " + err.Error()}
+	}
+	dir, err := kernel.CacheDir()
+	if err != nil {
+		return env{}, skipError{"e2e: " + err.Error()}
+	}
+	k, err := kernel.Default(dir)
+	if err != nil {
+		return env{}, skipError{"e2e: " + err.Error()}
+	}
+	root, err := vmm.FindModuleRoot(".")
+	if err != nil {
+		return env{}, err
+	}
+	agentDir, err := os.MkdirTemp("", "ktstr-e2e-agent-")
+	if err != nil {
+		return env{}, err
+	}
+	agent := filepath.Join(agentDir, "ktstr-init")
+	if err := vmm.BuildAgent(context.Background(), root, agent); err != nil {
+		return env{}, err
+	}
+	return env{kernel: k, agent: agent, root: root}, nil
+})
 
-// setup finds QEMU and the kernel and builds the agent once per process.
-func setup(t *testing.T) env {
-	t.Helper()
+// skipError is a reason to skip rather than fail: something the tests
+// need is not installed.
+type skipError struct{ reason string }
+
+func (e skipError) Error() string { return e.reason }
+
+// setup returns the env, skipping the test (one line) where QEMU or a
+// kernel is missing, and under -short.
+func setup(tb testing.TB) env {
+	tb.Helper()
 	if testing.Short() {
-		t.Skip("e2e: skipped under -short (boots a real kernel)")
+		tb.Skip("e2e: skipped under -short (boots a real kernel)")
 	}
-	envOnce.Do(func() {
-		if err := (&qemu.Backend{}).Available(); err != nil {
-			envSkip = "e2e: " + err.Error()
-			return
-		}
-		dir, err := kernel.CacheDir()
-		if err != nil {
-			envSkip = "e2e: " + err.Error()
-			return
-		}
-		k, err := kernel.Default(dir)
-		if err != nil {
-			envSkip = "e2e: " + err.Error()
-			return
-		}
-		root, err := vmm.FindModuleRoot(".")
-		if err != nil {
-			envErr = err
-			return
-		}
-		agentDir, err := os.MkdirTemp("", "ktstr-e2e-agent-")
-		if err != nil {
-			envErr = err
-			return
-		}
-		agent := filepath.Join(agentDir, "ktstr-init")
-		if err := vmm.BuildAgent(context.Background(), root, agent); err != nil {
-			envErr = err
-			return
-		}
-		envVal = env{kernel: k, agent: agent, root: root}
-	})
-	if envSkip != "" {
-		t.Skip(envSkip)
+	e, err := setupOnce()
+	var skip skipError
+	if errors.As(err, &skip) {
+		tb.Skip(skip.reason)
 	}
-	require.NoError(t, envErr)
-	return envVal
+	require.NoError(tb, err)
+	return e
 }
 
 // recording is one recorded run.
@@ -95,7 +94,7 @@ type recording struct {
 
 // recordScenario boots the scenario under QEMU, records it, and replays
 // the trace.
-func recordScenario(t *testing.T, e env, scenario string, duration time.Duration) recording {
+func recordScenario(t testing.TB, e env, scenario string, duration time.Duration) recording {
 	t.Helper()
 	work, err := os.MkdirTemp("", "ktstr-e2e-")
 	require.NoError(t, err)
@@ -137,7 +136,7 @@ func recordScenario(t *testing.T, e env, scenario string, duration time.Duration
 	return recording{res: res, trace: trace.Bytes(), report: rep, recs: readAll(t, trace.Bytes())}
 }
 
-func readAll(t *testing.T, b []byte) []capture.Record {
+func readAll(t testing.TB, b []byte) []capture.Record {
 	t.Helper()
 	r, err := capture.NewReader(bytes.NewReader(b))
 	require.NoError(t, err)
@@ -172,7 +171,7 @@ func verdictTags(o dispatch.Outcome) map[string]int {
 }
 
 // testPayload decodes the run's TEST JSON.
-func testPayload(t *testing.T, res vmm.Result) map[string]any {
+func testPayload(t testing.TB, res vmm.Result) map[string]any {
 	t.Helper()
 	require.NotNil(t, res.TestResult, "the guest sent a TEST result")
 	var v map[string]any

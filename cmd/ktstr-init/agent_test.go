@@ -101,7 +101,7 @@ func TestParseCmdline(t *testing.T) {
 func TestRegistry(t *testing.T) {
 	r, err := newRegistry(builtinScenarios())
 	require.NoError(t, err)
-	assert.Equal(t, []string{"crash", "hostile", "sched-exit", "snapshot", "steady"}, r.names())
+	assert.Equal(t, []string{"crash", "hostile", "sched-exit", "sched-ext", "snapshot", "steady", "throughput"}, r.names())
 	s, ok := r.lookup("steady")
 	require.True(t, ok)
 	assert.Equal(t, "steady", s.name)

@@ -30,6 +30,8 @@ func builtinScenarios() []scenario {
 		snapshotScenario(),
 		hostileScenario(),
 		crashScenario(),
+		schedExtScenario(),
+		throughputScenario(),
 	}
 }
 

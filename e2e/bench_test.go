@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ktstr/ktstr/dispatch"
+	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/vmm"
+)
+
+// benchRounds is how many times each side of a comparison runs; the
+// medians are compared. Rounds alternate between the sides so that
+// drift in the machine's load hits both alike.
+const benchRounds = 3
+
+// throughputDuration is how long the guest writes in each round.
+const throughputDuration = 2 * time.Second
+
+// BenchmarkRecordOverhead compares a guest writing to the bulk port as
+// fast as it can (scenario throughput) under `ktstr record` with the same
+// guest, kernel, initramfs and command line under bare QEMU writing the
+// port into a chardev file. It reports the guest-measured write rate of
+// both and their ratio (target ≥ 0.9), and boot to SYS_RDY of both and
+// their ratio (target ≤ 1.05). Run with -benchtime=1x: one iteration is
+// 2×benchRounds boots.
+func BenchmarkRecordOverhead(b *testing.B) {
+	e := setup(b)
+	var recMBs, bareMBs, recBoot, bareBoot []float64
+	for range b.N {
+		for range benchRounds {
+			r := recordScenario(b, e, "throughput", throughputDuration)
+			recMBs = append(recMBs, testPayload(b, r.res)["mb_per_s"].(float64))
+			recBoot = append(recBoot, float64(r.res.SysRdyNS)/1e6)
+
+			mbs, boot := bareQEMUThroughput(b, e, r.res.Info["accel"])
+			bareMBs = append(bareMBs, mbs)
+			bareBoot = append(bareBoot, boot)
+		}
+	}
+	b.ReportMetric(median(recMBs), "record-MB/s")
+	b.ReportMetric(median(bareMBs), "bare-MB/s")
+	b.ReportMetric(median(recMBs)/median(bareMBs), "write-ratio")
+	b.ReportMetric(median(recBoot), "record-sysrdy-ms")
+	b.ReportMetric(median(bareBoot), "bare-sysrdy-ms")
+	b.ReportMetric(median(recBoot)/median(bareBoot), "boot-ratio")
+}
+
+// bareQEMUThroughput boots the throughput scenario under plain QEMU with
+// the bulk port written to a chardev file, and returns the guest's write
+// rate (from the TEST frame in that file) and the milliseconds from
+// starting QEMU to the SRDY frame appearing in the file.
+func bareQEMUThroughput(tb testing.TB, e env, accel string) (mbPerS, sysRdyMS float64) {
+	tb.Helper()
+	work := tb.TempDir()
+	initrd := filepath.Join(work, "initrd.zst")
+	require.NoError(tb, vmm.BuildInitramfs(initrd, e.agent, ""))
+	tx := filepath.Join(work, "tx.bin")
+	if accel == "" {
+		accel = "tcg"
+	}
+	cpu := "max"
+	if accel == "kvm" {
+		cpu = "host"
+	}
+	cmdline := vmm.Cmdline(vmm.GuestOptions{Scenario: "throughput", Duration: throughputDuration, Workers: 4})
+	cmd := exec.Command("qemu-system-x86_64",
+		"-M", "pc", "-accel", accel, "-cpu", cpu, "-m", "512", "-smp", "2",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-serial", "file:"+filepath.Join(work, "console.log"),
+		"-kernel", e.kernel.Path, "-initrd", initrd, "-append", cmdline,
+		"-device", "virtio-serial-pci",
+		"-chardev", "file,id=bulk,path="+tx,
+		"-device", "virtserialport,chardev=bulk,name=ktstr-bulk")
+	start := time.Now()
+	require.NoError(tb, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	sysRdy := time.Duration(-1)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(3 * time.Minute)
+wait:
+	for {
+		select {
+		case err := <-done:
+			require.NoError(tb, err, "bare QEMU")
+			break wait
+		case <-tick.C:
+			if sysRdy < 0 {
+				if fi, err := os.Stat(tx); err == nil && fi.Size() >= wire.HeaderSize {
+					sysRdy = time.Since(start)
+				}
+			}
+		case <-timeout:
+			_ = cmd.Process.Kill()
+			tb.Fatal("bare QEMU did not end within 3 minutes")
+		}
+	}
+	stream, err := os.ReadFile(tx)
+	require.NoError(tb, err)
+	first, test := scanTX(stream)
+	require.Equal(tb, wire.SysRdy, first, "the bare run's first frame is SRDY")
+	require.NotNil(tb, test, "the bare run's guest sent a TEST result")
+	var v struct {
+		MBPerS float64 `json:"mb_per_s"`
+	}
+	require.NoError(tb, json.Unmarshal(test, &v))
+	require.Positive(tb, sysRdy)
+	return v.MBPerS, float64(sysRdy) / 1e6
+}
+
+// scanTX frames a raw TX stream and returns its first frame's tag and
+// the last intact TEST payload.
+func scanTX(stream []byte) (first wire.Tag, test []byte) {
+	a := dispatch.NewAssembler()
+	a.Feed(stream)
+	for n := 0; ; n++ {
+		m, ok := a.Next()
+		if !ok {
+			return first, test
+		}
+		if n == 0 {
+			first = m.Tag
+		}
+		if m.Tag == wire.TestResult && m.Intact() {
+			test = append([]byte(nil), m.Payload...)
+		}
+	}
+}
+
+// BenchmarkSchedExitLatency records the sched-exit scenario benchRounds
+// times and reports the median and the worst time from the delivery
+// holding SCDX to the VM being gone.
+func BenchmarkSchedExitLatency(b *testing.B) {
+	e := setup(b)
+	var lat []float64
+	for range b.N {
+		for range benchRounds {
+			r := recordScenario(b, e, "sched-exit", 4*time.Second)
+			require.Equal(b, vmm.EndSchedExit, r.res.Reason)
+			lat = append(lat, float64(r.res.GoneNS-r.res.SchedExitNS)/1e6)
+		}
+	}
+	b.ReportMetric(median(lat), "median-ms")
+	b.ReportMetric(slices.Max(lat), "max-ms")
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		panic("median of nothing")
+	}
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
