@@ -8,8 +8,8 @@
 # On a fresh Debian 12 machine it apt-gets make, gcc, git, curl, zstd and
 # QEMU (with sudo when not root), and when no Go of the version go.mod
 # names is on PATH it downloads that toolchain from the Go module proxy
-# into ~/.cache/ktstr/go. The kernel is fetched by `make demo` itself
-# (`ktstr kernel fetch`, apt-get download into ~/.cache/ktstr/kernels).
+# into ~/.cache/ktstr/go. For demo and test it fetches Debian's cloud
+# kernel (`ktstr kernel fetch`: apt-get download into ~/.cache/ktstr).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -47,5 +47,12 @@ if [ -z "$have" ] || [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -1)
 	fi
 	export PATH="$root/bin:$PATH"
 fi
+
+# The default kernel for real runs (demo, and the end-to-end tests).
+case "$target" in
+demo | test)
+	go run ./cmd/ktstr kernel path >/dev/null 2>&1 || go run ./cmd/ktstr kernel fetch
+	;;
+esac
 
 exec make "$target" "$@"

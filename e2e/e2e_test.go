@@ -92,26 +92,35 @@ type recording struct {
 	recs   []capture.Record
 }
 
-// recordScenario boots the scenario under QEMU, records it, and replays
-// the trace.
+// recordScenario boots the scenario on the default kernel under QEMU,
+// records it, and replays the trace.
 func recordScenario(t testing.TB, e env, scenario string, duration time.Duration) recording {
+	t.Helper()
+	return recordRun(t, e.agent, e.kernel, "", scenario, duration)
+}
+
+// recordRun boots scenario on k under QEMU with agent as /init (and
+// scheduler, if not "", packed as the supervised scheduler), records
+// the run, and replays the trace: the replay must match with no
+// violation.
+func recordRun(t testing.TB, agent string, k kernel.Kernel, scheduler, scenario string, duration time.Duration) recording {
 	t.Helper()
 	work, err := os.MkdirTemp("", "ktstr-e2e-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(work) })
 	initrd := filepath.Join(work, "initrd.zst")
-	require.NoError(t, vmm.BuildInitramfs(initrd, e.agent, ""))
+	require.NoError(t, vmm.BuildInitramfs(initrd, agent, scheduler))
 	console := filepath.Join(work, "console.log")
 	var trace bytes.Buffer
 	run := &vmm.Run{
 		Backend: &qemu.Backend{},
 		Config: vmm.Config{
-			Kernel: e.kernel.Path, Initrd: initrd,
-			Cmdline: vmm.Cmdline(vmm.GuestOptions{Scenario: scenario, Duration: duration, Workers: 4}),
+			Kernel: k.Path, Initrd: initrd,
+			Cmdline: vmm.Cmdline(vmm.GuestOptions{Scenario: scenario, Duration: duration, Workers: 4, Scheduler: scheduler}),
 			CPUs:    2, MemMiB: 512, ConsoleLog: console, WorkDir: work,
 		},
 		Trace: &trace,
-		Meta: capture.Meta{KernelPath: e.kernel.Path, KernelRelease: e.kernel.Release, KernelSHA256: e.kernel.SHA256,
+		Meta: capture.Meta{KernelPath: k.Path, KernelRelease: k.Release, KernelSHA256: k.SHA256,
 			CPUs: 2, MemoryMiB: 512, Scenario: scenario, ToolVersion: "e2e"},
 		Timeout:  duration + 3*time.Minute,
 		Watchdog: duration + 2*time.Minute,

@@ -21,9 +21,13 @@ const (
 	AgentPackage = Module + "/cmd/ktstr-init"
 )
 
-// SchedulerPath is where the initramfs holds the scheduler binary a run
-// supervises.
-const SchedulerPath = "/bin/scheduler"
+// GuestSchedulerPath is where the initramfs holds the scheduler binary
+// found at host path on the host: /bin under its own name, because a
+// sched_ext scheduler is judged by name (scx_simple registers ops
+// "simple") and its output is labelled with it.
+func GuestSchedulerPath(host string) string {
+	return "/bin/" + filepath.Base(host)
+}
 
 // FindModuleRoot returns the directory at or above dir whose go.mod
 // declares Module.
@@ -82,7 +86,7 @@ type GuestOptions struct {
 	Scenario  string
 	Duration  time.Duration // 0: the agent's default
 	Workers   int           // 0: the agent's default
-	Scheduler bool          // the initramfs holds a scheduler at SchedulerPath
+	Scheduler string        // host path of the scheduler packed by BuildInitramfs, or ""
 }
 
 // Cmdline returns the kernel command line for a live run: the console
@@ -99,19 +103,19 @@ func Cmdline(o GuestOptions) string {
 	if o.Workers > 0 {
 		parts = append(parts, fmt.Sprintf("ktstr.workers=%d", o.Workers))
 	}
-	if o.Scheduler {
-		parts = append(parts, "ktstr.scheduler="+SchedulerPath)
+	if o.Scheduler != "" {
+		parts = append(parts, "ktstr.scheduler="+GuestSchedulerPath(o.Scheduler))
 	}
 	return strings.Join(parts, " ")
 }
 
 // BuildInitramfs writes a zstd-compressed initramfs to dst holding the
 // agent as /init and, if scheduler is not empty, that binary at
-// SchedulerPath.
+// GuestSchedulerPath(scheduler).
 func BuildInitramfs(dst, agent, scheduler string) error {
 	files := []initramfs.File{{Name: "init", Src: agent}}
 	if scheduler != "" {
-		files = append(files, initramfs.File{Name: SchedulerPath, Src: scheduler})
+		files = append(files, initramfs.File{Name: GuestSchedulerPath(scheduler), Src: scheduler})
 	}
 	if err := initramfs.Build(dst, initramfs.Zstd, files); err != nil {
 		return err

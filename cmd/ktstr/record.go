@@ -125,7 +125,7 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 	cfg := vmm.Config{
 		Kernel:     k.Path,
 		Initrd:     initrd,
-		Cmdline:    vmm.Cmdline(vmm.GuestOptions{Scenario: o.scenario, Duration: o.duration, Workers: o.workers, Scheduler: o.scheduler != ""}),
+		Cmdline:    vmm.Cmdline(vmm.GuestOptions{Scenario: o.scenario, Duration: o.duration, Workers: o.workers, Scheduler: o.scheduler}),
 		CPUs:       o.cpus,
 		MemMiB:     o.mem,
 		ConsoleLog: console,

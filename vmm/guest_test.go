@@ -1,0 +1,83 @@
+package vmm
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cavaliergopher/cpio"
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCmdline(t *testing.T) {
+	tests := []struct {
+		name string
+		o    GuestOptions
+		want string
+	}{
+		{"defaults", GuestOptions{}, "console=ttyS0 panic=-1 quiet loglevel=4"},
+		{"scenario", GuestOptions{Scenario: "steady", Workers: 3},
+			"console=ttyS0 panic=-1 quiet loglevel=4 ktstr.scenario=steady ktstr.workers=3"},
+		// The scheduler keeps its name in the guest: sched_ext judges
+		// scx_simple by the ops name "simple" it derives from it.
+		{"scheduler", GuestOptions{Scenario: "sched-ext", Scheduler: "/cache/build/scx_simple"},
+			"console=ttyS0 panic=-1 quiet loglevel=4 ktstr.scenario=sched-ext ktstr.scheduler=/bin/scx_simple"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, Cmdline(tt.o))
+		})
+	}
+}
+
+// TestBuildInitramfsPacksSchedulerUnderItsName: the scheduler lands at
+// the path the command line names; without one, only /init is packed.
+func TestBuildInitramfsPacksSchedulerUnderItsName(t *testing.T) {
+	dir := t.TempDir()
+	agent := filepath.Join(dir, "agent")
+	sched := filepath.Join(dir, "scx_simple")
+	require.NoError(t, os.WriteFile(agent, []byte("agent"), 0o755))
+	require.NoError(t, os.WriteFile(sched, []byte("sched"), 0o755))
+	for _, tt := range []struct {
+		scheduler string
+		want      map[string]string
+	}{
+		{"", map[string]string{"init": "agent"}},
+		{sched, map[string]string{"init": "agent", "bin/scx_simple": "sched"}},
+	} {
+		out := filepath.Join(dir, "initrd.zst")
+		require.NoError(t, BuildInitramfs(out, agent, tt.scheduler))
+		assert.Equal(t, tt.want, regularFiles(t, out), "scheduler %q", tt.scheduler)
+	}
+}
+
+// regularFiles lists the regular files of a zstd newc archive with
+// their contents, names without a leading slash.
+func regularFiles(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	require.NoError(t, err)
+	defer zr.Close()
+	r := cpio.NewReader(zr)
+	files := map[string]string{}
+	for {
+		h, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return files
+		}
+		require.NoError(t, err)
+		if h.Mode.IsRegular() {
+			b := make([]byte, h.Size)
+			_, err := io.ReadFull(r, b)
+			require.NoError(t, err)
+			files[filepath.Clean("/" + h.Name)[1:]] = string(b)
+		}
+	}
+}
