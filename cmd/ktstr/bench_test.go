@@ -31,7 +31,7 @@ func BenchmarkReplayMemory(b *testing.B) {
 	var peak int64
 	for range b.N {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKtstrChild$")
-		cmd.Env = append(os.Environ(), "KTSTR_CHILD_ARGS=replay\x00"+path)
+		cmd.Env = append(os.Environ(), "KTSTR_CHILD_ARGS=replay\x1f"+path)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("ktstr replay: %v\n%s", err, out)
@@ -46,12 +46,13 @@ func BenchmarkReplayMemory(b *testing.B) {
 }
 
 // TestKtstrChild runs ktstr with the arguments in KTSTR_CHILD_ARGS
-// (NUL-separated) and exits with its status: the child of benchmarks
-// that measure the command as a process.
+// (separated by 0x1f, the unit separator: an environment value cannot
+// hold NUL) and exits with its status: the child of benchmarks that
+// measure the command as a process.
 func TestKtstrChild(t *testing.T) {
 	args := os.Getenv("KTSTR_CHILD_ARGS")
 	if args == "" {
 		t.Skip("only runs as a child of a benchmark")
 	}
-	os.Exit(run(strings.Split(args, "\x00"), os.Stdout, os.Stderr))
+	os.Exit(run(strings.Split(args, "\x1f"), os.Stdout, os.Stderr))
 }
