@@ -49,7 +49,7 @@ bench-dispatch:
 # Replay throughput against a plain zstd decode of the same trace (the
 # ratio metric), and the peak RSS of `ktstr replay` on 256 MiB of TX.
 bench-replay:
-	$(GO) test -run '^$$' -bench 'Replay' -benchtime=3x ./replay ./cmd/ktstr
+	$(GO) test -run '^$$' -bench 'Replay' -benchtime=10x ./replay ./cmd/ktstr
 
 # Live runs under QEMU (skipped without QEMU or a kernel): the guest's
 # bulk-port write rate and boot to SYS_RDY under `ktstr record` against
