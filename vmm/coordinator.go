@@ -80,6 +80,9 @@ type Result struct {
 // deliveryBuf is the largest single read from the bulk port.
 const deliveryBuf = 256 << 10
 
+// readBuffers is how many deliveries may be read ahead of dispatch.
+const readBuffers = 8
+
 // delivery is one read from the bulk port, stamped when it returned.
 type delivery struct {
 	b   []byte
@@ -164,9 +167,13 @@ func (c *coordinator) execute(ctx context.Context) (Result, error) {
 	c.rxWG.Add(1)
 	go c.writeRX()
 
-	deliveries := make(chan delivery, 64)
-	go c.read(deliveries)
-	c.loop(ctx, deliveries)
+	deliveries := make(chan delivery, readBuffers)
+	free := make(chan []byte, readBuffers)
+	for range readBuffers {
+		free <- make([]byte, deliveryBuf)
+	}
+	go c.read(deliveries, free)
+	c.loop(ctx, deliveries, free)
 
 	close(c.rx)
 	c.rxWG.Wait()
@@ -180,16 +187,21 @@ func (c *coordinator) execute(ctx context.Context) (Result, error) {
 }
 
 // read forwards bulk-port deliveries, each stamped with the run clock
-// the moment its read returned, until the port ends.
-func (c *coordinator) read(out chan<- delivery) {
+// the moment its read returned, until the port ends. It reads into the
+// buffers of free, which the loop hands back once a delivery is written
+// and dispatched: at 100 MB/s a fresh copy per read would make the
+// recorder a garbage collector competing with the guest for the CPU.
+func (c *coordinator) read(out chan<- delivery, free chan []byte) {
 	defer close(out)
-	buf := make([]byte, deliveryBuf)
 	port := c.m.Bulk()
 	for {
+		buf := <-free
 		n, err := port.Read(buf)
 		t := c.clock()
 		if n > 0 {
-			out <- delivery{b: append([]byte(nil), buf[:n]...), t: t}
+			out <- delivery{b: buf[:n], t: t}
+		} else {
+			free <- buf
 		}
 		if err != nil {
 			out <- delivery{t: t, err: err}
@@ -199,7 +211,7 @@ func (c *coordinator) read(out chan<- delivery) {
 }
 
 // loop dispatches deliveries and watches the clocks until the port ends.
-func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery) {
+func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery, free chan<- []byte) {
 	r := c.run
 	var timeout <-chan time.Time
 	if r.Timeout > 0 {
@@ -233,6 +245,7 @@ func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery) {
 				continue
 			}
 			c.deliver(d)
+			free <- d.b[:cap(d.b)] // the trace and the Assembler keep no reference
 		case <-wdC:
 			if left, ok := c.wd.due(c.clock()); ok && left <= 0 {
 				c.halt(EndWatchdog, fmt.Sprintf("no SCST re-armed the %v watchdog", r.Watchdog))
