@@ -118,9 +118,13 @@ func TestRunSendsSRDYFirstAndReportsProblems(t *testing.T) {
 	}}
 	boom := scenario{name: "boom", run: func(ctx context.Context, a *agent) (int, error) { panic("boom") }}
 	goBoom := scenario{name: "goboom", run: func(ctx context.Context, a *agent) (int, error) {
-		done := make(chan struct{})
-		a.goSafe(func() { defer close(done); panic("in a goroutine") })
-		<-done
+		a.goSafe(func() { panic("in a goroutine") })
+		// Wait for the report itself: a deferred close in the goroutine
+		// would run before goSafe's recover has sent CRSH.
+		select {
+		case <-a.crashed:
+		case <-time.After(10 * time.Second):
+		}
 		return 0, nil
 	}}
 	failing := scenario{name: "failing", run: func(ctx context.Context, a *agent) (int, error) { return 0, errors.New("broke") }}
