@@ -543,9 +543,6 @@ func buildSchedulers(ctx context.Context, o BuildOptions, src string, m *Manifes
 		"O=" + out,
 		"CLANG=clang-" + v, "LLC=llc-" + v, "LLVM_STRIP=llvm-strip-" + v,
 		"VMLINUX_BTF=" + filepath.Join(m.Dir, m.Vmlinux),
-		// The Makefile links with "-lelf -lz -lpthread"; link the same
-		// libraries statically.
-		"LDFLAGS=-static -lelf -lz -lpthread",
 		fmt.Sprintf("-j%d", o.Jobs),
 	}
 	args = append(args, o.Schedulers...)
@@ -554,6 +551,21 @@ func buildSchedulers(ctx context.Context, o BuildOptions, src string, m *Manifes
 	if err := runLogged(ctx, sl, "make", args...); err != nil {
 		sl.failure(logPath)
 		return fmt.Errorf("scheduler build: %w (full log: %s)", err, logPath)
+	}
+	// The Makefile links each scheduler dynamically. Passing
+	// LDFLAGS=-static to it would reach libbpf's sub-make, whose shared
+	// library cannot link that way, so link the same object and the
+	// same static libbpf again, statically: the guest then needs no
+	// shared libraries.
+	for _, name := range o.Schedulers {
+		obj := filepath.Join(out, "build", "obj")
+		err := runLogged(ctx, sl, "gcc", "-static", "-o", filepath.Join(out, "build", "bin", name),
+			filepath.Join(obj, "sched_ext", name+".o"), filepath.Join(obj, "libbpf", "libbpf.a"),
+			"-lelf", "-lz", "-lpthread")
+		if err != nil {
+			sl.failure(logPath)
+			return fmt.Errorf("scheduler build: static link of %s: %w (full log: %s)", name, err, logPath)
+		}
 	}
 	m.SchedsBuildSeconds = time.Since(start).Seconds()
 	sl.done()
