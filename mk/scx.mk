@@ -4,7 +4,7 @@
 #                     Debian's linux-source-6.12 and scx_simple & co, static;
 #                     apt-gets missing build packages when run as root
 #   make scx-path     print where the cached build is (exit 3 if none)
-#   make e2e-scx      the sched_ext end-to-end test (skips if not built)
+#   make e2e-scx      the sched_ext end-to-end test (fails if not built)
 #
 # The build runs at the lowest CPU priority (SCX_NICE) so a shared machine
 # stays usable; SCX_JOBS sets make's -j (default: one per CPU). Outputs go
@@ -24,4 +24,4 @@ scx-path: build
 	$(BIN)/ktstr kernel build --sched-ext --cached-only
 
 e2e-scx: build
-	$(GO) test -count=1 -run SchedExt -v ./e2e
+	KTSTR_REQUIRE_SCX=1 $(GO) test -count=1 -run SchedExt -v ./e2e
