@@ -128,8 +128,12 @@ func assemble(a *dispatch.Assembler, stream, spec []byte, p *problems) ([]frameR
 	if sum := framed + st.ResyncBytes + st.TruncatedTailBytes; sum != int64(len(stream)) {
 		p.addf("%d bytes framed + %d resync + %d tail = %d, not the stream's %d bytes", framed, st.ResyncBytes, st.TruncatedTailBytes, sum, len(stream))
 	}
-	if st.Oversize > st.ResyncBytes/wire.HeaderSize {
-		p.addf("%d oversize headers but only %d resync bytes (each drops its own %d)", st.Oversize, st.ResyncBytes, wire.HeaderSize)
+	// An oversize header is not plausible, so the resync it starts drops
+	// at least its first byte. Not necessarily all 16: a plausible header
+	// may start inside it, and at the end of the stream the bytes a
+	// resync has not judged are tail (ARCHITECTURE §3).
+	if st.Oversize > st.ResyncBytes {
+		p.addf("%d oversize headers but only %d resync bytes (each drops at least its first byte)", st.Oversize, st.ResyncBytes)
 	}
 	return frames, st
 }
