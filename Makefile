@@ -36,7 +36,7 @@ demo: build
 	@command -v qemu-system-x86_64 >/dev/null || { echo "demo: QEMU is missing: apt-get install -y qemu-system-x86 (or ./run.sh demo)"; exit 3; }
 	@$(BIN)/ktstr kernel path >/dev/null 2>&1 || $(BIN)/ktstr kernel fetch
 	@mkdir -p $(dir $(DEMO_TRACE))
-	$(BIN)/ktstr record --scenario $(DEMO_SCENARIO) --duration $(DEMO_DURATION) --agent $(BIN)/ktstr-init -o $(DEMO_TRACE)
+	$(BIN)/ktstr record --scenario $(DEMO_SCENARIO) --duration $(DEMO_DURATION) --agent $(BIN)/ktstr-init --force -o $(DEMO_TRACE)
 	$(BIN)/ktstr replay $(DEMO_TRACE)
 	$(BIN)/ktstr replay --mutate 2000 $(DEMO_TRACE)
 

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/kernel"
 	"github.com/ktstr/ktstr/vmm"
+	"github.com/ktstr/ktstr/vmm/kvm"
 	"github.com/ktstr/ktstr/vmm/qemu"
 )
 
@@ -42,6 +45,9 @@ type recordOptions struct {
 	console   string
 	out       string
 	quiet     bool
+	force     bool
+	cmdline   string
+	slowKVM   bool
 }
 
 var scenarioName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -50,7 +56,7 @@ var scenarioName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 func runRecord(args []string, stdout, stderr io.Writer) error {
 	var o recordOptions
 	fs := newFlagSet("record", "-o TRACE", stderr)
-	fs.StringVar(&o.backend, "backend", "auto", "VMM backend: auto or qemu")
+	fs.StringVar(&o.backend, "backend", "auto", "VMM backend: auto (qemu), qemu, or native (our own KVM VMM)")
 	fs.StringVar(&o.accel, "accel", "auto", "QEMU accelerator: auto (KVM only where a probe shows native speed), kvm or tcg")
 	fs.StringVar(&o.kernel, "kernel", "", "bzImage to boot (default: the newest kernel fetched by 'ktstr kernel fetch')")
 	fs.StringVar(&o.agent, "agent", "", "prebuilt static guest agent (default: build cmd/ktstr-init from the source tree)")
@@ -65,6 +71,9 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.console, "console", "", "write the guest serial console to FILE (default: a temporary file, shown on failure)")
 	fs.StringVar(&o.out, "o", "", "trace file to write (required)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress line")
+	fs.BoolVar(&o.force, "force", false, "overwrite the -o file if it exists")
+	fs.StringVar(&o.cmdline, "cmdline", "", "kernel command line (default: the agent's options, from the flags above); for a freestanding ELF guest, its arguments")
+	fs.BoolVar(&o.slowKVM, "slow-kvm", false, "native backend: boot a Linux kernel even where KVM only emulates guest code (hours, not seconds)")
 	watchdogSet := false
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
@@ -84,39 +93,53 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	// Environment: QEMU, then the kernel, then the agent.
-	var backend vmm.Backend
-	qb := &qemu.Backend{Accel: o.accel}
-	if err := qb.Available(); err != nil {
-		return envErr(fmt.Errorf("record: %w", err))
-	}
-	backend = qb
+	// Environment: the kernel, the backend, then the agent.
 	k, err := o.resolveKernel()
 	if err != nil {
 		return err
 	}
-	agent, err := resolveAgent(ctx, o.agent)
+	freestanding := o.backend == "native" && isFreestanding(k.Path)
+	backend, err := o.newBackend(freestanding)
 	if err != nil {
 		return err
 	}
-	if err := checkScenario(agent, o.scenario); err != nil {
-		return err
-	}
-
 	work, err := os.MkdirTemp("", "ktstr-rec-")
 	if err != nil {
 		return envErr(fmt.Errorf("record: %w", err))
 	}
 	defer os.RemoveAll(work)
-	initrd := filepath.Join(work, "initrd.zst")
-	if err := vmm.BuildInitramfs(initrd, agent, o.scheduler); err != nil {
-		return envErr(fmt.Errorf("record: %w", err))
+	// A freestanding ELF test guest (native backend) takes its arguments
+	// on the command line and needs neither the agent nor an initramfs.
+	initrd := ""
+	cmdline := o.cmdline
+	if !freestanding {
+		agent, err := resolveAgent(ctx, o.agent)
+		if err != nil {
+			return err
+		}
+		if err := checkScenario(agent, o.scenario); err != nil {
+			return err
+		}
+		initrd = filepath.Join(work, "initrd.zst")
+		if err := vmm.BuildInitramfs(initrd, agent, o.scheduler); err != nil {
+			return envErr(fmt.Errorf("record: %w", err))
+		}
+		if cmdline == "" {
+			cmdline = vmm.Cmdline(vmm.GuestOptions{Scenario: o.scenario, Duration: o.duration, Workers: o.workers, Scheduler: o.scheduler})
+		}
 	}
 	console := o.console
 	if console == "" {
 		console = filepath.Join(work, "console.log")
 	}
-	f, err := os.Create(o.out)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if o.force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(o.out, flags, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return usagef("record: %s exists; a recorded trace is not overwritten: choose another -o, or add --force", o.out)
+	}
 	if err != nil {
 		return usageErr(fmt.Errorf("record: %w", err))
 	}
@@ -125,7 +148,7 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 	cfg := vmm.Config{
 		Kernel:     k.Path,
 		Initrd:     initrd,
-		Cmdline:    vmm.Cmdline(vmm.GuestOptions{Scenario: o.scenario, Duration: o.duration, Workers: o.workers, Scheduler: o.scheduler}),
+		Cmdline:    cmdline,
 		CPUs:       o.cpus,
 		MemMiB:     o.mem,
 		ConsoleLog: console,
@@ -163,7 +186,7 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("record: write %s: %w", o.out, err)
 	}
-	printSummary(stderr, o, k, res, console)
+	printSummary(stderr, o, k, backend.Name(), res, console)
 	if res.ExitStatus != 0 {
 		return checkFailed()
 	}
@@ -172,9 +195,12 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 
 func (o *recordOptions) validate(watchdogSet bool) error {
 	switch o.backend {
-	case "auto", "qemu":
+	case "auto", "qemu", "native":
 	default:
-		return usagef("record: --backend %q: want auto or qemu", o.backend)
+		return usagef("record: --backend %q: want auto, qemu or native", o.backend)
+	}
+	if o.backend == "native" && o.accel != qemu.AccelAuto {
+		return usagef("record: --accel is QEMU's; the native backend always runs on KVM")
 	}
 	switch o.accel {
 	case qemu.AccelAuto, qemu.AccelKVM, qemu.AccelTCG:
@@ -183,6 +209,9 @@ func (o *recordOptions) validate(watchdogSet bool) error {
 	}
 	if o.out == "" {
 		return usagef("record: -o TRACE is required")
+	}
+	if _, err := os.Stat(o.out); err == nil && !o.force {
+		return usagef("record: %s exists; a recorded trace is not overwritten: choose another -o, or add --force", o.out)
 	}
 	if o.cpus < 1 || o.cpus > 64 {
 		return usagef("record: --cpus %d: want 1 to 64", o.cpus)
@@ -221,6 +250,15 @@ func (o *recordOptions) validate(watchdogSet bool) error {
 }
 
 func (o *recordOptions) resolveKernel() (kernel.Kernel, error) {
+	if o.kernel != "" && o.backend == "native" && isFreestanding(o.kernel) {
+		b, err := os.ReadFile(o.kernel)
+		if err != nil {
+			return kernel.Kernel{}, usageErr(fmt.Errorf("record: --kernel: %w", err))
+		}
+		sum := sha256.Sum256(b)
+		abs, _ := filepath.Abs(o.kernel)
+		return kernel.Kernel{Path: abs, Release: "freestanding ELF guest", SHA256: hex.EncodeToString(sum[:]), Origin: "file"}, nil
+	}
 	if o.kernel != "" {
 		k, err := kernel.Inspect(o.kernel)
 		if err != nil {
@@ -372,9 +410,12 @@ func byteCount(n int64) string {
 }
 
 // printSummary prints what the run did, after the progress line.
-func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, res vmm.Result, console string) {
+func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, backend string, res vmm.Result, console string) {
 	fmt.Fprintf(w, "recorded %s: %s — %s\n", o.out, res.Reason, res.Detail)
-	fmt.Fprintf(w, "  kernel %s (sha256 %.12s), %s backend, accel %s", k.Release, k.SHA256, "qemu", res.Info["accel"])
+	fmt.Fprintf(w, "  kernel %s (sha256 %.12s), %s backend", k.Release, k.SHA256, backend)
+	if a := res.Info["accel"]; a != "" {
+		fmt.Fprintf(w, ", accel %s", a)
+	}
 	if r := res.Info["accel_reason"]; r != "" {
 		fmt.Fprintf(w, " (%s)", r)
 	}
@@ -441,4 +482,37 @@ func fileTail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// newBackend returns the VMM backend the options ask for, or an
+// environment error naming the fix where it cannot run here.
+func (o *recordOptions) newBackend(freestanding bool) (vmm.Backend, error) {
+	if o.backend != "native" {
+		qb := &qemu.Backend{Accel: o.accel}
+		if err := qb.Available(); err != nil {
+			return nil, envErr(fmt.Errorf("record: %w", err))
+		}
+		return qb, nil
+	}
+	res, err := kvm.Probe(2 * time.Second)
+	if err != nil {
+		return nil, envErr(fmt.Errorf("record: --backend native: %w; load kvm_intel or kvm_amd (modprobe kvm_intel), or use --backend qemu", err))
+	}
+	if !res.Native() && !freestanding && !o.slowKVM {
+		return nil, envErr(fmt.Errorf("record: --backend native: KVM here emulates guest code (%v), too slow to boot Linux; "+
+			"use --backend qemu, or a host with hardware virtualisation (or --slow-kvm to try anyway)", res))
+	}
+	return &kvm.Backend{}, nil
+}
+
+// isFreestanding reports whether path is an ELF image that is not a
+// Linux kernel (no "Linux version " banner): a freestanding test guest,
+// which the native backend enters directly with its arguments on the
+// command line, without the agent.
+func isFreestanding(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil || !bytes.HasPrefix(b, []byte("\x7fELF")) {
+		return false
+	}
+	return !bytes.Contains(b, []byte("Linux version "))
 }

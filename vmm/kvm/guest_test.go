@@ -22,14 +22,6 @@ import (
 	"github.com/ktstr/ktstr/vmm/virtio"
 )
 
-// guestCFlags builds testdata/guest/guest.c into an ELF the loader
-// enters in long mode at 1 MiB.
-var guestCFlags = []string{
-	"-m64", "-O2", "-ffreestanding", "-fno-pic", "-no-pie", "-mgeneral-regs-only",
-	"-mno-sse", "-mno-red-zone", "-fno-stack-protector", "-nostdlib", "-static",
-	"-Wl,-Ttext-segment=0x100000", "-Wl,--build-id=none",
-}
-
 // buildGuest compiles the test guest, skipping the test when KVM or gcc
 // is missing.
 func buildGuest(t testing.TB) string {
@@ -37,14 +29,11 @@ func buildGuest(t testing.TB) string {
 	if err := kvmAvailable(); err != nil {
 		t.Skipf("no usable KVM: %v", err)
 	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
+	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("gcc not found: apt-get install gcc")
 	}
 	out := filepath.Join(t.TempDir(), "guest.elf")
-	args := append(slices.Clone(guestCFlags), "-o", out, filepath.Join("testdata", "guest", "guest.c"))
-	b, err := exec.Command(gcc, args...).CombinedOutput()
-	require.NoError(t, err, "building the test guest: %s", b)
+	require.NoError(t, BuildTestGuest(context.Background(), filepath.Join("testdata", "guest", "guest.c"), out))
 	return out
 }
 
