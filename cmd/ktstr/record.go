@@ -94,6 +94,9 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 
 	// Environment: the kernel, the backend, then the agent.
+	if err := o.schedExtDefaults(ctx); err != nil {
+		return err
+	}
 	k, err := o.resolveKernel()
 	if err != nil {
 		return err
@@ -515,4 +518,28 @@ func isFreestanding(path string) bool {
 		return false
 	}
 	return !bytes.Contains(b, []byte("Linux version "))
+}
+
+// schedExtDefaults fills in what the sched-ext scenario needs and the
+// user did not give: the kernel and scx_simple from the cached build of
+// `ktstr kernel build --sched-ext` (Debian's kernels have no sched_ext).
+func (o *recordOptions) schedExtDefaults(ctx context.Context) error {
+	if o.scenario != "sched-ext" || (o.kernel != "" && o.scheduler != "") {
+		return nil
+	}
+	m, err := kernel.LookupBuild(ctx, kernel.BuildOptions{})
+	if err != nil {
+		return envErr(fmt.Errorf("record: --scenario sched-ext needs a sched_ext kernel and scheduler (or --kernel and --scheduler): %w (or: make scx)", err))
+	}
+	if o.kernel == "" {
+		o.kernel = m.KernelPath()
+	}
+	if o.scheduler == "" {
+		p, ok := m.SchedulerPath("scx_simple")
+		if !ok {
+			return envErr(fmt.Errorf("record: the cached sched_ext build in %s has no scx_simple; run: ktstr kernel build --sched-ext --force", m.Dir))
+		}
+		o.scheduler = p
+	}
+	return nil
 }
