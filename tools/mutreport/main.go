@@ -67,12 +67,14 @@ func run(path string, w io.Writer) error {
 	for _, s := range []string{"KILLED", "LIVED", "TIMED OUT", "NOT COVERED", "NOT VIABLE"} {
 		fmt.Fprintf(w, "  %-12s %d\n", s, counts[s])
 	}
-	tested := counts["KILLED"] + counts["LIVED"]
-	if tested > 0 {
-		fmt.Fprintf(w, "  efficacy     %.1f%% (killed / (killed + lived))\n", 100*float64(counts["KILLED"])/float64(tested))
+	// A mutant that makes the tests run past their timeout (an endless
+	// loop, usually) was detected: the suite does not pass with it.
+	detected := counts["KILLED"] + counts["TIMED OUT"]
+	if tested := detected + counts["LIVED"]; tested > 0 {
+		fmt.Fprintf(w, "  efficacy     %.1f%% ((killed + timed out) / (killed + timed out + lived))\n", 100*float64(detected)/float64(tested))
 	}
-	if all := tested + counts["NOT COVERED"]; all > 0 {
-		fmt.Fprintf(w, "  killed share %.1f%% (killed / (killed + lived + not covered))\n", 100*float64(counts["KILLED"])/float64(all))
+	if all := detected + counts["LIVED"] + counts["NOT COVERED"]; all > 0 {
+		fmt.Fprintf(w, "  killed share %.1f%% (the same, not-covered mutants counted as survivors)\n", 100*float64(detected)/float64(all))
 	}
 	if len(survivors) > 0 {
 		fmt.Fprintln(w, "surviving mutants:")

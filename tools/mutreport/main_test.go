@@ -17,7 +17,8 @@ const sample = `{"go_module":"github.com/ktstr/ktstr","files":[
   {"type":"ARITHMETIC_BASE","status":"KILLED","line":3,"column":1}]},
  {"file_name":"wire/wire.go","mutations":[
   {"type":"INVERT_BITWISE","status":"NOT COVERED","line":29,"column":22},
-  {"type":"INVERT_LOGICAL","status":"KILLED","line":66,"column":47}]}]}`
+  {"type":"INVERT_LOGICAL","status":"KILLED","line":66,"column":47},
+  {"type":"INVERT_LOGICAL","status":"TIMED OUT","line":70,"column":2}]}]}`
 
 func TestRunPrintsFigureAndSurvivors(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "r.json")
@@ -28,8 +29,9 @@ func TestRunPrintsFigureAndSurvivors(t *testing.T) {
 	assert.Contains(t, s, "KILLED       3")
 	assert.Contains(t, s, "LIVED        1")
 	assert.Contains(t, s, "NOT COVERED  1")
-	assert.Contains(t, s, "efficacy     75.0%")
-	assert.Contains(t, s, "killed share 60.0%")
+	assert.Contains(t, s, "TIMED OUT    1")
+	assert.Contains(t, s, "efficacy     80.0%")
+	assert.Contains(t, s, "killed share 66.7%")
 	assert.Contains(t, s, "CONDITIONALS_BOUNDARY        gates.go:12:9")
 	assert.Contains(t, s, "INVERT_BITWISE               wire/wire.go:29:22")
 	assert.NotContains(t, s, "gates.go:10:5", "killed mutants are not listed")
