@@ -2,6 +2,8 @@ package dispatch_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -84,3 +86,62 @@ func TestFeedReadsOnlyThePiecesBytes(t *testing.T) {
 func TestMaxBufferedIsHeaderPlusMaxPayload(t *testing.T) {
 	assert.Equal(t, 16+(1<<20), dispatch.MaxBuffered)
 }
+
+// TestVerdictJSONBounds: a recorded verdict's sha256 must be exactly 64
+// hex digits and its len within 0..MaxPayload, both ends included.
+func TestVerdictJSONBounds(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		json string
+		ok   bool
+	}{
+		{`{"tag":"SCDX","len":0,"sha256":"` + sum + `"}`, true},
+		{`{"tag":"SCDX","len":1048576,"sha256":"` + sum + `"}`, true},
+		{`{"tag":"SCDX","len":1048577,"sha256":"` + sum + `"}`, false},
+		{`{"tag":"SCDX","len":-1,"sha256":"` + sum + `"}`, false},
+		{`{"tag":"SCDX","len":0,"sha256":"abcd"}`, false},
+		{`{"tag":"SCDX","len":0,"sha256":"` + strings.Repeat("zz", 32) + `"}`, false},
+	} {
+		var v dispatch.Verdict
+		err := json.Unmarshal([]byte(tc.json), &v)
+		if tc.ok {
+			assert.NoError(t, err, tc.json)
+		} else {
+			assert.Error(t, err, tc.json)
+		}
+	}
+}
+
+// TestOutcomeDiffFindsEachDifference: Diff reports a difference in the
+// KASLR slots (set on one side, or different) and in any one of a
+// verdict's tag, length and payload; equal outcomes give none.
+func TestOutcomeDiffFindsEachDifference(t *testing.T) {
+	base := func() dispatch.Outcome {
+		o := dispatch.NewOutcome()
+		o.KASLR = &dispatch.KASLR{PhysBase: 1, PageOffsetBase: 2, TextAddr: 3}
+		o.Verdicts = []dispatch.Verdict{dispatch.NewVerdict(wire.Stimulus, []byte("abc"), true)}
+		return o
+	}
+	b := base()
+	assert.Empty(t, b.Diff(ptr(base())), "equal outcomes")
+	for name, change := range map[string]func(o *dispatch.Outcome){
+		"kaslr unset":     func(o *dispatch.Outcome) { o.KASLR = nil },
+		"kaslr differs":   func(o *dispatch.Outcome) { o.KASLR = &dispatch.KASLR{PhysBase: 9, PageOffsetBase: 2, TextAddr: 3} },
+		"verdict tag":     func(o *dispatch.Outcome) { o.Verdicts[0] = dispatch.NewVerdict(wire.StepEnd, []byte("abc"), true) },
+		"verdict len":     func(o *dispatch.Outcome) { o.Verdicts[0].Len = 4 },
+		"verdict payload": func(o *dispatch.Outcome) { o.Verdicts[0] = dispatch.NewVerdict(wire.Stimulus, []byte("abd"), false) },
+	} {
+		got := base()
+		change(&got)
+		assert.Len(t, got.Diff(ptr(base())), 1, name)
+		want := base()
+		assert.Len(t, want.Diff(&got), 1, name+" (the other way)")
+	}
+	both := base()
+	both.KASLR = nil
+	other := base()
+	other.KASLR = nil
+	assert.Empty(t, both.Diff(&other), "KASLR unset on both sides")
+}
+
+func ptr[T any](v T) *T { return &v }
