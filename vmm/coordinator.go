@@ -337,7 +337,7 @@ func (c *coordinator) snapshot(req dispatch.SnapshotRequest) {
 			break
 		}
 		regs, err := c.m.Registers()
-		rerr := c.m.Resume()
+		rerr := c.resume()
 		paused := c.clock() - t0
 		detail["paused_ns"] = paused
 		c.wd.extend(paused)
@@ -346,6 +346,9 @@ func (c *coordinator) snapshot(req dispatch.SnapshotRequest) {
 			status, reason = wire.SnapshotError, "registers: "+err.Error()
 		case rerr != nil:
 			status, reason = wire.SnapshotError, "resume: "+rerr.Error()
+			// A guest left frozen would sit there until the watchdog:
+			// end the run now, saying why.
+			defer c.halt(EndGuestDied, "the guest could not be resumed after a snapshot: "+rerr.Error())
 		default:
 			detail["registers"] = regs
 		}
@@ -364,6 +367,24 @@ func (c *coordinator) snapshot(req dispatch.SnapshotRequest) {
 	default:
 		c.event("rx_dropped", map[string]any{"id": req.ID})
 	}
+}
+
+// resumeTries is how many times a snapshot's resume is attempted before
+// the run is stopped: on a loaded host one monitor command can time out.
+const resumeTries = 3
+
+// resume lets the guest run again after a snapshot, retrying a failed
+// attempt.
+func (c *coordinator) resume() error {
+	var err error
+	for i := range resumeTries {
+		if err = c.m.Resume(); err == nil {
+			return nil
+		}
+		c.event("resume_error", map[string]any{"try": i + 1, "error": err.Error()})
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%d tries: %w", resumeTries, err)
 }
 
 // writeRX sends frames to the guest's RX side, off the dispatch loop so

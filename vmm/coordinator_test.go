@@ -29,9 +29,10 @@ type step struct {
 // fakeMachine plays a script of deliveries on its bulk port. After the
 // script it either ends (a power-off) or, with hang, waits for Stop.
 type fakeMachine struct {
-	script []step
-	hang   bool
-	exit   Exit // how it ends by itself
+	script      []step
+	hang        bool
+	exit        Exit // how it ends by itself
+	resumeFails int  // Resume fails this many times first
 
 	mu       sync.Mutex
 	rx       bytes.Buffer
@@ -78,8 +79,17 @@ func (p fakePort) Write(b []byte) (int, error) {
 	return p.m.rx.Write(b)
 }
 
-func (m *fakeMachine) Pause() error  { m.mu.Lock(); m.pauses++; m.mu.Unlock(); return nil }
-func (m *fakeMachine) Resume() error { m.mu.Lock(); m.resumes++; m.mu.Unlock(); return nil }
+func (m *fakeMachine) Pause() error { m.mu.Lock(); m.pauses++; m.mu.Unlock(); return nil }
+func (m *fakeMachine) Resume() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.resumes++
+	if m.resumeFails > 0 {
+		m.resumeFails--
+		return errors.New("QMP cont: context deadline exceeded")
+	}
+	return nil
+}
 func (m *fakeMachine) Registers() (json.RawMessage, error) {
 	m.mu.Lock()
 	m.regs++
@@ -421,4 +431,40 @@ func TestLiveWatchdog(t *testing.T) {
 	off.Resume(2)
 	_, ok = off.due(1 << 40)
 	assert.False(t, ok, "a disabled watchdog is never due")
+}
+
+// TestRunRetriesResume: a resume that fails once (a monitor command timed
+// out on a loaded host) is retried and the run goes on; one that keeps
+// failing stops the run at once with the reason, instead of leaving the
+// guest frozen until the watchdog.
+func TestRunRetriesResume(t *testing.T) {
+	for _, tc := range []struct {
+		fails      int
+		reason     string
+		status     uint32
+		minResumes int
+	}{
+		{0, EndPoweroff, wire.SnapshotOK, 1},
+		{1, EndPoweroff, wire.SnapshotOK, 2},
+		{resumeTries, EndGuestDied, wire.SnapshotError, resumeTries},
+	} {
+		m := newFake(false,
+			step{b: frame(wire.SysRdy, nil)},
+			step{b: snrq(1, wire.SnapshotCapture, "cap")},
+		)
+		m.resumeFails = tc.fails
+		res, _ := record(t, context.Background(), m, Run{Timeout: time.Minute, Watchdog: time.Minute})
+		assert.Equal(t, tc.reason, res.Reason, "%d failures: %s", tc.fails, res.Detail)
+		assert.GreaterOrEqual(t, m.resumes, tc.minResumes)
+		a := dispatch.NewAssembler()
+		a.Feed(m.rx.Bytes())
+		msg, ok := a.Next()
+		require.True(t, ok, "the guest got an SNRP")
+		r, err := wire.DecodeSnapshotReply(msg.Payload)
+		require.NoError(t, err)
+		assert.Equal(t, tc.status, r.Status, "%d failures", tc.fails)
+		if tc.reason == EndGuestDied {
+			assert.Contains(t, res.Detail, "could not be resumed")
+		}
+	}
 }
