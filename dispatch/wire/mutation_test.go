@@ -64,3 +64,8 @@ func TestTagStringPrintableRange(t *testing.T) {
 	_, ok := wire.ParseTag("0x")
 	assert.False(t, ok)
 }
+
+// TestMaxPayloadIsOneMiB: the contract's bound (ARCHITECTURE §3).
+func TestMaxPayloadIsOneMiB(t *testing.T) {
+	assert.Equal(t, 1<<20, wire.MaxPayload)
+}
