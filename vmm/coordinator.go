@@ -80,8 +80,13 @@ type Result struct {
 // deliveryBuf is the largest single read from the bulk port.
 const deliveryBuf = 256 << 10
 
-// readBuffers is how many deliveries may be read ahead of dispatch.
-const readBuffers = 8
+// readBuffers is how many deliveries may be read ahead of dispatch. It
+// must cover the deliveries a guest makes while the loop is busy with a
+// burst of snapshot captures: when the reader stops, the socket fills and
+// QEMU throttles the port, and a throttled virtio-serial port was seen
+// not to wake up again across the captures' stop/cont (the guest's next
+// write then hung until the watchdog).
+const readBuffers = 64
 
 // delivery is one read from the bulk port, stamped when it returned.
 type delivery struct {
@@ -170,7 +175,7 @@ func (c *coordinator) execute(ctx context.Context) (Result, error) {
 	deliveries := make(chan delivery, readBuffers)
 	free := make(chan []byte, readBuffers)
 	for range readBuffers {
-		free <- make([]byte, deliveryBuf)
+		free <- nil // allocated on first use: most runs need a few
 	}
 	go c.read(deliveries, free)
 	c.loop(ctx, deliveries, free)
@@ -196,6 +201,9 @@ func (c *coordinator) read(out chan<- delivery, free chan []byte) {
 	port := c.m.Bulk()
 	for {
 		buf := <-free
+		if buf == nil {
+			buf = make([]byte, deliveryBuf)
+		}
 		n, err := port.Read(buf)
 		t := c.clock()
 		if n > 0 {
