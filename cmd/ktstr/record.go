@@ -28,41 +28,62 @@ import (
 	"github.com/ktstr/ktstr/vmm/qemu"
 )
 
-// recordOptions are the flags of `ktstr record`.
+// kvmProbeLimit bounds the KVM speed probe: natively its loop takes
+// about a millisecond, under KVM's instruction emulator about two seconds.
+const kvmProbeLimit = 2 * time.Second
+
+// recordOptions are the flags of `ktstr record`, and the host facts a
+// test may replace.
 type recordOptions struct {
-	backend   string
-	accel     string
-	kernel    string
-	agent     string
-	cpus      int
-	mem       int
-	scenario  string
-	duration  time.Duration
-	workers   int
-	scheduler string
-	timeout   time.Duration
-	watchdog  time.Duration
-	console   string
-	out       string
-	quiet     bool
-	force     bool
-	cmdline   string
-	slowKVM   bool
+	backend      string
+	accel        string
+	kernel       string
+	agent        string
+	cpus         int
+	mem          int
+	scenario     string
+	duration     time.Duration
+	workers      int
+	scheduler    string
+	timeout      time.Duration
+	watchdog     time.Duration
+	console      string
+	out          string
+	quiet        bool
+	force        bool
+	cmdline      string
+	forceSlowKVM bool
+
+	// set holds the names of the flags given on the command line.
+	set map[string]bool
+
+	// kvmDevice is the KVM device node the native backend opens
+	// (kvm.DefaultDevice); tests point it at a path without KVM.
+	kvmDevice string
+	// probeKVM times a guest loop on a KVM device node (kvm.ProbeDevice);
+	// tests replace it to stand for a host whose KVM only emulates.
+	probeKVM func(device string, limit time.Duration) (kvm.ProbeResult, error)
 }
 
 var scenarioName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // runRecord implements `ktstr record`.
 func runRecord(args []string, stdout, stderr io.Writer) error {
-	var o recordOptions
+	o := recordOptions{kvmDevice: kvm.DefaultDevice, probeKVM: kvm.ProbeDevice}
+	return o.run(args, stdout, stderr)
+}
+
+// run parses args into o and records one run. The host facts in o
+// (kvmDevice, probeKVM) must be set.
+func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("record", "-o TRACE", stderr)
 	fs.StringVar(&o.backend, "backend", "auto", "VMM backend: auto (qemu), qemu, or native (our own KVM VMM)")
-	fs.StringVar(&o.accel, "accel", "auto", "QEMU accelerator: auto (KVM only where a probe shows native speed), kvm or tcg")
-	fs.StringVar(&o.kernel, "kernel", "", "bzImage to boot (default: the newest kernel fetched by 'ktstr kernel fetch')")
+	fs.StringVar(&o.accel, "accel", "auto", "QEMU accelerator: auto (KVM only where a probe shows native speed), kvm or tcg; --backend qemu only")
+	fs.StringVar(&o.kernel, "kernel", "", "bzImage to boot (default: the newest kernel fetched by 'ktstr kernel fetch'); with --backend native also a freestanding ELF test guest, which runs without the agent")
 	fs.StringVar(&o.agent, "agent", "", "prebuilt static guest agent (default: build cmd/ktstr-init from the source tree)")
 	fs.IntVar(&o.cpus, "cpus", 2, "guest vCPUs")
 	fs.IntVar(&o.mem, "mem", 512, "guest memory in MiB")
-	fs.StringVar(&o.scenario, "scenario", "steady", "guest scenario (see 'ktstr record -h' list below)")
+	fs.StringVar(&o.scenario, "scenario", "steady", "guest scenario (the agent's 'ktstr-init scenarios' lists them)")
 	fs.DurationVar(&o.duration, "duration", 2*time.Second, "how long the scenario's workers run")
 	fs.IntVar(&o.workers, "workers", 4, "spinning workers in the guest")
 	fs.StringVar(&o.scheduler, "scheduler", "", "scheduler binary to supervise in the guest (its death sends SCDX)")
@@ -73,49 +94,62 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.quiet, "q", false, "no progress line")
 	fs.BoolVar(&o.force, "force", false, "overwrite the -o file if it exists")
 	fs.StringVar(&o.cmdline, "cmdline", "", "kernel command line (default: the agent's options, from the flags above); for a freestanding ELF guest, its arguments")
-	fs.BoolVar(&o.slowKVM, "slow-kvm", false, "native backend: boot a Linux kernel even where KVM only emulates guest code (hours, not seconds)")
-	watchdogSet := false
+	fs.BoolVar(&o.forceSlowKVM, "force-slow-kvm", false, "--backend native: boot a Linux kernel even where KVM only emulates guest code (hours, not seconds)")
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "watchdog" {
-			watchdogSet = true
-		}
-	})
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	if fs.NArg() > 0 {
 		return usagef("record: unexpected argument %q", fs.Arg(0))
 	}
-	if err := o.validate(watchdogSet); err != nil {
+	if err := o.validate(); err != nil {
 		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	// Environment: the kernel, the backend, then the agent.
+	// What the guest is: a freestanding ELF guest takes none of the
+	// agent's flags; the sched-ext defaults name a bzImage where no
+	// kernel is given.
+	freestanding := o.kernel != "" && isFreestanding(o.kernel)
+	if err := o.validateGuest(freestanding); err != nil {
+		return err
+	}
 	if err := o.schedExtDefaults(ctx); err != nil {
 		return err
 	}
-	k, err := o.resolveKernel()
+
+	// Environment: the backend, the kernel, whether KVM is fast enough
+	// for it, then the agent.
+	backend, probe, err := o.newBackend()
 	if err != nil {
 		return err
 	}
-	freestanding := o.backend == "native" && isFreestanding(k.Path)
-	backend, err := o.newBackend(freestanding)
+	k, err := o.resolveKernel(freestanding)
 	if err != nil {
 		return err
+	}
+	backendNote := ""
+	if probe != nil {
+		if backendNote, err = o.checkKVMSpeed(*probe, freestanding); err != nil {
+			return err
+		}
 	}
 	work, err := os.MkdirTemp("", "ktstr-rec-")
 	if err != nil {
-		return envErr(fmt.Errorf("record: %w", err))
+		return envErr(fmt.Errorf("record: %w; set TMPDIR to a writable directory", err))
 	}
 	defer os.RemoveAll(work)
 	// A freestanding ELF test guest (native backend) takes its arguments
 	// on the command line and needs neither the agent nor an initramfs.
 	initrd := ""
 	cmdline := o.cmdline
-	if !freestanding {
+	scenario := o.scenario
+	if freestanding {
+		scenario = ""
+	} else {
 		agent, err := resolveAgent(ctx, o.agent)
 		if err != nil {
 			return err
@@ -169,7 +203,7 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 			KernelSHA256:  k.SHA256,
 			CPUs:          o.cpus,
 			MemoryMiB:     o.mem,
-			Scenario:      o.scenario,
+			Scenario:      scenario,
 			CommandLine:   append([]string{"ktstr", "record"}, args...),
 			Extra:         map[string]string{"cmdline": cfg.Cmdline},
 		},
@@ -180,30 +214,43 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 	res, err := run.Execute(ctx)
 	pr.done()
 	if err != nil {
+		// A run that failed before writing anything leaves no empty
+		// trace behind to block the next attempt.
+		if fi, serr := f.Stat(); serr == nil && fi.Size() == 0 {
+			_ = os.Remove(o.out)
+		}
 		var ee *vmm.EnvError
 		if errors.As(err, &ee) {
 			return envErr(fmt.Errorf("record: %w", err))
+		}
+		if errors.Is(err, kvm.ErrNoKVM) {
+			return envErr(fmt.Errorf("record: --backend native: %w; or use --backend qemu", err))
 		}
 		return fmt.Errorf("record: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("record: write %s: %w", o.out, err)
 	}
-	printSummary(stderr, o, k, backend.Name(), res, console)
+	printSummary(stderr, o, k, backend.Name(), backendNote, res, console)
 	if res.ExitStatus != 0 {
 		return checkFailed()
 	}
 	return nil
 }
 
-func (o *recordOptions) validate(watchdogSet bool) error {
+// validate checks the flags on their own, before anything is read or
+// started, and fills in the defaults that depend on other flags.
+func (o *recordOptions) validate() error {
 	switch o.backend {
 	case "auto", "qemu", "native":
 	default:
 		return usagef("record: --backend %q: want auto, qemu or native", o.backend)
 	}
-	if o.backend == "native" && o.accel != qemu.AccelAuto {
-		return usagef("record: --accel is QEMU's; the native backend always runs on KVM")
+	if o.backend == "native" && o.set["accel"] {
+		return usagef("record: --accel is QEMU's; the native backend always runs on KVM: drop --accel, or use --backend qemu")
+	}
+	if o.backend != "native" && o.forceSlowKVM {
+		return usagef("record: --force-slow-kvm applies to --backend native only")
 	}
 	switch o.accel {
 	case qemu.AccelAuto, qemu.AccelKVM, qemu.AccelTCG:
@@ -237,7 +284,7 @@ func (o *recordOptions) validate(watchdogSet bool) error {
 	if o.timeout == 0 {
 		o.timeout = o.duration + 3*time.Minute
 	}
-	if o.watchdog == 0 && !watchdogSet {
+	if o.watchdog == 0 && !o.set["watchdog"] {
 		o.watchdog = o.duration + 2*time.Minute
 	}
 	if o.scheduler != "" {
@@ -252,14 +299,38 @@ func (o *recordOptions) validate(watchdogSet bool) error {
 	return nil
 }
 
-func (o *recordOptions) resolveKernel() (kernel.Kernel, error) {
-	if o.kernel != "" && o.backend == "native" && isFreestanding(o.kernel) {
+// validateGuest checks the flags against the kind of guest: only the
+// native backend enters a freestanding ELF guest, and the agent's flags
+// have nothing to configure in one.
+func (o *recordOptions) validateGuest(freestanding bool) error {
+	if !freestanding {
+		return nil
+	}
+	if o.backend != "native" {
+		return usagef("record: --kernel %s is a freestanding ELF guest, not a Linux bzImage: only --backend native runs it", o.kernel)
+	}
+	// These configure the guest agent (the /init of the initramfs).
+	for _, name := range []string{"agent", "scenario", "duration", "workers", "scheduler"} {
+		if o.set[name] {
+			return usagef("record: --%s configures the guest agent, which the freestanding ELF guest %s runs without: drop it (give the guest's arguments with --cmdline)", name, o.kernel)
+		}
+	}
+	return nil
+}
+
+// resolveKernel returns the kernel to boot: the freestanding ELF guest
+// or bzImage given with --kernel, or the default kernel.
+func (o *recordOptions) resolveKernel(freestanding bool) (kernel.Kernel, error) {
+	if freestanding {
 		b, err := os.ReadFile(o.kernel)
 		if err != nil {
 			return kernel.Kernel{}, usageErr(fmt.Errorf("record: --kernel: %w", err))
 		}
 		sum := sha256.Sum256(b)
-		abs, _ := filepath.Abs(o.kernel)
+		abs, err := filepath.Abs(o.kernel)
+		if err != nil {
+			return kernel.Kernel{}, usageErr(fmt.Errorf("record: --kernel: %w", err))
+		}
 		return kernel.Kernel{Path: abs, Release: "freestanding ELF guest", SHA256: hex.EncodeToString(sum[:]), Origin: "file"}, nil
 	}
 	if o.kernel != "" {
@@ -413,7 +484,8 @@ func byteCount(n int64) string {
 }
 
 // printSummary prints what the run did, after the progress line.
-func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, backend string, res vmm.Result, console string) {
+// backendNote, if not empty, is said of the backend (the KVM probe).
+func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, backend, backendNote string, res vmm.Result, console string) {
 	fmt.Fprintf(w, "recorded %s: %s — %s\n", o.out, res.Reason, res.Detail)
 	fmt.Fprintf(w, "  kernel %s (sha256 %.12s), %s backend", k.Release, k.SHA256, backend)
 	if a := res.Info["accel"]; a != "" {
@@ -421,6 +493,9 @@ func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, backend string,
 	}
 	if r := res.Info["accel_reason"]; r != "" {
 		fmt.Fprintf(w, " (%s)", r)
+	}
+	if backendNote != "" {
+		fmt.Fprintf(w, " (%s)", backendNote)
 	}
 	fmt.Fprintln(w)
 	if res.SysRdyNS >= 0 {
@@ -488,33 +563,59 @@ func fileTail(path string, n int) string {
 }
 
 // newBackend returns the VMM backend the options ask for, or an
-// environment error naming the fix where it cannot run here.
-func (o *recordOptions) newBackend(freestanding bool) (vmm.Backend, error) {
+// environment error naming the fix where it cannot run here. For the
+// native backend it also returns the KVM speed probe's result.
+func (o *recordOptions) newBackend() (vmm.Backend, *kvm.ProbeResult, error) {
 	if o.backend != "native" {
 		qb := &qemu.Backend{Accel: o.accel}
 		if err := qb.Available(); err != nil {
-			return nil, envErr(fmt.Errorf("record: %w", err))
+			return nil, nil, envErr(fmt.Errorf("record: %w", err))
 		}
-		return qb, nil
+		return qb, nil, nil
 	}
-	res, err := kvm.Probe(2 * time.Second)
+	res, err := o.probeKVM(o.kvmDevice, kvmProbeLimit)
+	if errors.Is(err, kvm.ErrNoKVM) {
+		return nil, nil, envErr(fmt.Errorf("record: --backend native: %w; or use --backend qemu", err))
+	}
 	if err != nil {
-		return nil, envErr(fmt.Errorf("record: --backend native: %w; load kvm_intel or kvm_amd (modprobe kvm_intel), or use --backend qemu", err))
+		return nil, nil, envErr(fmt.Errorf("record: --backend native: KVM on %s failed the speed probe: %w; use --backend qemu", o.kvmDevice, err))
 	}
-	if !res.Native() && !freestanding && !o.slowKVM {
-		return nil, envErr(fmt.Errorf("record: --backend native: KVM here emulates guest code (%v), too slow to boot Linux; "+
-			"use --backend qemu, or a host with hardware virtualisation (or --slow-kvm to try anyway)", res))
+	return &kvm.Backend{Device: o.kvmDevice}, &res, nil
+}
+
+// checkKVMSpeed refuses to boot a Linux kernel where the probe found KVM
+// only emulating guest code (unless --force-slow-kvm): Linux would take
+// hours at emulator speed, and fails on its first AVX instruction. A
+// freestanding ELF guest runs fine there. It returns a note on the
+// probe for the summary.
+func (o *recordOptions) checkKVMSpeed(res kvm.ProbeResult, freestanding bool) (string, error) {
+	if res.Native() {
+		return "KVM runs guest code natively", nil
 	}
-	return &kvm.Backend{}, nil
+	if !freestanding && !o.forceSlowKVM {
+		return "", envErr(fmt.Errorf("record: --backend native: KVM on this host only emulates guest code (%v; native needs %.0e per second), "+
+			"and a Linux guest cannot boot at emulator speed: use --backend qemu, or a host with hardware virtualisation "+
+			"(or add --force-slow-kvm to try anyway)", res, kvm.NativeRate))
+	}
+	return fmt.Sprintf("KVM only emulates guest code here: %.3g guest instructions per second", res.Rate()), nil
 }
 
 // isFreestanding reports whether path is an ELF image that is not a
 // Linux kernel (no "Linux version " banner): a freestanding test guest,
 // which the native backend enters directly with its arguments on the
-// command line, without the agent.
+// command line, without the agent. Only an ELF file is read whole.
 func isFreestanding(path string) bool {
-	b, err := os.ReadFile(path)
-	if err != nil || !bytes.HasPrefix(b, []byte("\x7fELF")) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	magic := make([]byte, 4)
+	if _, err := io.ReadFull(f, magic); err != nil || string(magic) != "\x7fELF" {
+		return false
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
 		return false
 	}
 	return !bytes.Contains(b, []byte("Linux version "))

@@ -50,6 +50,8 @@ type Backend struct {
 	// UnpackBzImage makes Start unpack a zstd-compressed bzImage on the
 	// host and enter the kernel directly, skipping its decompressor.
 	UnpackBzImage bool
+	// Device is the KVM device node to open; empty means DefaultDevice.
+	Device string
 }
 
 // Name returns "native".
@@ -117,7 +119,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (_ vmm.Machine, err
 			return nil, fmt.Errorf("native backend: reading the initrd: %w", err)
 		}
 	}
-	v, err := newVM(cfg.MemMiB)
+	v, err := newVM(b.device(), cfg.MemMiB)
 	if err != nil {
 		return nil, fmt.Errorf("native backend: %w", err)
 	}
@@ -182,6 +184,13 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (_ vmm.Machine, err
 		m.timer = time.AfterFunc(b.Timeout, func() { m.end(vmm.Exit{Reason: "timeout"}, nil) })
 	}
 	return m, nil
+}
+
+func (b *Backend) device() string {
+	if b.Device == "" {
+		return DefaultDevice
+	}
+	return b.Device
 }
 
 func (b *Backend) queueSize() uint16 {

@@ -49,10 +49,15 @@ func (r ProbeResult) String() string {
 }
 
 // Probe runs a counting loop as a one-vCPU guest without an irqchip (so
-// its final HLT returns to the VMM) and times it, giving up after limit.
-// It fails with ErrNoKVM where KVM is unusable.
+// its final HLT returns to the VMM) on DefaultDevice and times it, giving
+// up after limit. It fails with ErrNoKVM where KVM is unusable.
 func Probe(limit time.Duration) (ProbeResult, error) {
-	v, err := newVM(2)
+	return ProbeDevice(DefaultDevice, limit)
+}
+
+// ProbeDevice is Probe on the KVM device node device.
+func ProbeDevice(device string, limit time.Duration) (ProbeResult, error) {
+	v, err := newVM(device, 2)
 	if err != nil {
 		return ProbeResult{}, err
 	}

@@ -18,6 +18,10 @@ import (
 // ErrNoKVM reports that KVM cannot be used on this host.
 var ErrNoKVM = errors.New("KVM is not available")
 
+// DefaultDevice is the KVM device node the backend and the probe open
+// unless told otherwise.
+const DefaultDevice = "/dev/kvm"
+
 // Addresses KVM needs on Intel hosts for the real-mode TSS and the
 // identity page table, just below the BIOS area at the top of 4 GiB.
 const (
@@ -45,27 +49,37 @@ type vcpu struct {
 	tid atomic.Int32 // OS thread running it, 0 before it starts
 }
 
-// openKVM opens /dev/kvm and checks the API version.
-func openKVM() (int, error) {
-	fd, err := unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("%w: open /dev/kvm: %w (load the kvm_intel or kvm_amd module and make /dev/kvm readable and writable for this user, e.g. add it to the kvm group)", ErrNoKVM, err)
+// openKVM opens the KVM device node and checks the API version. Its
+// errors wrap ErrNoKVM and say how to fix the host.
+func openKVM(device string) (int, error) {
+	fd, err := unix.Open(device, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.ENODEV):
+		return -1, fmt.Errorf("%w: open %s: %w (load the KVM module: modprobe kvm_intel or modprobe kvm_amd; or run on a host with KVM)", ErrNoKVM, device, err)
+	case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
+		return -1, fmt.Errorf("%w: open %s: %w (make it readable and writable for this user: add the user to its group, e.g. usermod -aG kvm $USER, then log in again)", ErrNoKVM, device, err)
+	case err != nil:
+		return -1, fmt.Errorf("%w: open %s: %w (load the KVM module: modprobe kvm_intel or modprobe kvm_amd)", ErrNoKVM, device, err)
 	}
 	v, err := ioctl(fd, kvmGetAPIVersion, 0)
-	if err != nil || v != apiVersion {
+	if err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%w: KVM API version %d (%v), want %d", ErrNoKVM, v, err, apiVersion)
+		return -1, fmt.Errorf("%w: %s is not a KVM device: KVM_GET_API_VERSION: %w (use %s with the kvm_intel or kvm_amd module loaded)", ErrNoKVM, device, err, DefaultDevice)
+	}
+	if v != apiVersion {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%w: %s has KVM API version %d, want %d (use a Linux host kernel with the stable KVM API)", ErrNoKVM, device, v, apiVersion)
 	}
 	return fd, nil
 }
 
-// newVM creates a VM with memMiB of memory: up to LowMemMax at address 0,
-// the rest at HighMemBase.
-func newVM(memMiB int) (_ *vm, err error) {
+// newVM creates a VM on the KVM device node device with memMiB of
+// memory: up to LowMemMax at address 0, the rest at HighMemBase.
+func newVM(device string, memMiB int) (_ *vm, err error) {
 	if memMiB < 2 || memMiB > 1<<20 {
 		return nil, fmt.Errorf("guest memory %d MiB is outside 2..%d MiB", memMiB, 1<<20)
 	}
-	kfd, err := openKVM()
+	kfd, err := openKVM(device)
 	if err != nil {
 		return nil, err
 	}
@@ -291,12 +305,12 @@ func (c *vcpu) setup(base *cpuid, st *boot.CPUState, irqchip bool) error {
 	return nil
 }
 
-// kvmAvailable reports whether /dev/kvm can be opened, for tests.
+// kvmAvailable reports whether DefaultDevice can be opened, for tests.
 func kvmAvailable() error {
-	if _, err := os.Stat("/dev/kvm"); err != nil {
+	if _, err := os.Stat(DefaultDevice); err != nil {
 		return fmt.Errorf("%w: %w", ErrNoKVM, err)
 	}
-	fd, err := openKVM()
+	fd, err := openKVM(DefaultDevice)
 	if err != nil {
 		return err
 	}
