@@ -3,6 +3,7 @@ package fuzz
 import (
 	"encoding/binary"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -10,46 +11,59 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
 	"github.com/ktstr/ktstr/replay"
 )
 
 // frameSpec is one frame FuzzFrames writes: a tag, a payload (raw, or
-// well-formed for the tag so its gate can pass) and at most one
+// well-formed for the tag so that its gate can pass) and at most one
 // corruption.
 type frameSpec struct {
-	Tag        uint8 // index into fuzzTags; past its end: an unlisted tag
-	WellFormed bool  // encode a payload of the right shape for Tag
+	Tag        uint8 // index into fuzzTags, modulo its length
+	WellFormed bool  // encode a payload of the right shape for Tag from the fields below
 	Payload    []byte
 	ID, Kind   uint32
 	Arg, Arg2  uint64
-	Corrupt    uint8 // corruption, modulo corruptKinds
-	Cut        uint16
+	Corrupt    uint8  // corruption, modulo corruptKinds; corruptNone and above: none
+	Cut        uint16 // which crc bit, pad value, truncation point or excess length
 }
 
 // framesInput is the structure FuzzFrames decodes its bytes into.
 type framesInput struct {
-	Frames     []frameSpec
-	Interleave bool  // interleave two frames byte by byte (racing writers)
-	Pair       uint8 // which two frames
+	Frames []frameSpec
+	// Burst repeats frame BurstOf (Burst%10)·8 more times in place, so
+	// that a sequence can pass the 64-entry SNRQ and KORQ budgets
+	// (the decoder caps Frames at 24).
+	Burst, BurstOf uint8
+	// Disturb allows the corruptions that move frame boundaries
+	// (truncation, oversize length, interleaving); without it the frames
+	// stay on their own boundaries and the outcome is known from the
+	// structure (see structural).
+	Disturb    bool
+	Interleave bool  // with Disturb: interleave two frames byte by byte (racing writers)
+	Pair       uint8 // which two: Pair and the one after it
 	Splits     []uint16
 }
 
-// Corruptions a frame can carry.
+// Corruptions a frame can carry: the value of Corrupt modulo
+// corruptKinds. Half the values mean none, so most frames of a sequence
+// are intact.
 const (
-	corruptNone     = iota
-	corruptCRC      // flip a bit of the crc field: torn
-	corruptPad      // non-zero pad: torn
-	corruptTruncate // cut the frame short; the next frame follows at once
-	corruptOversize // a len above MaxPayload: the assembler resyncs
-	corruptKinds
+	corruptCRC      = iota // flip one bit of the crc field: torn
+	corruptPad             // non-zero pad: torn
+	corruptTruncate        // cut the frame short; the next frame follows at once (needs Disturb)
+	corruptOversize        // a len above MaxPayload: the assembler resyncs (needs Disturb)
+	corruptNone
+	corruptKinds = 2 * corruptNone
 )
 
+// unlistedTags are tags outside the gate table: one printable, one not.
+var unlistedTags = []wire.Tag{0x5A5A5A5A, 1}
+
 // fuzzTags returns the tags FuzzFrames chooses from: the whole gate
-// table, host→guest tags included, and two unlisted ones.
-func fuzzTags() []wire.Tag {
-	return append(wire.Tags(), wire.Tag(0x5A5A5A5A), wire.Tag(1))
-}
+// table, host→guest tags included, and the unlisted ones.
+func fuzzTags() []wire.Tag { return append(wire.Tags(), unlistedTags...) }
 
 // tag returns the spec's tag.
 func (f *frameSpec) tag() wire.Tag {
@@ -57,8 +71,23 @@ func (f *frameSpec) tag() wire.Tag {
 	return tags[int(f.Tag)%len(tags)]
 }
 
+// corruption returns the spec's corruption, corruptNone for none.
+// Without disturb the boundary-moving ones count as none.
+func (f *frameSpec) corruption(disturb bool) int {
+	c := int(f.Corrupt) % corruptKinds
+	switch {
+	case c >= corruptNone:
+		return corruptNone
+	case !disturb && (c == corruptTruncate || c == corruptOversize):
+		return corruptNone
+	}
+	return c
+}
+
 // payload returns the spec's payload: for WellFormed specs of tags with
-// a fixed layout, an encoding of that layout from the spec's fields.
+// a fixed layout, an encoding of that layout from the spec's fields made
+// with the wire encoders (a well-formed payload can still fail its gate:
+// an SNRQ tag with bytes after a NUL, a KADR address of 2⁶⁴−1).
 func (f *frameSpec) payload() []byte {
 	if !f.WellFormed {
 		return f.Payload
@@ -87,10 +116,11 @@ func (f *frameSpec) payload() []byte {
 }
 
 // encode returns the spec's bytes on the wire.
-func (f *frameSpec) encode() []byte {
+func (f *frameSpec) encode(disturb bool) []byte {
 	p := f.payload()
 	h := wire.Header{Tag: f.tag(), Len: uint32(len(p)), CRC: wire.Checksum(p)}
-	switch f.Corrupt % corruptKinds {
+	c := f.corruption(disturb)
+	switch c {
 	case corruptCRC:
 		h.CRC ^= 1 << (f.Cut % 32)
 	case corruptPad:
@@ -99,26 +129,42 @@ func (f *frameSpec) encode() []byte {
 		h.Len = wire.MaxPayload + 1 + uint32(f.Cut)
 	}
 	b := append(wire.AppendHeader(nil, h), p...)
-	if f.Corrupt%corruptKinds == corruptTruncate {
+	if c == corruptTruncate {
 		b = b[:int(f.Cut)%len(b)]
 	}
 	return b
 }
 
-// build turns the input into a stream, split at in.Splits, and says
-// whether every frame stayed on its own boundaries (no truncation,
-// oversize or interleaving), which is when the expected outcome can be
-// told from the structure alone.
-func (in *framesInput) build() (s *replay.Stream, framed bool) {
-	encoded := make([][]byte, len(in.Frames))
+// sequence returns the frames in stream order, the burst expanded.
+func (in *framesInput) sequence() []frameSpec {
+	n := int(in.Burst%10) * 8
+	if n == 0 || len(in.Frames) == 0 {
+		return in.Frames
+	}
+	i := int(in.BurstOf) % len(in.Frames)
+	seq := make([]frameSpec, 0, len(in.Frames)+n)
+	seq = append(seq, in.Frames[:i+1]...)
+	for range n {
+		seq = append(seq, in.Frames[i])
+	}
+	return append(seq, in.Frames[i+1:]...)
+}
+
+// build turns the input into a stream, split at in.Splits. It returns
+// the frames in stream order and whether every frame stayed on its own
+// boundaries (no truncation, oversize or interleaving), which is when
+// the outcome can be told from the structure alone.
+func (in *framesInput) build() (s *replay.Stream, seq []frameSpec, framed bool) {
+	seq = in.sequence()
+	encoded := make([][]byte, len(seq))
 	framed = true
-	for i := range in.Frames {
-		encoded[i] = in.Frames[i].encode()
-		if c := in.Frames[i].Corrupt % corruptKinds; c == corruptTruncate || c == corruptOversize {
+	for i := range seq {
+		encoded[i] = seq[i].encode(in.Disturb)
+		if c := seq[i].corruption(in.Disturb); c == corruptTruncate || c == corruptOversize {
 			framed = false
 		}
 	}
-	if in.Interleave && len(encoded) >= 2 {
+	if in.Disturb && in.Interleave && len(encoded) >= 2 {
 		i := int(in.Pair) % (len(encoded) - 1)
 		encoded[i] = interleave(encoded[i], encoded[i+1])
 		encoded = append(encoded[:i+1], encoded[i+2:]...)
@@ -138,7 +184,7 @@ func (in *framesInput) build() (s *replay.Stream, framed bool) {
 		}
 	}
 	s.Append(int64(len(in.Splits)+1), data[prev:])
-	return s, framed
+	return s, seq, framed
 }
 
 // interleave merges a and b byte by byte, as two writers racing on one
@@ -156,80 +202,186 @@ func interleave(a, b []byte) []byte {
 	return out
 }
 
-// expectation is what a framed input must produce, computed from the
-// structure alone with the gate table's rules (ARCHITECTURE §3).
-type expectation struct {
-	frames               int64
-	killSignals          uint64
-	verdicts             int
-	crc, pad             uint64
-	unknownTag, forgedTg uint64
+// summary is the part of an outcome the structure of a well-framed
+// input determines: everything but the clock-dependent pause span.
+type summary struct {
+	Frames         int64
+	Killed         bool
+	KillSignals    uint64
+	SysRdy         bool
+	Snapshots      []uint32 // request ids, in order
+	KernelOps      []uint32 // request ids, in order
+	KASLR          *dispatch.KASLR
+	Step           uint16
+	WatchdogPauses uint64
+	Verdicts       []string // "TAG/len", in order
+	Rejected       dispatch.Rejected
 }
 
-func expect(in *framesInput) expectation {
-	var e expectation
-	for i := range in.Frames {
-		f := &in.Frames[i]
-		e.frames++
-		switch f.Corrupt % corruptKinds {
+// summarize reads the summary off a dispatch outcome.
+func summarize(out dispatch.Outcome, st dispatch.Stats) summary {
+	s := summary{
+		Frames: st.Frames, Killed: out.Killed, KillSignals: out.KillSignals, SysRdy: out.SysRdy,
+		KASLR: out.KASLR, Step: out.Step, WatchdogPauses: out.WatchdogPauses, Rejected: out.Rejected,
+	}
+	for _, r := range out.SnapshotRequests {
+		s.Snapshots = append(s.Snapshots, r.ID)
+	}
+	for _, k := range out.KernelOps {
+		s.KernelOps = append(s.KernelOps, k.ID)
+	}
+	for _, v := range out.Verdicts {
+		s.Verdicts = append(s.Verdicts, fmt.Sprintf("%s/%d", v.Tag, v.Len))
+	}
+	return s
+}
+
+// expect computes the summary a well-framed sequence must produce from
+// the generator's choices alone, restating the gate table of
+// ARCHITECTURE §3 row by row. Payload shapes are judged with this
+// package's own restatements (snrqValid, kadrValid), not wire's
+// decoders, so the expectation shares nothing with Dispatch or the
+// reference model but the constants.
+func expect(seq []frameSpec) summary {
+	var e summary
+	reject := &e.Rejected
+	paused := false
+	le := binary.LittleEndian
+	for i := range seq {
+		f := &seq[i]
+		e.Frames++
+		switch f.corruption(false) {
 		case corruptCRC:
-			e.crc++
+			reject.CRC++
 			continue
 		case corruptPad:
-			e.pad++
+			reject.Pad++
 			continue
 		}
-		t := f.tag()
+		t, p := f.tag(), f.payload()
 		switch t.Class() {
 		case wire.Unknown:
-			e.unknownTag++
+			reject.UnknownTag++
+			continue
 		case wire.HostToGuest:
-			e.forgedTg++
-		case wire.Verdict:
-			if t == wire.Lifecycle {
-				if v, err := wire.DecodeLifecycle(f.payload()); err != nil || v < wire.LifecycleMin || v > wire.LifecycleMax {
-					continue
+			reject.ForgedTag++
+			continue
+		}
+		switch t {
+		case wire.SysRdy:
+			switch {
+			case len(p) != 0:
+				reject.Shape++
+			case e.SysRdy:
+				reject.OneshotRepeat++
+			default:
+				e.SysRdy = true
+			}
+		case wire.SnapshotRequest:
+			switch {
+			case !snrqValid(p):
+				reject.Shape++
+			case len(e.Snapshots) == 64:
+				reject.Overflow++
+			default:
+				e.Snapshots = append(e.Snapshots, le.Uint32(p))
+			}
+		case wire.KernelOpRequest:
+			switch {
+			case len(p) != 24:
+				reject.Shape++
+			case len(e.KernelOps) == 64:
+				reject.Overflow++
+			default:
+				e.KernelOps = append(e.KernelOps, le.Uint32(p))
+			}
+		case wire.KernelAddrs:
+			switch {
+			case !kadrValid(p):
+				reject.Shape++
+			case e.KASLR != nil:
+				reject.OneshotRepeat++
+			default:
+				e.KASLR = &dispatch.KASLR{PhysBase: le.Uint64(p) - 1, PageOffsetBase: le.Uint64(p[8:]), TextAddr: le.Uint64(p[16:]) - 1}
+			}
+		case wire.WatchdogPause, wire.WatchdogResume:
+			switch {
+			case len(p) != 0:
+				reject.Shape++
+			case paused == (t == wire.WatchdogPause):
+				reject.OutOfOrder++
+			default:
+				paused = !paused
+				if paused {
+					e.WatchdogPauses++
 				}
 			}
-			e.verdicts++
-			if t == wire.SchedExit {
-				e.killSignals++
+		case wire.Step:
+			if len(p) != 2 {
+				reject.Shape++
+			} else {
+				e.Step = le.Uint16(p)
 			}
+		case wire.Lifecycle:
+			if len(p) != 1 || p[0] < 1 || p[0] > 4 {
+				reject.Shape++
+			} else {
+				e.Verdicts = append(e.Verdicts, fmt.Sprintf("%s/%d", t, len(p)))
+			}
+		default: // every other listed tag is a verdict tag without a gate of its own
+			if t == wire.SchedExit {
+				e.Killed = true
+				e.KillSignals++
+			}
+			e.Verdicts = append(e.Verdicts, fmt.Sprintf("%s/%d", t, len(p)))
 		}
 	}
 	return e
 }
 
+// structural compares what dispatch made of a well-framed sequence with
+// what the structure dictates, and returns the differences.
+func structural(seq []frameSpec, out dispatch.Outcome, st dispatch.Stats) []string {
+	want, got := expect(seq), summarize(out, st)
+	var diff []string
+	wv, gv := reflect.ValueOf(want), reflect.ValueOf(got)
+	for i := range wv.NumField() {
+		w, g := wv.Field(i).Interface(), gv.Field(i).Interface()
+		if !reflect.DeepEqual(w, g) && !(isEmpty(wv.Field(i)) && isEmpty(gv.Field(i))) {
+			diff = append(diff, fmt.Sprintf("%s: the structure says %s, dispatch gave %s", wv.Type().Field(i).Name, show(w), show(g)))
+		}
+	}
+	return diff
+}
+
+// isEmpty reports a nil or empty slice, which compare equal here.
+func isEmpty(v reflect.Value) bool { return v.Kind() == reflect.Slice && v.Len() == 0 }
+
+// show formats a summary field, following pointers.
+func show(v any) string {
+	if k, ok := v.(*dispatch.KASLR); ok && k != nil {
+		return fmt.Sprintf("%+v", *k)
+	}
+	return fmt.Sprintf("%+v", v)
+}
+
 // check runs one structured input: the invariants and the model
 // (replay.CheckStream, as FuzzDispatch), then, when the frames kept
-// their boundaries, the counts the structure dictates. It returns what
+// their boundaries, the summary the structure dictates. It returns what
 // was wrong.
 func (in *framesInput) check() []string {
-	s, framed := in.build()
+	s, seq, framed := in.build()
 	out, st, v := replay.CheckStream(s, replay.Chunking{Kind: replay.ChunkRecorded})
 	if len(v) > 0 || !framed {
 		return v
 	}
-	e := expect(in)
-	got := expectation{
-		frames: st.Frames, killSignals: out.KillSignals, verdicts: len(out.Verdicts),
-		crc: out.Rejected.CRC, pad: out.Rejected.Pad,
-		unknownTag: out.Rejected.UnknownTag, forgedTg: out.Rejected.ForgedTag,
-	}
-	if got != e {
-		v = append(v, fmt.Sprintf("structure says %+v, dispatch gave %+v", e, got))
-	}
-	if out.Killed != (e.killSignals > 0) {
-		v = append(v, fmt.Sprintf("killed=%v with %d intact SCDX", out.Killed, e.killSignals))
-	}
-	if out.Rejected.Oversize != 0 || out.Rejected.ResyncBytes != 0 || out.Rejected.TruncatedTailBytes != 0 {
-		v = append(v, fmt.Sprintf("well-framed input needed resync or left a tail: %+v", out.Rejected))
-	}
-	return v
+	return structural(seq, out, st)
 }
 
 // decodeFrames builds a framesInput from fuzz bytes with gofuzz, with
-// bounds that keep one execution small.
+// bounds that keep one execution small. gofuzz reads 8 bytes per choice
+// and, when they run out, continues from a generator seeded by the
+// first 8, so every input yields a whole structure.
 func decodeFrames(data []byte) framesInput {
 	var in framesInput
 	gofuzz.NewFromGoFuzz(data).NilChance(0).NumElements(0, 24).MaxDepth(4).Fuzz(&in)
@@ -239,90 +391,199 @@ func decodeFrames(data []byte) framesInput {
 // FuzzFrames builds frame sequences with github.com/google/gofuzz —
 // tags from the whole gate table and beyond, payloads raw or
 // well-formed for their tag, torn crc, non-zero pad, truncation,
-// oversize lengths, two frames interleaved as by racing writers, and
-// arbitrary delivery splits — and checks each sequence like
-// FuzzDispatch (invariants 1–8 and 10, and 6 against a second split).
-// Where no frame lost its boundaries it also checks the counts the
-// structure dictates: every torn frame counted under its reason, every
-// intact verdict frame bucketed, SCDX killing exactly when an intact one
-// was sent.
+// oversize lengths, two frames interleaved as by racing writers, bursts
+// past the queue budgets, and arbitrary delivery splits — and checks
+// each stream like FuzzDispatch (invariants 1–8 and 10, and 6 against a
+// second split). Where no frame lost its boundaries it also checks the
+// outcome against the one the structure dictates (structural): each
+// torn frame counted under its reason and without effect, each intact
+// verdict frame bucketed in order, the kill flag set exactly when an
+// intact SCDX was sent, the internal effects and rejections the gate
+// table gives, and no resync or tail.
 func FuzzFrames(f *testing.F) {
-	for _, seed := range [][]byte{
-		{},
-		[]byte("frames"),
-		[]byte("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"),
-		[]byte(strings.Repeat("\xff\x00\x81\x7e", 64)),
-	} {
-		f.Add(seed)
+	if seeding() {
+		for _, seed := range [][]byte{
+			{},
+			[]byte("frames"),
+			[]byte("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"),
+			[]byte(strings.Repeat("\xff\x00\x81\x7e", 64)),
+		} {
+			f.Add(seed)
+		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := decodeFrames(data)
 		if v := in.check(); len(v) > 0 {
-			t.Fatalf("%d problem(s) with %d frames:\n  %s", len(v), len(in.Frames), strings.Join(v, "\n  "))
+			t.Fatalf("%d problem(s) with %d frames (%d after the burst):\n  %s", len(v), len(in.Frames), len(in.sequence()), strings.Join(v, "\n  "))
 		}
 	})
 }
 
-// TestFramesOracle gives FuzzFrames' oracle known inputs: well-formed
-// sequences it must accept as they are, and a wrong expectation it must
-// report (the positive control: the structural check can fail).
+// spec returns an intact frame of tag with a raw payload.
+func spec(t *testing.T, tag wire.Tag, payload string) frameSpec {
+	return frameSpec{Tag: tagIndex(t, tag), Payload: []byte(payload), Corrupt: corruptNone}
+}
+
+// wellFormed returns an intact frame of tag with a well-formed payload.
+func wellFormed(t *testing.T, tag wire.Tag, id uint32) frameSpec {
+	return frameSpec{Tag: tagIndex(t, tag), WellFormed: true, ID: id, Arg: 1 << 24, Corrupt: corruptNone}
+}
+
+// torn returns f with corruption c.
+func torn(f frameSpec, c uint8) frameSpec {
+	f.Corrupt = c
+	return f
+}
+
+// TestFramesOracle gives FuzzFrames' oracle known structures whose
+// outcome is written out by hand: check must pass them, and the
+// expectation must say what the table says.
 func TestFramesOracle(t *testing.T) {
-	intact := func(tag wire.Tag, p string) frameSpec { return frameSpec{Tag: tagIndex(t, tag), Payload: []byte(p)} }
-	torn := func(tag wire.Tag, c uint8) frameSpec {
-		f := intact(tag, "x")
-		f.Corrupt = c
-		return f
-	}
+	scdx := spec(t, wire.SchedExit, "\x07\x00\x00\x00")
 	tests := []struct {
-		name   string
-		in     framesInput
-		killed string // "yes", "no", or "" where framing makes it unpredictable
+		name  string
+		in    framesInput
+		check func(t *testing.T, e summary)
 	}{
-		{"one intact SCDX kills", framesInput{Frames: []frameSpec{intact(wire.SchedExit, "\x07\x00\x00\x00")}}, "yes"},
-		{"torn SCDX does not", framesInput{Frames: []frameSpec{torn(wire.SchedExit, corruptCRC), torn(wire.SchedExit, corruptPad)}}, "no"},
-		{"forged and unknown", framesInput{Frames: []frameSpec{intact(wire.SnapshotReply, ""), {Tag: 255, Payload: []byte("?")}}}, "no"},
+		{"one intact SCDX kills", framesInput{Frames: []frameSpec{scdx}}, func(t *testing.T, e summary) {
+			assert.True(t, e.Killed)
+			assert.Equal(t, []string{"SCDX/4"}, e.Verdicts)
+		}},
+		{"torn SCDX does not", framesInput{Frames: []frameSpec{torn(scdx, corruptCRC), torn(scdx, corruptPad)}}, func(t *testing.T, e summary) {
+			assert.False(t, e.Killed)
+			assert.Empty(t, e.Verdicts)
+			assert.Equal(t, dispatch.Rejected{CRC: 1, Pad: 1}, e.Rejected)
+		}},
+		{"forged and unknown", framesInput{Frames: []frameSpec{spec(t, wire.SnapshotReply, ""), spec(t, unlistedTags[0], "?"), spec(t, unlistedTags[1], "")}}, func(t *testing.T, e summary) {
+			assert.Equal(t, dispatch.Rejected{ForgedTag: 1, UnknownTag: 2}, e.Rejected)
+			assert.Empty(t, e.Verdicts)
+		}},
 		{"well-formed internals", framesInput{Frames: []frameSpec{
-			{Tag: tagIndex(t, wire.SysRdy), WellFormed: true},
-			{Tag: tagIndex(t, wire.SnapshotRequest), WellFormed: true, ID: 3, Payload: []byte("tag")},
-			{Tag: tagIndex(t, wire.KernelAddrs), WellFormed: true, Arg: 1 << 24},
-			{Tag: tagIndex(t, wire.Lifecycle), WellFormed: true, Kind: 2},
-		}, Splits: []uint16{5, 17, 40}}, "no"},
-		{"interleaved writers", framesInput{Frames: []frameSpec{intact(wire.Stdout, "aaaa"), intact(wire.SchedExit, "")}, Interleave: true}, ""},
-		{"truncated then intact", framesInput{Frames: []frameSpec{{Tag: tagIndex(t, wire.Stdout), Payload: []byte("abc"), Corrupt: corruptTruncate, Cut: 9}, intact(wire.SchedExit, "")}}, ""},
+			wellFormed(t, wire.SysRdy, 0),
+			wellFormed(t, wire.SnapshotRequest, 3),
+			wellFormed(t, wire.KernelOpRequest, 4),
+			wellFormed(t, wire.KernelAddrs, 5),
+			wellFormed(t, wire.KernelAddrs, 6),
+			wellFormed(t, wire.WatchdogResume, 0),
+			wellFormed(t, wire.WatchdogPause, 0),
+			wellFormed(t, wire.Step, 9),
+			wellFormed(t, wire.Lifecycle, 0),
+			spec(t, wire.Lifecycle, "\x05"),
+		}, Splits: []uint16{5, 17, 40}}, func(t *testing.T, e summary) {
+			assert.True(t, e.SysRdy)
+			assert.Equal(t, []uint32{3}, e.Snapshots)
+			assert.Equal(t, []uint32{4}, e.KernelOps)
+			assert.Equal(t, &dispatch.KASLR{PhysBase: 1 << 24, TextAddr: 5 << 12}, e.KASLR)
+			assert.Equal(t, uint64(1), e.WatchdogPauses)
+			assert.Equal(t, uint16(9), e.Step)
+			assert.Equal(t, []string{"LIFE/1"}, e.Verdicts)
+			assert.Equal(t, dispatch.Rejected{OneshotRepeat: 1, OutOfOrder: 1, Shape: 1}, e.Rejected)
+		}},
+		{"a burst past the SNRQ budget", framesInput{Frames: []frameSpec{wellFormed(t, wire.SnapshotRequest, 1)}, Burst: 9}, func(t *testing.T, e summary) {
+			assert.Len(t, e.Snapshots, 64)
+			assert.Equal(t, dispatch.Rejected{Overflow: 73 - 64}, e.Rejected)
+		}},
+		{"framing corruptions are ignored without Disturb", framesInput{Frames: []frameSpec{torn(scdx, corruptTruncate), torn(scdx, corruptOversize)}, Interleave: true}, func(t *testing.T, e summary) {
+			assert.Equal(t, uint64(2), e.KillSignals)
+		}},
+		{"interleaved writers", framesInput{Frames: []frameSpec{spec(t, wire.Stdout, "aaaa"), scdx}, Disturb: true, Interleave: true}, nil},
+		{"truncated then intact", framesInput{Frames: []frameSpec{torn(spec(t, wire.Stdout, "abc"), corruptTruncate), scdx}, Disturb: true}, nil},
+		{"oversize then intact", framesInput{Frames: []frameSpec{torn(spec(t, wire.Stdout, "abc"), corruptOversize), scdx}, Disturb: true}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			assert.Empty(t, tt.in.check())
-			if tt.killed != "" {
-				s, _ := tt.in.build()
-				out, _, _ := replay.CheckStream(s, replay.Chunking{Kind: replay.ChunkWhole})
-				assert.Equal(t, tt.killed == "yes", out.Killed)
+			_, seq, framed := tt.in.build()
+			assert.Equal(t, tt.check != nil, framed, "framed")
+			if tt.check != nil {
+				tt.check(t, expect(seq))
 			}
 		})
 	}
-
-	// Positive control: an expectation that disagrees with dispatch is
-	// reported. A frame marked intact but encoded with a bad crc makes
-	// the structure promise a kill that dispatch rightly refuses.
-	in := framesInput{Frames: []frameSpec{intact(wire.SchedExit, "")}}
-	s, _ := in.build()
-	s.Data[8] ^= 1 // the crc field, behind the structure's back
-	out, st, v := replay.CheckStream(s, replay.Chunking{Kind: replay.ChunkRecorded})
-	require.Empty(t, v, "the stream itself is fine")
-	e := expect(&in)
-	assert.NotEqual(t, e.killSignals, out.KillSignals, "the structural check would catch it")
-	assert.Equal(t, int64(1), st.Frames)
 }
 
-// TestDecodeFramesIsDeterministic: the same bytes give the same
-// structure, so a crasher reproduces.
-func TestDecodeFramesIsDeterministic(t *testing.T) {
+// TestFramesOracleCatches is the positive control of FuzzFrames'
+// structural check: each case changes the stream behind the structure's
+// back, as a broken gate would change the outcome, and structural must
+// report the difference (while the stream itself breaks no invariant).
+func TestFramesOracleCatches(t *testing.T) {
+	snrq := wellFormed(t, wire.SnapshotRequest, 1)
+	tests := []struct {
+		name   string
+		frames []frameSpec
+		tamper func(b []byte) // b is the stream; the first frame starts at 0
+		field  string
+	}{
+		{"a torn SCDX that kills", []frameSpec{spec(t, wire.SchedExit, "")}, func(b []byte) { b[8] ^= 1 }, "Killed"},
+		{"a non-zero pad on SRDY", []frameSpec{wellFormed(t, wire.SysRdy, 0)}, func(b []byte) { b[12] = 1 }, "SysRdy"},
+		{"an SNRQ of kind 3", []frameSpec{snrq}, func(b []byte) { rewrite(b, func(p []byte) { p[4] = 3 }) }, "Snapshots"},
+		{"a verdict tag made unknown", []frameSpec{spec(t, wire.Stimulus, "s")}, func(b []byte) { b[0] ^= 0x20 }, "Verdicts"},
+		{"a verdict tag made host-to-guest", []frameSpec{spec(t, wire.Stdout, "")}, func(b []byte) {
+			binary.LittleEndian.PutUint32(b, uint32(wire.SnapshotReply))
+		}, "Rejected"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := framesInput{Frames: tt.frames}
+			s, seq, framed := in.build()
+			require.True(t, framed)
+			require.Empty(t, checkStructure(t, seq, s), "negative: untouched, the outcome is the structure's")
+			tt.tamper(s.Data)
+			d := checkStructure(t, seq, s)
+			require.NotEmpty(t, d)
+			assert.Contains(t, strings.Join(d, "\n"), tt.field+":")
+		})
+	}
+}
+
+// checkStructure runs s through replay.CheckStream, requiring no
+// violation, and returns structural's verdict on it against seq.
+func checkStructure(t *testing.T, seq []frameSpec, s *replay.Stream) []string {
+	t.Helper()
+	out, st, v := replay.CheckStream(s, replay.Chunking{Kind: replay.ChunkRecorded})
+	require.Empty(t, v)
+	return structural(seq, out, st)
+}
+
+// rewrite edits the payload of the frame at the start of b and fixes its
+// crc, so the frame stays intact.
+func rewrite(b []byte, edit func(p []byte)) {
+	p := b[wire.HeaderSize : wire.HeaderSize+binary.LittleEndian.Uint32(b[4:])]
+	edit(p)
+	binary.LittleEndian.PutUint32(b[8:], wire.Checksum(p))
+}
+
+// TestDecodeFrames: the same bytes give the same structure, so a
+// crasher reproduces, and the decoder's output spans what the oracle
+// needs: across a few hundred inputs, every corruption, both framed and
+// disturbed inputs, well-formed payloads and bursts all occur.
+func TestDecodeFrames(t *testing.T) {
 	data := []byte("deterministic input for gofuzz \x00\x01\x02\xfe\xff")
 	a, b := decodeFrames(data), decodeFrames(data)
-	assert.Equal(t, a, b)
-	sa, _ := a.build()
-	sb, _ := b.build()
-	assert.Equal(t, sa, sb)
+	require.Equal(t, a, b)
+	sa, _, _ := a.build()
+	sb, _, _ := b.build()
+	require.Equal(t, sa, sb)
+
+	seen := map[string]bool{}
+	for i := range 300 {
+		in := decodeFrames(binary.LittleEndian.AppendUint64(nil, uint64(i)*0x9e3779b97f4a7c15))
+		_, seq, framed := in.build()
+		seen[fmt.Sprintf("framed=%v", framed)] = true
+		if in.Burst%10 != 0 && len(in.Frames) > 0 {
+			seen["burst"] = true
+		}
+		for _, f := range seq {
+			seen[fmt.Sprintf("corrupt=%d", f.corruption(in.Disturb))] = true
+			if f.WellFormed && len(f.Payload) > 0 {
+				seen["well-formed with tag text"] = true
+			}
+		}
+	}
+	for _, k := range []string{"framed=true", "framed=false", "burst", "well-formed with tag text",
+		"corrupt=0", "corrupt=1", "corrupt=2", "corrupt=3", "corrupt=4"} {
+		assert.True(t, seen[k], "no decoded input has %s", k)
+	}
 }
 
 // tagIndex returns the index of tag in fuzzTags.

@@ -5,86 +5,151 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/ktstr/ktstr/dispatch/wire"
 )
 
-// FuzzPayloads gives arbitrary bytes to the decoders of the fixed
-// payloads (SNRQ, KORQ, KADR): every wrong size is rejected with
-// wire.ErrShape; a right-sized payload is accepted exactly when the
-// layout's rules hold, checked against a plain restatement of the gate
-// table written here; and an accepted payload re-encodes to the same
-// bytes.
+// codecs are the decoders FuzzPayloads checks. They are parameters so
+// that the positive control can hand the same checks broken decoders.
+type codecs struct {
+	snrq func([]byte) (wire.SnapshotRequestPayload, error)
+	korq func([]byte) (wire.KernelOpRequestPayload, error)
+	kadr func([]byte) (wire.KernelAddrsPayload, error)
+}
+
+// wireCodecs are the production decoders of dispatch/wire.
+var wireCodecs = codecs{wire.DecodeSnapshotRequest, wire.DecodeKernelOpRequest, wire.DecodeKernelAddrs}
+
+// values are the fields FuzzPayloads encodes and decodes back.
+type values struct {
+	ID, Kind uint32
+	A, B, C  uint64
+	Tag      string
+}
+
+// FuzzPayloads checks the decoders and encoders of the fixed payloads
+// (SNRQ, KORQ, KADR) in both directions:
+//
+//   - bytes p: every wrong size is rejected with wire.ErrShape; a
+//     right-sized payload is accepted exactly when this file's plain
+//     restatement of the gate table accepts it (snrqValid, kadrValid:
+//     for SNRQ the tag rule, valid UTF-8 up to the first NUL and only
+//     NULs after it, written here without package utf8); every rejection
+//     wraps ErrShape; an accepted payload decodes to the fields at their
+//     offsets and re-encodes to the same bytes.
+//   - values v: the encoding puts each field at its offset, and decoding
+//     it gives v back whenever the restatement accepts the bytes.
 func FuzzPayloads(f *testing.F) {
-	snrq := wire.NewSnapshotRequest(7, wire.SnapshotCapture, "tag")
-	b, _ := snrq.AppendBinary(nil)
-	f.Add(b)
-	korq := wire.KernelOpRequestPayload{RequestID: 1, Op: 2, Arg: 3, Arg2: 4}
-	b, _ = korq.AppendBinary(nil)
-	f.Add(b)
-	f.Add(make([]byte, 72))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, p []byte) {
-		if msg := checkPayloads(p); msg != "" {
-			t.Fatal(msg)
+	if seeding() {
+		snrq := wire.NewSnapshotRequest(7, wire.SnapshotCapture, "tag")
+		b, _ := snrq.AppendBinary(nil)
+		korq := wire.KernelOpRequestPayload{RequestID: 1, Op: 2, Arg: 3, Arg2: 4}
+		k, _ := korq.AppendBinary(nil)
+		kadr := wire.NewKernelAddrs(1<<24, 0xffff888000000000, 1<<24)
+		a, _ := kadr.AppendBinary(nil)
+		v := values{ID: 7, Kind: 1, A: 1, B: 2, C: 3, Tag: "watch"}
+		for _, p := range [][]byte{b, k, a, {}, make([]byte, 23), make([]byte, 25), make([]byte, 71), make([]byte, 72), make([]byte, 73)} {
+			f.Add(p, v.ID, v.Kind, v.A, v.B, v.C, v.Tag)
+		}
+		f.Add(b, uint32(0), uint32(2), uint64(0), uint64(0), uint64(1), strings.Repeat("x", 63)+"é") // a rune cut by the 64-byte field
+		f.Add(a, uint32(1), uint32(3), uint64(1), uint64(0), uint64(0), "a\x00b")
+	}
+	f.Fuzz(func(t *testing.T, p []byte, id, kind uint32, a, b, c uint64, tag string) {
+		if msg := checkPayloads(wireCodecs, p, values{ID: id, Kind: kind, A: a, B: b, C: c, Tag: tag}); len(msg) > 0 {
+			t.Fatal(strings.Join(msg, "\n"))
 		}
 	})
 }
 
-// checkPayloads decodes p as each fixed payload and returns what is
-// wrong, or "".
-func checkPayloads(p []byte) string {
-	// SNRQ: 72 bytes; kind 1 or 2; tag UTF-8 up to the first NUL, NULs after.
-	r, err := wire.DecodeSnapshotRequest(p)
-	if ok := snrqValid(p); ok != (err == nil) {
-		return "SNRQ decoder disagrees with the gate table on " + quote(p) + ": " + errString(err)
-	}
-	if err != nil && !errors.Is(err, wire.ErrShape) {
-		return "SNRQ rejection is not ErrShape: " + err.Error()
-	}
-	if err == nil {
-		if out, _ := r.AppendBinary(nil); !bytes.Equal(out, p) {
-			return "SNRQ does not round-trip " + quote(p)
+// checkPayloads runs FuzzPayloads' checks on the bytes p and the values
+// v with decoders c, and returns what is wrong.
+func checkPayloads(c codecs, p []byte, v values) []string {
+	var bad []string
+	fail := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
+	le := binary.LittleEndian
+
+	// Bytes → value → bytes.
+	if r, err := c.snrq(p); checkVerdict(fail, "SNRQ", p, snrqValid(p), err) {
+		if r.RequestID != le.Uint32(p) || r.Kind != le.Uint32(p[4:]) || !bytes.Equal(r.Tag[:], p[8:]) {
+			fail("SNRQ decodes %s to %+v, not its fields", describe(p), r)
 		}
+		roundTrip(fail, "SNRQ", p, &r)
 	}
-	// KORQ: exactly 24 bytes, any values.
-	k, err := wire.DecodeKernelOpRequest(p)
-	if (len(p) == wire.KernelOpRequestSize) != (err == nil) {
-		return "KORQ decoder accepts a wrong size or rejects the right one: " + errString(err)
-	}
-	if err != nil && !errors.Is(err, wire.ErrShape) {
-		return "KORQ rejection is not ErrShape: " + err.Error()
-	}
-	if err == nil {
-		if out, _ := k.AppendBinary(nil); !bytes.Equal(out, p) {
-			return "KORQ does not round-trip " + quote(p)
+	if r, err := c.korq(p); checkVerdict(fail, "KORQ", p, len(p) == wire.KernelOpRequestSize, err) {
+		if r.RequestID != le.Uint32(p) || r.Op != le.Uint32(p[4:]) || r.Arg != le.Uint64(p[8:]) || r.Arg2 != le.Uint64(p[16:]) {
+			fail("KORQ decodes %s to %+v, not its fields", describe(p), r)
 		}
+		roundTrip(fail, "KORQ", p, &r)
 	}
-	// KADR: exactly 24 bytes with both "+1" fields (0 and 16) non-zero.
-	a, err := wire.DecodeKernelAddrs(p)
-	kadrOK := len(p) == wire.KernelAddrsSize && binary.LittleEndian.Uint64(p) != 0 && binary.LittleEndian.Uint64(p[16:]) != 0
-	if kadrOK != (err == nil) {
-		return "KADR decoder disagrees with the gate table on " + quote(p) + ": " + errString(err)
-	}
-	if err != nil && !errors.Is(err, wire.ErrShape) {
-		return "KADR rejection is not ErrShape: " + err.Error()
-	}
-	if err == nil {
-		if out, _ := a.AppendBinary(nil); !bytes.Equal(out, p) {
-			return "KADR does not round-trip " + quote(p)
+	if r, err := c.kadr(p); checkVerdict(fail, "KADR", p, kadrValid(p), err) {
+		if r.PhysBasePlus1 != le.Uint64(p) || r.PageOffsetBase != le.Uint64(p[8:]) || r.TextAddrPlus1 != le.Uint64(p[16:]) ||
+			r.PhysBase() != le.Uint64(p)-1 || r.TextAddr() != le.Uint64(p[16:])-1 {
+			fail("KADR decodes %s to %+v, not its fields", describe(p), r)
 		}
-		if a.PhysBase()+1 != binary.LittleEndian.Uint64(p) || a.TextAddr()+1 != binary.LittleEndian.Uint64(p[16:]) {
-			return "KADR values are not the fields minus one"
-		}
+		roundTrip(fail, "KADR", p, &r)
 	}
-	return ""
+
+	// Value → bytes → value.
+	sr := wire.NewSnapshotRequest(v.ID, v.Kind, v.Tag)
+	sb, _ := sr.AppendBinary(nil)
+	var tagField [wire.SnapshotTagMax]byte
+	copy(tagField[:], v.Tag)
+	if len(sb) != wire.SnapshotRequestSize || le.Uint32(sb) != v.ID || le.Uint32(sb[4:]) != v.Kind || !bytes.Equal(sb[8:], tagField[:]) {
+		fail("SNRQ encodes %+v as %s, not the layout", v, describe(sb))
+	} else if back, err := c.snrq(sb); checkVerdict(fail, "SNRQ", sb, snrqValid(sb), err) && back != sr {
+		fail("SNRQ %+v comes back as %+v", sr, back)
+	}
+	kr := wire.KernelOpRequestPayload{RequestID: v.ID, Op: v.Kind, Arg: v.A, Arg2: v.B}
+	kb, _ := kr.AppendBinary(nil)
+	if len(kb) != wire.KernelOpRequestSize || le.Uint32(kb) != v.ID || le.Uint32(kb[4:]) != v.Kind || le.Uint64(kb[8:]) != v.A || le.Uint64(kb[16:]) != v.B {
+		fail("KORQ encodes %+v as %s, not the layout", kr, describe(kb))
+	} else if back, err := c.korq(kb); checkVerdict(fail, "KORQ", kb, true, err) && back != kr {
+		fail("KORQ %+v comes back as %+v", kr, back)
+	}
+	ar := wire.KernelAddrsPayload{PhysBasePlus1: v.A, PageOffsetBase: v.B, TextAddrPlus1: v.C}
+	ab, _ := ar.AppendBinary(nil)
+	if len(ab) != wire.KernelAddrsSize || le.Uint64(ab) != v.A || le.Uint64(ab[8:]) != v.B || le.Uint64(ab[16:]) != v.C {
+		fail("KADR encodes %+v as %s, not the layout", ar, describe(ab))
+	} else if back, err := c.kadr(ab); checkVerdict(fail, "KADR", ab, kadrValid(ab), err) && back != ar {
+		fail("KADR %+v comes back as %+v", ar, back)
+	}
+	if n := wire.NewKernelAddrs(v.A, v.B, v.C); n.PhysBase() != v.A || n.PageOffsetBase != v.B || n.TextAddr() != v.C {
+		fail("NewKernelAddrs(%#x, %#x, %#x) gives %+v", v.A, v.B, v.C, n)
+	}
+	return bad
 }
 
-// snrqValid restates the SNRQ row of the gate table plainly.
+// checkVerdict checks one decoder's verdict on p against want (the
+// restatement's) and reports whether both accepted p, which is when the
+// decoded value can be checked further.
+func checkVerdict(fail func(string, ...any), name string, p []byte, want bool, err error) bool {
+	switch {
+	case want && err != nil:
+		fail("%s rejects %s, which the gate table accepts: %v", name, describe(p), err)
+	case !want && err == nil:
+		fail("%s accepts %s, which the gate table rejects", name, describe(p))
+	case err != nil && !errors.Is(err, wire.ErrShape):
+		fail("%s rejects %s with an error that does not wrap ErrShape: %v", name, describe(p), err)
+	}
+	return want && err == nil
+}
+
+// roundTrip checks that the value decoded from p encodes back to p.
+func roundTrip(fail func(string, ...any), name string, p []byte, v interface{ AppendBinary([]byte) ([]byte, error) }) {
+	if out, err := v.AppendBinary(nil); err != nil || !bytes.Equal(out, p) {
+		fail("%s decodes %s and encodes it back as %s (%v)", name, describe(p), describe(out), err)
+	}
+}
+
+// snrqValid restates the SNRQ row of the gate table: exactly 72 bytes,
+// kind 1 or 2, and a tag field that is valid UTF-8 up to its first NUL
+// with only NULs after it.
 func snrqValid(p []byte) bool {
 	if len(p) != wire.SnapshotRequestSize {
 		return false
@@ -105,39 +170,152 @@ func snrqValid(p []byte) bool {
 			return false
 		}
 	}
-	return utf8.Valid(tag[:end])
+	return plainUTF8(tag[:end])
 }
 
-// quote describes p for a failure message.
-func quote(p []byte) string {
-	return fmt.Sprintf("a %d-byte payload %q", len(p), p[:min(len(p), 80)])
+// kadrValid restates the KADR row: exactly 24 bytes with the "+1"
+// fields (offsets 0 and 16) non-zero.
+func kadrValid(p []byte) bool {
+	return len(p) == wire.KernelAddrsSize && binary.LittleEndian.Uint64(p) != 0 && binary.LittleEndian.Uint64(p[16:]) != 0
 }
 
-func errString(err error) string {
-	if err == nil {
-		return "accepted"
+// plainUTF8 reports whether b is valid UTF-8 (RFC 3629: shortest form,
+// no surrogates, nothing past U+10FFFF), written out by hand so the tag
+// rule is checked against something that shares no code with wire.
+func plainUTF8(b []byte) bool {
+	for i := 0; i < len(b); {
+		c := b[i]
+		var more int
+		var r, least rune
+		switch {
+		case c < 0x80:
+			i++
+			continue
+		case c&0xe0 == 0xc0:
+			more, r, least = 1, rune(c&0x1f), 0x80
+		case c&0xf0 == 0xe0:
+			more, r, least = 2, rune(c&0x0f), 0x800
+		case c&0xf8 == 0xf0:
+			more, r, least = 3, rune(c&0x07), 0x10000
+		default:
+			return false
+		}
+		if i+more >= len(b) {
+			return false
+		}
+		for _, x := range b[i+1 : i+1+more] {
+			if x&0xc0 != 0x80 {
+				return false
+			}
+			r = r<<6 | rune(x&0x3f)
+		}
+		if r < least || r > 0x10ffff || (r >= 0xd800 && r <= 0xdfff) {
+			return false
+		}
+		i += 1 + more
 	}
-	return err.Error()
+	return true
 }
 
-// TestPayloadsOracle: known-good payloads pass the check, and the check
-// catches a decoder that disagrees with the table (positive control: a
-// tag with a byte after its NUL must be rejected, and snrqValid says so).
+// describe names a payload in a failure message.
+func describe(p []byte) string {
+	return fmt.Sprintf("a %d-byte payload %x", len(p), p[:min(len(p), 80)])
+}
+
+// TestPlainUTF8 pins the hand-written UTF-8 rule to package utf8's on
+// the edge cases, so a disagreement in FuzzPayloads points at wire.
+func TestPlainUTF8(t *testing.T) {
+	for _, s := range []string{
+		"", "ascii", "é", "€", "𝄞", "\u07ff", "\u0800", "\uffff", "\U00010000", "\U0010ffff",
+		"\xc0\x80", "\xc1\xbf", "\xe0\x9f\xbf", "\xf0\x8f\xbf\xbf", // overlong
+		"\xed\xa0\x80", "\xed\xbf\xbf", // surrogates
+		"\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", "\xfe", // past U+10FFFF, never valid
+		"\x80", "\xc3", "\xe2\x82", "\xf0\x9d\x84", "a\xc3", // stray continuation, cut short
+		"\xc3\x28", "\xe2\x28\xa1", // bad continuation
+	} {
+		assert.Equal(t, utf8.ValidString(s), plainUTF8([]byte(s)), "%q", s)
+	}
+}
+
+// TestPayloadsOracle: the production decoders pass FuzzPayloads' checks
+// on known payloads, and (the positive control) each broken decoder
+// below is caught on the payload that exposes it.
 func TestPayloadsOracle(t *testing.T) {
 	good := wire.NewSnapshotRequest(1, wire.SnapshotWatch, "watch")
 	g, _ := good.AppendBinary(nil)
-	kadr := wire.NewKernelAddrs(0, 0, 0)
-	k, _ := kadr.AppendBinary(nil)
-	for _, p := range [][]byte{g, k, {}, make([]byte, 24), make([]byte, 73), bytes.Repeat([]byte{0xff}, 72)} {
-		assert.Empty(t, checkPayloads(p))
+	afterNUL := bytes.Clone(g)
+	afterNUL[8+10] = 'x'
+	badUTF8 := bytes.Clone(g)
+	badUTF8[8] = 0xff
+	k := wire.NewKernelAddrs(0, 0, 0)
+	kadr, _ := k.AppendBinary(nil)
+	v := values{ID: 1, Kind: 2, A: 3, B: 4, C: 5, Tag: "t"}
+
+	for _, p := range [][]byte{g, afterNUL, badUTF8, kadr, {}, make([]byte, 24), make([]byte, 73), bytes.Repeat([]byte{0xff}, 72)} {
+		assert.Empty(t, checkPayloads(wireCodecs, p, v), "%x", p)
 	}
-	bad := bytes.Clone(g)
-	bad[8+10] = 'x' // after the tag's NUL
-	assert.False(t, snrqValid(bad))
-	_, err := wire.DecodeSnapshotRequest(bad)
-	assert.ErrorIs(t, err, wire.ErrShape)
-	invalidUTF8 := bytes.Clone(g)
-	invalidUTF8[8] = 0xff
-	assert.False(t, snrqValid(invalidUTF8))
 	assert.True(t, snrqValid(g))
+	assert.False(t, snrqValid(afterNUL), "a byte after the tag's NUL")
+	assert.False(t, snrqValid(badUTF8), "invalid UTF-8 in the tag")
+
+	lenient := wireCodecs
+	lenient.snrq = func(p []byte) (wire.SnapshotRequestPayload, error) {
+		if len(p) != wire.SnapshotRequestSize {
+			return wire.SnapshotRequestPayload{}, wire.ErrShape
+		}
+		var r wire.SnapshotRequestPayload
+		r.RequestID, r.Kind = binary.LittleEndian.Uint32(p), binary.LittleEndian.Uint32(p[4:])
+		copy(r.Tag[:], p[8:])
+		return r, nil // no kind or tag check
+	}
+	anySize := wireCodecs
+	anySize.korq = func(p []byte) (wire.KernelOpRequestPayload, error) {
+		return wire.DecodeKernelOpRequest(append(bytes.Clone(p), make([]byte, 24)...)[:24])
+	}
+	plainErr := wireCodecs
+	plainErr.kadr = func(p []byte) (wire.KernelAddrsPayload, error) {
+		r, err := wire.DecodeKernelAddrs(p)
+		if err != nil {
+			err = errors.New("bad KADR")
+		}
+		return r, err
+	}
+	swapped := wireCodecs
+	swapped.korq = func(p []byte) (wire.KernelOpRequestPayload, error) {
+		r, err := wire.DecodeKernelOpRequest(p)
+		r.Arg, r.Arg2 = r.Arg2, r.Arg
+		return r, err
+	}
+	noPlusOne := wireCodecs
+	noPlusOne.kadr = func(p []byte) (wire.KernelAddrsPayload, error) {
+		if len(p) != wire.KernelAddrsSize {
+			return wire.KernelAddrsPayload{}, wire.ErrShape
+		}
+		le := binary.LittleEndian
+		return wire.KernelAddrsPayload{PhysBasePlus1: le.Uint64(p), PageOffsetBase: le.Uint64(p[8:]), TextAddrPlus1: le.Uint64(p[16:])}, nil
+	}
+	tests := []struct {
+		name  string
+		c     codecs
+		p     []byte
+		v     values
+		catch string
+	}{
+		{"SNRQ with a byte after the NUL accepted", lenient, afterNUL, v, "SNRQ accepts"},
+		{"SNRQ with invalid UTF-8 accepted", lenient, badUTF8, v, "SNRQ accepts"},
+		{"SNRQ of kind 3 accepted on the way back", lenient, nil, values{Kind: 3}, "SNRQ accepts"},
+		{"KORQ of 23 bytes accepted", anySize, make([]byte, 23), v, "KORQ accepts"},
+		{"KORQ of 25 bytes accepted", anySize, make([]byte, 25), v, "KORQ accepts"},
+		{"KADR rejected without ErrShape", plainErr, make([]byte, 3), v, "does not wrap ErrShape"},
+		{"KADR with a zero +1 field accepted", noPlusOne, make([]byte, 24), values{A: 1}, "KADR accepts"},
+		{"KORQ fields swapped", swapped, make([]byte, 3), values{A: 1, B: 2}, "comes back as"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Empty(t, checkPayloads(wireCodecs, tt.p, tt.v), "negative: the production decoders pass")
+			got := checkPayloads(tt.c, tt.p, tt.v)
+			require.NotEmpty(t, got)
+			assert.Contains(t, strings.Join(got, "\n"), tt.catch)
+		})
+	}
 }

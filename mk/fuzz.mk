@@ -1,47 +1,90 @@
 # Native Go fuzzing (docs/fuzzing.md).
 #
-#   make fuzz              every fuzz target in turn, FUZZTIME each (default 60s)
+#   make fuzz              every fuzz target of ./fuzz, then capture's FuzzReader, FUZZTIME each
 #   make fuzz-smoke        the same, 10 s each (CI)
-#   make fuzz-brokengate   proof that fuzzing finds real bugs: FuzzDispatch, built
-#                          with the deliberately broken SNRQ gate and started from
-#                          the checked-in corpus (less the entries that already
-#                          expose it), must fail within 60 s; prints how long it took
+#   make fuzz-brokengate   proof that fuzzing finds a real gate bug: BROKENGATE_TARGET
+#                          (FuzzDispatch) built with the deliberately broken SNRQ gate, from the
+#                          checked-in corpus less the entries that already expose the bug, must
+#                          fail within BROKENGATE_TIME (60s); prints how long it took.
+#                          BROKENGATE_CORPUS=empty starts from nothing instead.
 #   make corpus            re-export the checked-in traces as FuzzDispatch corpus files
-
-# package:target pairs, in the order they run.
-FUZZ_TARGETS ?= \
-	./fuzz:FuzzDispatch ./fuzz:FuzzAssembler ./fuzz:FuzzFrames ./fuzz:FuzzTraceReader \
-	./fuzz:FuzzPayloads ./fuzz:FuzzVirtqueue ./fuzz:FuzzConsoleRegisters ./capture:FuzzReader
 
 .PHONY: fuzz fuzz-smoke fuzz-brokengate corpus
 
+# Fuzz targets outside ./fuzz that `make fuzz` runs too, as package:Target.
+FUZZ_EXTRA ?= ./capture:FuzzReader
+
+# The ./fuzz targets are listed by `go test -list`, so a new one is
+# fuzzed without editing this file. Every target runs even when one
+# fails (a failure leaves its input under testdata/fuzz/); the failures
+# are listed at the end.
 fuzz:
-	@set -e; for pt in $(FUZZ_TARGETS); do \
+	@targets=$$($(GO) test -list '^Fuzz' ./fuzz | grep '^Fuzz' | sed 's|^|./fuzz:|'); \
+	[ -n "$$targets" ] || { echo "fuzz: no fuzz targets listed in ./fuzz (does it build?)"; exit 1; }; \
+	failed=; for pt in $$targets $(FUZZ_EXTRA); do \
 		pkg=$${pt%%:*}; t=$${pt#*:}; \
 		echo "== $$t ($$pkg) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
-	done
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed"; exit 1; fi; \
+	echo "fuzz: every target ran $(FUZZTIME) without a failure"
 
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
-BROKEN_DIR = out/fuzz-brokengate
-fuzz-brokengate:
-	@rm -rf $(BROKEN_DIR) && mkdir -p $(BROKEN_DIR)/pkg/testdata/fuzz/FuzzDispatch
-	@cp fuzz/*.go $(BROKEN_DIR)/pkg/
-	@$(GO) test -c -tags ktstr_brokengate -o $(BROKEN_DIR)/fuzz.test ./$(BROKEN_DIR)/pkg
-	@# The starting corpus: the checked-in FuzzDispatch corpus minus the
-	@# entries that already expose the broken gate (torn SNRQs recorded on
-	@# purpose), so the fuzzer has to make a torn SNRQ itself.
-	@kept=0; dropped=0; for f in fuzz/testdata/fuzz/FuzzDispatch/*; do 		cp $$f $(BROKEN_DIR)/pkg/testdata/fuzz/FuzzDispatch/; 		if (cd $(BROKEN_DIR)/pkg && KTSTR_FUZZ_NOSEEDS=1 ../fuzz.test -test.run "^FuzzDispatch/$$(basename $$f)\$$" >/dev/null 2>&1); 		then kept=$$((kept+1)); else dropped=$$((dropped+1)); rm $(BROKEN_DIR)/pkg/testdata/fuzz/FuzzDispatch/$$(basename $$f); fi; 	done; 	echo "fuzz-brokengate: FuzzDispatch built with the broken SNRQ gate; corpus: $$kept checked-in entries ($$dropped that already expose it left out); up to 60 s"
-	@cd $(BROKEN_DIR)/pkg && start=$$(date +%s%N); 	if KTSTR_FUZZ_NOSEEDS=1 ../fuzz.test -test.run '^$$' -test.fuzz '^FuzzDispatch$$' -test.fuzztime 60s \
-		-test.fuzzcachedir $(CURDIR)/$(BROKEN_DIR)/cache > ../log 2>&1; then \
-		echo "fuzz-brokengate: FuzzDispatch did NOT find the broken gate in 60 s"; tail -5 ../log; exit 1; \
-	fi; \
-	end=$$(date +%s%N); \
-	grep -q 'invariant violation' ../log || { echo "fuzz-brokengate: FuzzDispatch stopped without finding it:"; tail -5 ../log; exit 1; }; \
-	echo "fuzz-brokengate: found after $$(( (end - start) / 1000000 )) ms of fuzzing:"; \
-	grep -m1 -A2 'invariant violation' ../log | sed 's/^/    /'
+# fuzz-brokengate fuzzes a copy of ./fuzz with KTSTR_FUZZ_NOSEEDS=1 (no
+# f.Add seeds, which include torn SNRQs on purpose) and a fresh fuzz
+# cache. Its corpus is the checked-in testdata of the target less every
+# entry that already fails in the broken build, so the fuzzer has to
+# tear a well-formed SNRQ itself (BROKENGATE_CORPUS=empty: no corpus at
+# all). Both binaries are built before the clock starts (-fuzz on -c
+# builds with coverage instrumentation, as go test -fuzz does). It
+# succeeds when the fuzzer reports an invariant violation within
+# BROKENGATE_TIME and the input it wrote passes in the normal build,
+# which shows the failure is the broken gate's.
+BROKENGATE_TARGET ?= FuzzDispatch
+BROKENGATE_TIME   ?= 60s
+BROKENGATE_CORPUS ?= checked-in
+BROKENGATE_DIR     = out/fuzz-brokengate
 
+fuzz-brokengate:
+	@rm -rf $(BROKENGATE_DIR) && mkdir -p $(BROKENGATE_DIR)/pkg $(BROKENGATE_DIR)/cache
+	@cp fuzz/*.go $(BROKENGATE_DIR)/pkg/
+	@$(GO) test -c -fuzz '^$(BROKENGATE_TARGET)$$' -tags ktstr_brokengate -o $(BROKENGATE_DIR)/broken.test ./$(BROKENGATE_DIR)/pkg
+	@$(GO) test -c -o $(BROKENGATE_DIR)/normal.test ./$(BROKENGATE_DIR)/pkg
+	@mkdir -p $(BROKENGATE_DIR)/pkg/testdata/fuzz/$(BROKENGATE_TARGET)
+	@if [ "$(BROKENGATE_CORPUS)" != empty ]; then \
+		kept=0; dropped=0; for f in fuzz/testdata/fuzz/$(BROKENGATE_TARGET)/*; do \
+			[ -f "$$f" ] || continue; n=$$(basename $$f); \
+			cp $$f $(BROKENGATE_DIR)/pkg/testdata/fuzz/$(BROKENGATE_TARGET)/; \
+			if (cd $(BROKENGATE_DIR)/pkg && KTSTR_FUZZ_NOSEEDS=1 ../broken.test -test.run "^$(BROKENGATE_TARGET)/$$n\$$" >/dev/null 2>&1); \
+			then kept=$$((kept+1)); else dropped=$$((dropped+1)); rm $(BROKENGATE_DIR)/pkg/testdata/fuzz/$(BROKENGATE_TARGET)/$$n; fi; \
+		done; \
+		echo "fuzz-brokengate: $(BROKENGATE_TARGET) with the broken SNRQ gate, from $$kept checked-in corpus entries ($$dropped that already expose the bug left out; no seeds, fresh cache), up to $(BROKENGATE_TIME)"; \
+	else \
+		echo "fuzz-brokengate: $(BROKENGATE_TARGET) with the broken SNRQ gate, from an empty corpus (no seeds, no testdata, no cache), up to $(BROKENGATE_TIME)"; \
+	fi
+	@cd $(BROKENGATE_DIR)/pkg && start=$$(date +%s%N); \
+	KTSTR_FUZZ_NOSEEDS=1 ../broken.test -test.run '^$$' -test.fuzz '^$(BROKENGATE_TARGET)$$' \
+		-test.fuzztime $(BROKENGATE_TIME) -test.fuzzminimizetime 10s -test.timeout 10m \
+		-test.fuzzcachedir $(CURDIR)/$(BROKENGATE_DIR)/cache > ../fuzz.log 2>&1; rc=$$?; \
+	ms=$$(( ($$(date +%s%N) - start) / 1000000 )); \
+	found=$$(sed -n 's|.*Failing input written to testdata/fuzz/$(BROKENGATE_TARGET)/\([0-9a-f]*\).*|\1|p' ../fuzz.log | head -1); \
+	if [ $$rc -eq 0 ] || [ -z "$$found" ] || ! grep -q 'invariant ' ../fuzz.log; then \
+		echo "fuzz-brokengate: FAILED: $(BROKENGATE_TARGET) did not find the broken gate in $(BROKENGATE_TIME) ($$ms ms wall); last lines of $(BROKENGATE_DIR)/fuzz.log:"; \
+		tail -4 ../fuzz.log | sed 's/^/    /'; exit 1; \
+	fi; \
+	took=$$(sed -n 's/^--- FAIL: $(BROKENGATE_TARGET) (\(.*\))$$/\1/p' ../fuzz.log | head -1); \
+	echo "fuzz-brokengate: found: the fuzzer stopped after $${took:-?} ($$ms ms wall, a minimization of at most 10 s included); input $(BROKENGATE_DIR)/pkg/testdata/fuzz/$(BROKENGATE_TARGET)/$$found"; \
+	grep -m3 'invariant ' ../fuzz.log | sed 's/^ */    /' | cut -c1-200; \
+	if ! KTSTR_FUZZ_NOSEEDS=1 ../normal.test -test.run "^$(BROKENGATE_TARGET)/$$found\$$" > ../normal.log 2>&1; then \
+		echo "fuzz-brokengate: FAILED: the input fails the normal build too, so it is a real bug, not the broken gate:"; \
+		tail -20 ../normal.log; exit 1; \
+	fi; \
+	echo "fuzz-brokengate: the same input passes the normal build: the failure is the broken gate's"
+
+# Every checked-in trace exported as a FuzzDispatch corpus file (named
+# by content hash, so re-exporting changes nothing and files the fuzzer
+# saved there stay). corpus/real may be absent.
 corpus:
 	$(GO) run ./cmd/ktstr corpus export $(wildcard corpus/seeds/*.zst corpus/real/*.zst) -o fuzz/testdata/fuzz/FuzzDispatch
