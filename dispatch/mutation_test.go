@@ -145,3 +145,99 @@ func TestOutcomeDiffFindsEachDifference(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestResyncFramesInPlace: the Assembler copies only the bytes of a
+// frame that straddles pieces; a frame lying wholly inside a fed piece
+// is returned in place, its payload the piece's own bytes. That holds
+// across a resync too: after an oversize header, the frames that follow
+// come out right and in place — the frame that ends the piece exactly
+// included — and the Assembler's own buffer stays unallocated while it
+// frames inside the piece. A resync whose bytes straddle pieces (the
+// oversize header did, or the garbage after it) goes back to framing in
+// place once the bytes held in the buffer are judged.
+func TestResyncFramesInPlace(t *testing.T) {
+	sysRdy := frameWithCRC(wire.SysRdy, nil)
+	stim := frameWithCRC(wire.Stimulus, []byte("after the resync"))
+	exit := frameWithCRC(wire.SchedExit, []byte{7, 0, 0, 0})
+	garbage := []byte("garbage, no plausible header")
+	over := oversizeHeader(wire.Stdout)
+	one := func(b ...[]byte) [][]byte { return [][]byte{cat(b...)} }
+	for _, tc := range []struct {
+		name   string
+		pieces [][]byte
+		tags   []wire.Tag
+		resync int64
+	}{
+		{"empty frame ends the piece", one(over, sysRdy), []wire.Tag{wire.SysRdy}, 16},
+		{"frame ends the piece", one(over, garbage, stim), []wire.Tag{wire.Stimulus}, int64(16 + len(garbage))},
+		{"frames follow", one(over, stim, exit, sysRdy), []wire.Tag{wire.Stimulus, wire.SchedExit, wire.SysRdy}, 16},
+		{"two resyncs", one(over, exit, oversizeHeader(wire.Crash), garbage, sysRdy), []wire.Tag{wire.SchedExit, wire.SysRdy}, int64(32 + len(garbage))},
+		{"resync begun in the buffer", [][]byte{over[:10], cat(over[10:], garbage, stim, exit)}, []wire.Tag{wire.Stimulus, wire.SchedExit}, int64(16 + len(garbage))},
+		{"resync across pieces", [][]byte{cat(over, garbage), cat(garbage, stim, exit)}, []wire.Tag{wire.Stimulus, wire.SchedExit}, int64(16 + 2*len(garbage))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := dispatch.NewAssembler()
+			var tags []wire.Tag
+			start := int64(0) // stream offset of the current piece
+			for _, p := range tc.pieces {
+				a.Feed(p)
+				for {
+					m, ok := a.Next()
+					if !ok {
+						break
+					}
+					tags = append(tags, m.Tag)
+					assert.True(t, m.Intact(), "%s", m.Tag)
+					if len(tc.pieces) == 1 {
+						assert.Zero(t, a.BufferCap(), "%s at %d: nothing gathered", m.Tag, m.Offset)
+					}
+					if at := m.Offset - start; at >= 0 && len(m.Payload) > 0 {
+						assert.Same(t, &p[at+wire.HeaderSize], &m.Payload[0], "%s at %d is not copied", m.Tag, m.Offset)
+					}
+				}
+				start += int64(len(p))
+			}
+			st := a.Finish()
+			assert.Equal(t, tc.tags, tags)
+			assert.Equal(t, tc.resync, st.ResyncBytes, "resync bytes")
+			assert.Zero(t, st.TruncatedTailBytes, "tail")
+		})
+	}
+}
+
+// TestFinishCountsEveryUnframedByte: Finish counts as truncated tail
+// every byte it is left holding — a partial frame in its buffer and
+// pieces fed but never framed — so every byte fed is accounted for
+// exactly once (ARCHITECTURE §3); a second Finish adds and loses nothing.
+func TestFinishCountsEveryUnframedByte(t *testing.T) {
+	f := frameWithCRC(wire.Stimulus, []byte("0123456789"))
+	for _, tc := range []struct {
+		name   string
+		pieces [][]byte // fed in order
+		drain  int      // Next is drained after this many pieces; 0: never
+		frames int64
+		tail   int64
+	}{
+		{"fed, never framed", [][]byte{f, f[:9]}, 0, 0, int64(len(f) + 9)},
+		{"held and queued", [][]byte{f[:20], f[:7]}, 1, 0, 27},
+		{"framed, then held and queued", [][]byte{cat(f, f[:20]), f[:5]}, 1, 1, 25},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := dispatch.NewAssembler()
+			var frames int64
+			for i, p := range tc.pieces {
+				a.Feed(p)
+				if i+1 == tc.drain {
+					frames += int64(len(feed(a, nil)))
+				}
+			}
+			st := a.Finish()
+			assert.Equal(t, tc.frames, frames)
+			assert.Equal(t, tc.frames, st.Frames)
+			assert.Equal(t, tc.tail, st.TruncatedTailBytes, "tail")
+			assert.Equal(t, st.Bytes, tc.frames*int64(len(f))+st.TruncatedTailBytes, "byte accounting")
+			assert.Equal(t, st, a.Finish(), "a second Finish")
+			assert.Equal(t, st, a.Stats())
+		})
+	}
+}

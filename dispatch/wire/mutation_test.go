@@ -69,3 +69,34 @@ func TestTagStringPrintableRange(t *testing.T) {
 func TestMaxPayloadIsOneMiB(t *testing.T) {
 	assert.Equal(t, 1<<20, wire.MaxPayload)
 }
+
+// TestParseTagSpellings: ParseTag reads exactly four characters, or a
+// 0x- or 0X-prefixed hex number of at most 32 bits — the two forms
+// String prints; anything else is not a tag.
+func TestParseTagSpellings(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want wire.Tag
+		ok   bool
+	}{
+		{"SCDX", wire.SchedExit, true},
+		{"0x53434458", wire.SchedExit, true},
+		{"0X53434458", wire.SchedExit, true},
+		{"0x1", 1, true},
+		{"0xFFFFFFFF", 0xFFFFFFFF, true},
+		{"0x12", wire.Tag(0x30783132), true}, // four characters first
+		{"", 0, false},
+		{"0x", 0, false},
+		{"SCD", 0, false},
+		{"SCDXX", 0, false},
+		{"12345", 0, false},
+		{"0y12345", 0, false},
+		{"x0123", 0, false},
+		{"0x12g", 0, false},
+		{"0x100000000", 0, false},
+	} {
+		got, ok := wire.ParseTag(tc.in)
+		assert.Equal(t, tc.ok, ok, "%q", tc.in)
+		assert.Equal(t, tc.want, got, "%q", tc.in)
+	}
+}
