@@ -241,3 +241,33 @@ func TestFinishCountsEveryUnframedByte(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchdogPauseSpansAdd: watchdog_pauses counts accepted SCPP and
+// watchdog_pause_ns adds up every closed pause span on the run clock
+// (ARCHITECTURE §4); a pause not yet resumed adds nothing.
+func TestWatchdogPauseSpansAdd(t *testing.T) {
+	pause, resume := frameWithCRC(wire.WatchdogPause, nil), frameWithCRC(wire.WatchdogResume, nil)
+	h := newHarness()
+	a := dispatch.NewAssembler()
+	for _, step := range []struct {
+		at     int64
+		frame  []byte
+		pauses uint64
+		ns     int64
+	}{
+		{100, pause, 1, 0},
+		{250, resume, 1, 150},
+		{1000, pause, 2, 150},
+		{1600, resume, 2, 750},
+		{2000, pause, 3, 750},
+	} {
+		h.now = step.at
+		for _, r := range h.run(feed(a, step.frame)) {
+			require.True(t, r.Accepted())
+		}
+		assert.Equal(t, step.pauses, h.sinks.Outcome.WatchdogPauses, "at %d", step.at)
+		assert.Equal(t, step.ns, h.sinks.Outcome.WatchdogPauseNS, "at %d", step.at)
+	}
+	assert.Equal(t, []int64{100, 1000, 2000}, h.wd.pauses)
+	assert.Equal(t, []int64{250, 1600}, h.wd.resumes)
+}
