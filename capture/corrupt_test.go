@@ -134,6 +134,8 @@ func TestCorruptTraces(t *testing.T) {
 		{"bad DATA direction", compress(cat(hdr, good, rec(KindData, dataBody(3, 1, 0, "x")))), ErrCorrupt, "direction", 1},
 		{"short EVENT body", compress(cat(hdr, good, rec(KindEvent, []byte{1}))), ErrCorrupt, "shorter", 1},
 		{"EVENT name overruns", compress(cat(hdr, good, rec(KindEvent, eventBody(0, 500, "snap", "")))), ErrCorrupt, "name", 1},
+		{"EVENT with an empty name", compress(cat(hdr, good, rec(KindEvent, eventBody(0, 0, "", `{"a":1}`)))), ErrCorrupt, "empty name", 1},
+		{"valid, one-byte EVENT name (control)", compress(cat(hdr, good, rec(KindEvent, eventBody(0, 1, "s", `{"a":1}`)))), nil, "", 2},
 		{"EVENT detail not JSON", compress(cat(hdr, good, rec(KindEvent, eventBody(0, 4, "snap", "{oops")))), ErrCorrupt, "JSON", 1},
 		{"short END body", compress(cat(hdr, good, rec(KindEnd, []byte{1, 2}))), ErrCorrupt, "shorter", 1},
 		{"END outcome not JSON", compress(cat(hdr, good, rec(KindEnd, endBody(0, 0, "x", "not json")))), ErrCorrupt, "JSON", 1},

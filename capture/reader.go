@@ -179,6 +179,11 @@ func (r *Reader) parse(kind Kind, b []byte, start int64) (Record, error) {
 		if nl > len(b)-eventFixed {
 			return Record{}, r.corruptf("EVENT record at decompressed offset %d declares a %d-byte name in %d bytes", start, nl, len(b)-eventFixed)
 		}
+		if nl == 0 {
+			// The Writer never writes one; accepting it would let a
+			// read trace fail to write back.
+			return Record{}, r.corruptf("EVENT record at decompressed offset %d has an empty name", start)
+		}
 		name := b[eventFixed : eventFixed+nl]
 		detail := b[eventFixed+nl:]
 		if !utf8.Valid(name) || len(detail) > 0 && !json.Valid(detail) {
