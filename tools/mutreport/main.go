@@ -12,10 +12,11 @@
 //
 // Usage:
 //
-//	mutreport [-min PERCENT] DIR=REPORT.json...
+//	mutreport [-min PERCENT] [-rerun STATUSES] [-timeout D] DIR=REPORT.json...
 //
 // DIR is the package directory gremlins was run on (its report names
 // files relative to it), e.g. dispatch=out/mutation/dispatch.json.
+// mutreport reads the mutated files, so it runs from the repository root.
 //
 // The figures, per package:
 //
@@ -30,25 +31,42 @@
 // kinds of them KILLED, because `go test` exits 1 on a build failure as
 // on a failing test: the address-of operator, which it takes for bitwise
 // AND (&x → |x), and + on a string literal, which it takes for arithmetic
-// ("0x" + s → "0x" - s). mutreport finds those in the source (so it runs
-// from the repository root) and counts them not viable.
+// ("0x" + s → "0x" - s). mutreport finds those in the source and counts
+// them not viable.
+//
+// -rerun "NOT COVERED" runs again, one by one, the mutants gremlins left
+// with those statuses (a comma-separated list): gremlins does not run a
+// mutant its coverage profile says no test reaches, and Go's coverage has
+// no block for a constant declaration or for the case expressions of a
+// switch, so mutants there are "not covered" however well they are
+// tested. mutreport applies the mutant through a `go build -overlay`
+// (the tree is not touched) and runs its package's tests with the test
+// binary's own -timeout (build time excluded, so a loaded machine does
+// not pass for an endless loop); the result replaces gremlins' status.
 //
 // Exit status: 0; 1 when a package's killed share is below -min; 2 when
 // a report cannot be read or the arguments are wrong.
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"go/ast"
 	"go/parser"
+	"go/scanner"
 	"go/token"
 	"io"
 	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Mutant statuses as gremlins writes them.
@@ -74,17 +92,25 @@ type report struct {
 	} `json:"files"`
 }
 
-// figure is one package's tally.
-type figure struct {
-	counts    map[string]int
-	survivors []survivor // LIVED and NOT COVERED, sorted by place
+// options are the command-line settings.
+type options struct {
+	target  float64         // least killed share, percent
+	rerun   map[string]bool // statuses whose mutants are run again
+	timeout time.Duration   // test binary timeout of a rerun
 }
 
-// survivor is one mutant the tests did not kill.
-type survivor struct {
+// mutant is one mutant of a report, its file named from the repository
+// root.
+type mutant struct {
 	file            string
 	line, col       int
 	mutator, status string
+}
+
+// figure is one package's tally.
+type figure struct {
+	counts    map[string]int
+	survivors []mutant // LIVED and NOT COVERED, sorted by place
 }
 
 func (f figure) efficacy() float64 {
@@ -109,14 +135,25 @@ func percent(n, d int) float64 {
 	return 100 * float64(n) / float64(d)
 }
 
+const usage = "usage: mutreport [-min PERCENT] [-rerun STATUSES] [-timeout D] DIR=REPORT.json..."
+
 func main() {
-	target := flag.Float64("min", 0, "exit 1 when a package's killed share is below this `percent`")
+	var o options
+	flag.Float64Var(&o.target, "min", 0, "exit 1 when a package's killed share is below this `percent`")
+	rerun := flag.String("rerun", "", "run the mutants with these `statuses` (comma-separated, e.g. \"NOT COVERED\") again")
+	flag.DurationVar(&o.timeout, "timeout", time.Minute, "test binary timeout of a rerun")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: mutreport [-min PERCENT] DIR=REPORT.json...")
+		fmt.Fprintln(os.Stderr, usage)
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	ok, err := run(flag.Args(), *target, os.Stdout)
+	o.rerun = map[string]bool{}
+	for _, s := range strings.Split(*rerun, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			o.rerun[s] = true
+		}
+	}
+	ok, err := run(flag.Args(), o, os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mutreport:", err)
 		os.Exit(2)
@@ -127,10 +164,10 @@ func main() {
 }
 
 // run prints the figure of every DIR=REPORT argument to w. It reports
-// whether every package's killed share reaches target.
-func run(args []string, target float64, w io.Writer) (bool, error) {
+// whether every package's killed share reaches o.target.
+func run(args []string, o options, w io.Writer) (bool, error) {
 	if len(args) == 0 {
-		return false, fmt.Errorf("no report given; usage: mutreport [-min PERCENT] DIR=REPORT.json...")
+		return false, fmt.Errorf("no report given; %s", usage)
 	}
 	ok := true
 	for _, arg := range args {
@@ -142,13 +179,25 @@ func run(args []string, target float64, w io.Writer) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		f, err := tally(dir, r)
+		ms, err := mutants(dir, r)
 		if err != nil {
 			return false, err
 		}
+		for i, m := range ms {
+			if !o.rerun[m.status] {
+				continue
+			}
+			status, detail, err := rerun(m, o.timeout)
+			if err != nil {
+				return false, err
+			}
+			ms[i].status = status
+			fmt.Fprintf(w, "rerun %-24s %s:%d:%d  %s → %s  %s\n", m.mutator, m.file, m.line, m.col, m.status, status, detail)
+		}
+		f := tally(ms)
 		show(w, dir, file, f)
-		if f.killedShare() < target {
-			fmt.Fprintf(w, "  BELOW TARGET: killed share %.1f%% < %.1f%%\n", f.killedShare(), target)
+		if f.killedShare() < o.target {
+			fmt.Fprintf(w, "  BELOW TARGET: killed share %.1f%% < %.1f%%\n", f.killedShare(), o.target)
 			ok = false
 		}
 	}
@@ -170,26 +219,35 @@ func load(file string) (report, error) {
 	return r, nil
 }
 
-// tally counts mutants by status and lists the survivors, their files
-// named from the repository root (dir joined with the report's name).
-// Mutants that cannot compile count as not viable whatever gremlins said.
-func tally(dir string, r report) (figure, error) {
-	f := figure{counts: map[string]int{}}
+// mutants lists the mutants of r, their files named from the repository
+// root (dir joined with the report's name). Mutants that cannot compile
+// are not viable whatever gremlins said.
+func mutants(dir string, r report) ([]mutant, error) {
+	var ms []mutant
 	for _, file := range r.Files {
 		name := path.Join(dir, file.Name)
 		broken, err := notCompiling(name)
 		if err != nil {
-			return f, fmt.Errorf("%w (run mutreport from the repository root)", err)
+			return nil, fmt.Errorf("%w (run mutreport from the repository root)", err)
 		}
 		for _, m := range file.Mutations {
 			status := m.Status
 			if broken[place{m.Line, m.Column}][m.Type] {
 				status = notViable
 			}
-			f.counts[status]++
-			if status == lived || status == notCovered {
-				f.survivors = append(f.survivors, survivor{name, m.Line, m.Column, m.Type, status})
-			}
+			ms = append(ms, mutant{file: name, line: m.Line, col: m.Column, mutator: m.Type, status: status})
+		}
+	}
+	return ms, nil
+}
+
+// tally counts mutants by status and lists the survivors by place.
+func tally(ms []mutant) figure {
+	f := figure{counts: map[string]int{}}
+	for _, m := range ms {
+		f.counts[m.status]++
+		if m.status == lived || m.status == notCovered {
+			f.survivors = append(f.survivors, m)
 		}
 	}
 	sort.Slice(f.survivors, func(i, j int) bool {
@@ -202,7 +260,7 @@ func tally(dir string, r report) (figure, error) {
 		}
 		return a.col < b.col
 	})
-	return f, nil
+	return f
 }
 
 // place is a line and column in a source file.
@@ -241,6 +299,106 @@ func notCompiling(file string) (map[place]map[string]bool, error) {
 		return true
 	})
 	return at, nil
+}
+
+// mutations is gremlins v0.6.0's table: each mutator's replacement for
+// each token it applies to.
+var mutations = map[string]map[token.Token]token.Token{
+	"ARITHMETIC_BASE":       {token.ADD: token.SUB, token.MUL: token.QUO, token.QUO: token.MUL, token.REM: token.MUL, token.SUB: token.ADD},
+	"CONDITIONALS_BOUNDARY": {token.GEQ: token.GTR, token.GTR: token.GEQ, token.LEQ: token.LSS, token.LSS: token.LEQ},
+	"CONDITIONALS_NEGATION": {token.EQL: token.NEQ, token.GEQ: token.LSS, token.GTR: token.LEQ, token.LEQ: token.GTR, token.LSS: token.GEQ, token.NEQ: token.EQL},
+	"INCREMENT_DECREMENT":   {token.DEC: token.INC, token.INC: token.DEC},
+	"INVERT_ASSIGNMENTS":    {token.ADD_ASSIGN: token.SUB_ASSIGN, token.MUL_ASSIGN: token.QUO_ASSIGN, token.QUO_ASSIGN: token.MUL_ASSIGN, token.REM_ASSIGN: token.REM_ASSIGN, token.SUB_ASSIGN: token.ADD_ASSIGN},
+	"INVERT_BITWISE":        {token.AND: token.OR, token.OR: token.AND, token.XOR: token.AND, token.AND_NOT: token.AND, token.SHL: token.SHR, token.SHR: token.SHL},
+	"INVERT_BWASSIGN":       {token.AND_ASSIGN: token.OR_ASSIGN, token.OR_ASSIGN: token.AND_ASSIGN, token.XOR_ASSIGN: token.AND_ASSIGN, token.AND_NOT_ASSIGN: token.AND_ASSIGN, token.SHL_ASSIGN: token.SHR_ASSIGN, token.SHR_ASSIGN: token.SHL_ASSIGN},
+	"INVERT_LOGICAL":        {token.LAND: token.LOR, token.LOR: token.LAND},
+	"INVERT_LOOPCTRL":       {token.BREAK: token.CONTINUE, token.CONTINUE: token.BREAK},
+	"INVERT_NEGATIVES":      {token.SUB: token.ADD},
+	"REMOVE_SELF_ASSIGNMENTS": {token.ADD_ASSIGN: token.ASSIGN, token.AND_ASSIGN: token.ASSIGN, token.AND_NOT_ASSIGN: token.ASSIGN,
+		token.MUL_ASSIGN: token.ASSIGN, token.OR_ASSIGN: token.ASSIGN, token.QUO_ASSIGN: token.ASSIGN, token.REM_ASSIGN: token.ASSIGN,
+		token.SHL_ASSIGN: token.ASSIGN, token.SHR_ASSIGN: token.ASSIGN, token.SUB_ASSIGN: token.ASSIGN, token.XOR_ASSIGN: token.ASSIGN},
+}
+
+// mutate returns src with the token at line:col replaced as mutator
+// replaces it.
+func mutate(src []byte, line, col int, mutator string) ([]byte, error) {
+	fset := token.NewFileSet()
+	file := fset.AddFile("", fset.Base(), len(src))
+	var s scanner.Scanner
+	s.Init(file, src, nil, 0)
+	for {
+		pos, tok, _ := s.Scan()
+		if tok == token.EOF {
+			return nil, fmt.Errorf("no token at %d:%d", line, col)
+		}
+		if p := file.Position(pos); p.Line != line || p.Column != col {
+			continue
+		}
+		to, ok := mutations[mutator][tok]
+		if !ok {
+			return nil, fmt.Errorf("%s does not apply to %q at %d:%d", mutator, tok, line, col)
+		}
+		off := file.Offset(pos)
+		return slices.Concat(src[:off], []byte(to.String()), src[off+len(tok.String()):]), nil
+	}
+}
+
+var failedTest = regexp.MustCompile(`--- FAIL: (\S+)`)
+
+// rerun applies m through a build overlay and runs the tests of its
+// file's package: KILLED (a test or go vet failed), LIVED, TIMED OUT
+// (the test binary ran past timeout) or NOT VIABLE (it does not build),
+// with the first failing test or the reason.
+func rerun(m mutant, timeout time.Duration) (status, detail string, err error) {
+	src, err := os.ReadFile(m.file)
+	if err != nil {
+		return "", "", err
+	}
+	mutated, err := mutate(src, m.line, m.col, m.mutator)
+	if err != nil {
+		return "", "", fmt.Errorf("%s:%d:%d: %w", m.file, m.line, m.col, err)
+	}
+	tmp, err := os.MkdirTemp("", "mutreport-")
+	if err != nil {
+		return "", "", err
+	}
+	defer os.RemoveAll(tmp)
+	abs, err := filepath.Abs(m.file)
+	if err != nil {
+		return "", "", err
+	}
+	alt := filepath.Join(tmp, filepath.Base(m.file))
+	overlay := filepath.Join(tmp, "overlay.json")
+	ovl, _ := json.Marshal(map[string]map[string]string{"Replace": {abs: alt}})
+	if err := os.WriteFile(alt, mutated, 0o644); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(overlay, ovl, 0o644); err != nil {
+		return "", "", err
+	}
+	pkg := "./" + filepath.Dir(m.file)
+	if out, err := exec.Command("go", "build", "-overlay", overlay, pkg).CombinedOutput(); err != nil {
+		return notViable, firstLine(out), nil
+	}
+	out, err := exec.Command("go", "test", "-count=1", "-failfast", "-overlay", overlay, "-timeout", timeout.String(), pkg).CombinedOutput()
+	switch {
+	case err == nil:
+		return lived, "every test passed", nil
+	case bytes.Contains(out, []byte("panic: test timed out")):
+		return timedOut, "the tests ran past " + timeout.String(), nil
+	case failedTest.Match(out):
+		return killed, string(failedTest.FindSubmatch(out)[1]), nil
+	}
+	return killed, firstLine(out), nil
+}
+
+func firstLine(b []byte) string {
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			return l
+		}
+	}
+	return ""
 }
 
 func show(w io.Writer, dir, file string, f figure) {

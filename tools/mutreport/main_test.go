@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -55,7 +57,7 @@ func TestRunPrintsFigureAndSurvivors(t *testing.T) {
 	p := write(t, "r.json", sample)
 	inRepo(t, sampleSources)
 	var out bytes.Buffer
-	ok, err := run([]string{"dispatch=" + p}, 0, &out)
+	ok, err := run([]string{"dispatch=" + p}, options{}, &out)
 	require.NoError(t, err)
 	assert.True(t, ok)
 	s := out.String()
@@ -98,7 +100,7 @@ func TestRunChecksTheTarget(t *testing.T) {
 	}
 	for _, tc := range tests {
 		var out bytes.Buffer
-		ok, err := run(tc.args, tc.target, &out)
+		ok, err := run(tc.args, options{target: tc.target}, &out)
 		require.NoError(t, err)
 		assert.Equal(t, tc.want, ok, "target %v, %v", tc.target, tc.args)
 		assert.Equal(t, !tc.want, bytes.Contains(out.Bytes(), []byte("BELOW TARGET")))
@@ -122,7 +124,7 @@ func f(x int, s string) (*int, string, int) {
 		{"type":"ARITHMETIC_BASE","status":"LIVED","line":4,"column":24},
 		{"type":"CONDITIONALS_NEGATION","status":"KILLED","line":4,"column":9}]}]}`)
 	var out bytes.Buffer
-	_, err := run([]string{"dispatch/wire=" + p}, 0, &out)
+	_, err := run([]string{"dispatch/wire=" + p}, options{}, &out)
 	require.NoError(t, err)
 	s := out.String()
 	assert.Contains(t, s, "killed           1\n")
@@ -149,7 +151,107 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{[]string{"elsewhere=" + write(t, "r.json", sample)}, "repository root"},
 	}
 	for _, tc := range tests {
-		_, err := run(tc.args, 0, &bytes.Buffer{})
+		_, err := run(tc.args, options{}, &bytes.Buffer{})
 		assert.ErrorContains(t, err, tc.want, "%v", tc.args)
 	}
+}
+
+func TestMutate(t *testing.T) {
+	src := "package p\n\nfunc f(a, b int) bool {\n\ta += b\n\tfor a < b {\n\t\tbreak\n\t}\n\treturn a == b && b <= a\n}\n"
+	tests := []struct {
+		line, col int
+		mutator   string
+		want      string // the mutated line
+	}{
+		{4, 4, "REMOVE_SELF_ASSIGNMENTS", "\ta = b"},
+		{4, 4, "INVERT_ASSIGNMENTS", "\ta -= b"},
+		{5, 8, "CONDITIONALS_BOUNDARY", "\tfor a <= b {"},
+		{5, 8, "CONDITIONALS_NEGATION", "\tfor a >= b {"},
+		{6, 3, "INVERT_LOOPCTRL", "\t\tcontinue"},
+		{8, 11, "CONDITIONALS_NEGATION", "\treturn a != b && b <= a"},
+		{8, 16, "INVERT_LOGICAL", "\treturn a == b || b <= a"},
+		{8, 21, "CONDITIONALS_BOUNDARY", "\treturn a == b && b < a"},
+	}
+	for _, tc := range tests {
+		got, err := mutate([]byte(src), tc.line, tc.col, tc.mutator)
+		require.NoError(t, err, "%d:%d %s", tc.line, tc.col, tc.mutator)
+		lines := strings.Split(string(got), "\n")
+		assert.Equal(t, tc.want, lines[tc.line-1], "%d:%d %s", tc.line, tc.col, tc.mutator)
+		lines[tc.line-1] = strings.Split(src, "\n")[tc.line-1]
+		assert.Equal(t, src, strings.Join(lines, "\n"), "only that line changes")
+	}
+	_, err := mutate([]byte(src), 4, 4, "INVERT_LOGICAL")
+	assert.ErrorContains(t, err, "does not apply")
+	_, err = mutate([]byte(src), 4, 5, "INVERT_ASSIGNMENTS")
+	assert.ErrorContains(t, err, "no token at 4:5")
+}
+
+// TestRerun runs not-covered mutants of a small module for real: one its
+// test kills, one equivalent mutant, one endless loop.
+func TestRerun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go test on a scratch module")
+	}
+	inRepo(t, map[string]string{
+		"go.mod": "module example.com/m\n\ngo 1.26\n",
+		"p/p.go": `package p
+
+// K is eight.
+const K = 1 << 3
+
+// Add adds.
+func Add(a, b int) int { return a + b }
+
+// Max is the larger.
+func Max(a, b int) int {
+	if a >= b {
+		return a
+	}
+	return b
+}
+
+// Spin counts n down.
+func Spin(n int) int {
+	for n > 0 {
+		n--
+	}
+	return n
+}
+`,
+		"p/p_test.go": `package p
+
+import "testing"
+
+func TestP(t *testing.T) {
+	if K != 8 || Add(2, 3) != 5 || Max(1, 2) != 2 || Max(2, 1) != 2 || Spin(3) != 0 {
+		t.Fatal("wrong")
+	}
+}
+`,
+	})
+	rep := write(t, "p.json", `{"go_module":"example.com/m","files":[{"file_name":"p.go","mutations":[
+		{"type":"INVERT_BITWISE","status":"NOT COVERED","line":4,"column":13},
+		{"type":"ARITHMETIC_BASE","status":"KILLED","line":7,"column":35},
+		{"type":"CONDITIONALS_BOUNDARY","status":"NOT COVERED","line":11,"column":7},
+		{"type":"INCREMENT_DECREMENT","status":"NOT COVERED","line":20,"column":4}]}]}`)
+	var out bytes.Buffer
+	_, err := run([]string{"p=" + rep}, options{rerun: map[string]bool{notCovered: true}, timeout: 5 * time.Second}, &out)
+	require.NoError(t, err)
+	s := out.String()
+	for _, want := range []string{
+		"rerun INVERT_BITWISE           p/p.go:4:13  NOT COVERED → KILLED  TestP\n",
+		"rerun CONDITIONALS_BOUNDARY    p/p.go:11:7  NOT COVERED → LIVED  every test passed\n",
+		"rerun INCREMENT_DECREMENT      p/p.go:20:4  NOT COVERED → TIMED OUT  the tests ran past 5s\n",
+		"killed           2\n",
+		"lived            1\n",
+		"timed out        1\n",
+		"not covered      0\n",
+		"    LIVED        CONDITIONALS_BOUNDARY    p/p.go:11:7\n",
+	} {
+		assert.Contains(t, s, want)
+	}
+	assert.NotContains(t, s, "rerun ARITHMETIC_BASE", "only the statuses asked for are run again")
+	src, err := os.ReadFile("p/p.go")
+	require.NoError(t, err)
+	assert.Contains(t, string(src), "1 << 3", "the tree is not touched")
 }
