@@ -116,8 +116,14 @@ func (s *Sinks) reject(r Reason) Result {
 	return Result{Reject: r}
 }
 
+// bucket appends a verdict entry for m: its digest alone when the
+// Sinks are DigestOnly, else a copy of its payload (Sinks.keep).
 func (s *Sinks) bucket(m *Message) {
-	s.Outcome.Verdicts = append(s.Outcome.Verdicts, NewVerdict(m.Tag, m.Payload, !s.DigestOnly))
+	if s.DigestOnly {
+		s.Outcome.Verdicts = append(s.Outcome.Verdicts, NewVerdict(m.Tag, m.Payload, false))
+		return
+	}
+	s.Outcome.Verdicts = append(s.Outcome.Verdicts, Verdict{Tag: m.Tag, Len: len(m.Payload), Payload: s.keep(m.Payload)})
 }
 
 // Dispatch applies the gate table of ARCHITECTURE §3 to one frame. A

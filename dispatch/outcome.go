@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/ktstr/ktstr/dispatch/wire"
 )
@@ -201,6 +202,27 @@ func (o Outcome) MarshalJSON() ([]byte, error) {
 		p.Verdicts = []Verdict{}
 	}
 	return json.Marshal(p)
+}
+
+// Equal reports whether o and want are the same outcome, comparing
+// verdicts by tag, length and digest as Diff does. Unlike Diff it
+// allocates nothing, so a fuzz target can call it on every input.
+func (o *Outcome) Equal(want *Outcome) bool {
+	if o.Killed != want.Killed || o.KillSignals != want.KillSignals || o.SysRdy != want.SysRdy ||
+		o.Step != want.Step || o.WatchdogPauses != want.WatchdogPauses ||
+		o.WatchdogPauseNS != want.WatchdogPauseNS || o.Rejected != want.Rejected ||
+		!slices.Equal(o.SnapshotRequests, want.SnapshotRequests) || !slices.Equal(o.KernelOps, want.KernelOps) ||
+		(o.KASLR == nil) != (want.KASLR == nil) || o.KASLR != nil && *o.KASLR != *want.KASLR ||
+		len(o.Verdicts) != len(want.Verdicts) {
+		return false
+	}
+	for i := range o.Verdicts {
+		g, w := &o.Verdicts[i], &want.Verdicts[i]
+		if g.Tag != w.Tag || g.Len != w.Len || g.Sum() != w.Sum() {
+			return false
+		}
+	}
+	return true
 }
 
 // Diff lists, one line each, how o differs from want; nil means equal.

@@ -116,3 +116,39 @@ func TestVerdictUnmarshalRejectsBadInput(t *testing.T) {
 	empty := dispatch.NewVerdict(wire.Stimulus, nil, true)
 	assert.Equal(t, empty.Sum(), v.Sum())
 }
+
+// TestOutcomeEqualAgreesWithDiff: Equal is false exactly when Diff
+// reports something, for a change to any one field, both ways round.
+func TestOutcomeEqualAgreesWithDiff(t *testing.T) {
+	base := func() dispatch.Outcome { return dispatchStream(t, goldenStream()).sinks.Outcome }
+	a, b := base(), base()
+	require.True(t, a.Equal(&b), "the same stream twice (control)")
+	require.Empty(t, a.Diff(&b))
+	changes := map[string]func(o *dispatch.Outcome){
+		"killed":            func(o *dispatch.Outcome) { o.Killed = !o.Killed },
+		"kill_signals":      func(o *dispatch.Outcome) { o.KillSignals++ },
+		"sys_rdy":           func(o *dispatch.Outcome) { o.SysRdy = !o.SysRdy },
+		"snapshot dropped":  func(o *dispatch.Outcome) { o.SnapshotRequests = o.SnapshotRequests[:0] },
+		"snapshot tag":      func(o *dispatch.Outcome) { o.SnapshotRequests[0].Tag += "x" },
+		"kernel op dropped": func(o *dispatch.Outcome) { o.KernelOps = nil },
+		"kernel op arg2":    func(o *dispatch.Outcome) { o.KernelOps[0].Arg2++ },
+		"kaslr unset":       func(o *dispatch.Outcome) { o.KASLR = nil },
+		"kaslr text":        func(o *dispatch.Outcome) { o.KASLR = &dispatch.KASLR{TextAddr: 1} },
+		"step":              func(o *dispatch.Outcome) { o.Step++ },
+		"watchdog_pauses":   func(o *dispatch.Outcome) { o.WatchdogPauses++ },
+		"watchdog_pause_ns": func(o *dispatch.Outcome) { o.WatchdogPauseNS++ },
+		"verdict dropped":   func(o *dispatch.Outcome) { o.Verdicts = o.Verdicts[1:] },
+		"verdict tag":       func(o *dispatch.Outcome) { o.Verdicts[0].Tag = wire.Stdout },
+		"verdict len":       func(o *dispatch.Outcome) { o.Verdicts[0].Len++ },
+		"verdict payload":   func(o *dispatch.Outcome) { o.Verdicts[0].Payload = []byte("other") },
+		"rejected crc":      func(o *dispatch.Outcome) { o.Rejected.CRC++ },
+		"rejected tail":     func(o *dispatch.Outcome) { o.Rejected.TruncatedTailBytes++ },
+	}
+	for name, change := range changes {
+		got, want := base(), base()
+		change(&got)
+		assert.False(t, got.Equal(&want), name)
+		assert.False(t, want.Equal(&got), name+" (the other way)")
+		assert.NotEmpty(t, got.Diff(&want), name)
+	}
+}

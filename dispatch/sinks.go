@@ -63,6 +63,46 @@ type Sinks struct {
 	paused        bool  // SCPP accepted and not yet resumed
 	pausedAt      int64 // run clock at the SCPP
 	scenarioStart int64 // run clock at the last SCST
+
+	// payloads holds the copies kept by bucketed verdicts, back to back,
+	// so a verdict costs a copy and no allocation of its own. A full
+	// chunk is left to the verdicts that point into it and a larger one
+	// started; ReleaseVerdicts rewinds the current chunk for reuse.
+	payloads []byte
+}
+
+// Verdict payload chunks grow from the first size to the last by
+// doubling; a payload larger than the chunk gets a chunk of its size.
+const (
+	firstPayloadChunk = 4 << 10
+	maxPayloadChunk   = 1 << 20
+)
+
+// ReleaseVerdicts empties the verdict bucket and lets later verdicts
+// reuse the storage of the released payloads. A consumer that takes
+// verdicts out while the run goes on (a live run streaming test results
+// out) calls it once it has processed Outcome.Verdicts; the Payload
+// slices of the released verdicts, and of any copy of the Outcome taken
+// before, must not be used after it.
+func (s *Sinks) ReleaseVerdicts() {
+	clear(s.Outcome.Verdicts) // drop references into older chunks
+	s.Outcome.Verdicts = s.Outcome.Verdicts[:0]
+	s.payloads = s.payloads[:0]
+}
+
+// keep returns a copy of p in the payload chunk, capped at its length so
+// an append to one verdict's payload cannot overwrite the next.
+func (s *Sinks) keep(p []byte) []byte {
+	if len(p) == 0 {
+		return []byte{} // not nil: nil marks a digest-only verdict
+	}
+	if cap(s.payloads)-len(s.payloads) < len(p) {
+		size := min(max(2*cap(s.payloads), firstPayloadChunk), maxPayloadChunk)
+		s.payloads = make([]byte, 0, max(size, len(p)))
+	}
+	n := len(s.payloads)
+	s.payloads = append(s.payloads, p...)
+	return s.payloads[n:len(s.payloads):len(s.payloads)]
 }
 
 // NewSinks returns Sinks reading time from clock, with no notifiers.
