@@ -4,13 +4,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"testing"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/fuzz/internal/seeds"
 )
 
 // FuzzAssembler frames one stream under two different splittings, and
@@ -23,7 +22,7 @@ import (
 // every byte must be accounted for exactly once: framed, dropped by a
 // resync, or left in the truncated tail.
 func FuzzAssembler(f *testing.F) {
-	for _, s := range seedStreams(f) {
+	for _, s := range seeds.Streams(f) {
 		// The recorded deliveries as the first split, a few shapes
 		// against them.
 		var rec []byte
@@ -210,25 +209,35 @@ func TestAssemblerChecksCatchDifferences(t *testing.T) {
 	var p problems
 	fa, sa := assemble(dispatch.NewAssembler(), one, nil, &p)
 	fb, sb := assemble(dispatch.NewAssembler(), two, nil, &p)
-	require.Empty(t, p.list, "negative: two clean streams frame without problems")
+	if len(p.list) > 0 {
+		t.Fatalf("negative: two clean streams framed with problems: %v", p.list)
+	}
 	p.compare("one", "two", fa, fb, sa, sb)
-	assert.NotEmpty(t, p.list, "different streams must compare different")
+	if len(p.list) == 0 {
+		t.Error("different streams must compare different")
+	}
 
 	p = problems{}
 	r := fa[0]
 	r.Offset = 1
 	p.message(one, r, nil)
-	assert.NotEmpty(t, p.list, "a message at the wrong offset must be flagged")
+	if len(p.list) == 0 {
+		t.Error("a message at the wrong offset must be flagged")
+	}
 
 	p = problems{}
 	r = fa[0]
 	r.CRCOK = !r.CRCOK
 	p.message(one, r, nil)
-	assert.NotEmpty(t, p.list, "a misjudged crc must be flagged")
+	if len(p.list) == 0 {
+		t.Error("a misjudged crc must be flagged")
+	}
 
 	p = problems{}
 	p.message(two, fb[0], fb[1:])
-	assert.NotEmpty(t, p.list, "an overlapping message must be flagged")
+	if len(p.list) == 0 {
+		t.Error("an overlapping message must be flagged")
+	}
 }
 
 // TestSplit pins down the split spec.
@@ -251,8 +260,9 @@ func TestSplit(t *testing.T) {
 		split(stream, tt.spec, func(p []byte, drain bool) {
 			pieces, drains = append(pieces, len(p)), append(drains, drain)
 		})
-		assert.Equal(t, tt.pieces, pieces, "spec %x", tt.spec)
-		assert.Equal(t, tt.drains, drains, "spec %x", tt.spec)
+		if !slices.Equal(tt.pieces, pieces) || !slices.Equal(tt.drains, drains) {
+			t.Errorf("spec %x: pieces %v drains %v, want %v and %v", tt.spec, pieces, drains, tt.pieces, tt.drains)
+		}
 	}
 }
 

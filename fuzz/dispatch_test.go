@@ -6,10 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/ktstr/ktstr/corpus"
+	"github.com/ktstr/ktstr/fuzz/internal/seeds"
 	"github.com/ktstr/ktstr/replay"
 )
 
@@ -24,7 +22,7 @@ import (
 // testdata/fuzz/FuzzDispatch holds the same traces exported by `ktstr
 // corpus export`, so every recorded run checked in becomes a test case.
 func FuzzDispatch(f *testing.F) {
-	for _, s := range seedStreams(f) {
+	for _, s := range seeds.Streams(f) {
 		f.Add(corpus.EncodeDispatchInput(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -48,24 +46,39 @@ func checkDispatch(data []byte) []string {
 // file.
 func TestCheckedInCorpusCoversTraces(t *testing.T) {
 	dir := filepath.Join("testdata", "fuzz", "FuzzDispatch")
-	traces := checkedInTraces(t)
-	require.NotEmpty(t, traces, "the seed traces are missing: run 'go generate ./corpus'")
+	traces := seeds.TracePaths(t)
+	if len(traces) == 0 {
+		t.Fatal("the seed traces are missing: run 'go generate ./corpus'")
+	}
 	for _, p := range traces {
 		f, err := os.Open(p)
-		require.NoError(t, err)
+		if err != nil {
+			t.Fatal(err)
+		}
 		in, _, err := corpus.ExportTrace(f, corpus.DefaultExportLimit)
 		f.Close()
-		require.NoError(t, err, p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
 		name := corpus.GoFuzzFileName(corpus.MarshalGoFuzzFile(in))
-		assert.FileExists(t, filepath.Join(dir, name), "%s is not exported: run 'make corpus'", p)
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s is not exported (%v): run 'make corpus'", p, err)
+		}
 	}
 	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, e := range entries {
 		content, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		require.NoError(t, err)
-		_, err = corpus.UnmarshalGoFuzzFile(content)
-		assert.NoError(t, err, e.Name())
-		assert.Equal(t, corpus.GoFuzzFileName(content), e.Name(), "corpus files are named by their content hash")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := corpus.UnmarshalGoFuzzFile(content); err != nil {
+			t.Errorf("%s: %v", e.Name(), err)
+		}
+		if got := corpus.GoFuzzFileName(content); got != e.Name() {
+			t.Errorf("%s should be named %s: corpus files are named by their content hash", e.Name(), got)
+		}
 	}
 }

@@ -9,10 +9,9 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/fuzz/internal/oracle"
+	"github.com/ktstr/ktstr/fuzz/internal/seeds"
 )
 
 // codecs are the decoders FuzzPayloads checks. They are parameters so
@@ -37,16 +36,16 @@ type values struct {
 // (SNRQ, KORQ, KADR) in both directions:
 //
 //   - bytes p: every wrong size is rejected with wire.ErrShape; a
-//     right-sized payload is accepted exactly when this file's plain
-//     restatement of the gate table accepts it (snrqValid, kadrValid:
-//     for SNRQ the tag rule, valid UTF-8 up to the first NUL and only
-//     NULs after it, written here without package utf8); every rejection
+//     right-sized payload is accepted exactly when the plain
+//     restatement of the gate table in fuzz/internal/oracle accepts it
+//     (for SNRQ the tag rule, valid UTF-8 up to the first NUL and only
+//     NULs after it, written without package utf8); every rejection
 //     wraps ErrShape; an accepted payload decodes to the fields at their
 //     offsets and re-encodes to the same bytes.
 //   - values v: the encoding puts each field at its offset, and decoding
 //     it gives v back whenever the restatement accepts the bytes.
 func FuzzPayloads(f *testing.F) {
-	if seeding() {
+	if seeds.Enabled() {
 		snrq := wire.NewSnapshotRequest(7, wire.SnapshotCapture, "tag")
 		b, _ := snrq.AppendBinary(nil)
 		korq := wire.KernelOpRequestPayload{RequestID: 1, Op: 2, Arg: 3, Arg2: 4}
@@ -75,7 +74,7 @@ func checkPayloads(c codecs, p []byte, v values) []string {
 	le := binary.LittleEndian
 
 	// Bytes → value → bytes.
-	if r, err := c.snrq(p); checkVerdict(fail, "SNRQ", p, snrqValid(p), err) {
+	if r, err := c.snrq(p); checkVerdict(fail, "SNRQ", p, oracle.SnapshotRequestValid(p), err) {
 		if r.RequestID != le.Uint32(p) || r.Kind != le.Uint32(p[4:]) || !bytes.Equal(r.Tag[:], p[8:]) {
 			fail("SNRQ decodes %s to %+v, not its fields", describe(p), r)
 		}
@@ -87,7 +86,7 @@ func checkPayloads(c codecs, p []byte, v values) []string {
 		}
 		roundTrip(fail, "KORQ", p, &r)
 	}
-	if r, err := c.kadr(p); checkVerdict(fail, "KADR", p, kadrValid(p), err) {
+	if r, err := c.kadr(p); checkVerdict(fail, "KADR", p, oracle.KernelAddrsValid(p), err) {
 		if r.PhysBasePlus1 != le.Uint64(p) || r.PageOffsetBase != le.Uint64(p[8:]) || r.TextAddrPlus1 != le.Uint64(p[16:]) ||
 			r.PhysBase() != le.Uint64(p)-1 || r.TextAddr() != le.Uint64(p[16:])-1 {
 			fail("KADR decodes %s to %+v, not its fields", describe(p), r)
@@ -102,7 +101,7 @@ func checkPayloads(c codecs, p []byte, v values) []string {
 	copy(tagField[:], v.Tag)
 	if len(sb) != wire.SnapshotRequestSize || le.Uint32(sb) != v.ID || le.Uint32(sb[4:]) != v.Kind || !bytes.Equal(sb[8:], tagField[:]) {
 		fail("SNRQ encodes %+v as %s, not the layout", v, describe(sb))
-	} else if back, err := c.snrq(sb); checkVerdict(fail, "SNRQ", sb, snrqValid(sb), err) && back != sr {
+	} else if back, err := c.snrq(sb); checkVerdict(fail, "SNRQ", sb, oracle.SnapshotRequestValid(sb), err) && back != sr {
 		fail("SNRQ %+v comes back as %+v", sr, back)
 	}
 	kr := wire.KernelOpRequestPayload{RequestID: v.ID, Op: v.Kind, Arg: v.A, Arg2: v.B}
@@ -116,7 +115,7 @@ func checkPayloads(c codecs, p []byte, v values) []string {
 	ab, _ := ar.AppendBinary(nil)
 	if len(ab) != wire.KernelAddrsSize || le.Uint64(ab) != v.A || le.Uint64(ab[8:]) != v.B || le.Uint64(ab[16:]) != v.C {
 		fail("KADR encodes %+v as %s, not the layout", ar, describe(ab))
-	} else if back, err := c.kadr(ab); checkVerdict(fail, "KADR", ab, kadrValid(ab), err) && back != ar {
+	} else if back, err := c.kadr(ab); checkVerdict(fail, "KADR", ab, oracle.KernelAddrsValid(ab), err) && back != ar {
 		fail("KADR %+v comes back as %+v", ar, back)
 	}
 	if n := wire.NewKernelAddrs(v.A, v.B, v.C); n.PhysBase() != v.A || n.PageOffsetBase != v.B || n.TextAddr() != v.C {
@@ -147,76 +146,6 @@ func roundTrip(fail func(string, ...any), name string, p []byte, v interface{ Ap
 	}
 }
 
-// snrqValid restates the SNRQ row of the gate table: exactly 72 bytes,
-// kind 1 or 2, and a tag field that is valid UTF-8 up to its first NUL
-// with only NULs after it.
-func snrqValid(p []byte) bool {
-	if len(p) != wire.SnapshotRequestSize {
-		return false
-	}
-	if kind := binary.LittleEndian.Uint32(p[4:]); kind != 1 && kind != 2 {
-		return false
-	}
-	tag := p[8:]
-	end := len(tag)
-	for i, c := range tag {
-		if c == 0 {
-			end = i
-			break
-		}
-	}
-	for _, c := range tag[end:] {
-		if c != 0 {
-			return false
-		}
-	}
-	return plainUTF8(tag[:end])
-}
-
-// kadrValid restates the KADR row: exactly 24 bytes with the "+1"
-// fields (offsets 0 and 16) non-zero.
-func kadrValid(p []byte) bool {
-	return len(p) == wire.KernelAddrsSize && binary.LittleEndian.Uint64(p) != 0 && binary.LittleEndian.Uint64(p[16:]) != 0
-}
-
-// plainUTF8 reports whether b is valid UTF-8 (RFC 3629: shortest form,
-// no surrogates, nothing past U+10FFFF), written out by hand so the tag
-// rule is checked against something that shares no code with wire.
-func plainUTF8(b []byte) bool {
-	for i := 0; i < len(b); {
-		c := b[i]
-		var more int
-		var r, least rune
-		switch {
-		case c < 0x80:
-			i++
-			continue
-		case c&0xe0 == 0xc0:
-			more, r, least = 1, rune(c&0x1f), 0x80
-		case c&0xf0 == 0xe0:
-			more, r, least = 2, rune(c&0x0f), 0x800
-		case c&0xf8 == 0xf0:
-			more, r, least = 3, rune(c&0x07), 0x10000
-		default:
-			return false
-		}
-		if i+more >= len(b) {
-			return false
-		}
-		for _, x := range b[i+1 : i+1+more] {
-			if x&0xc0 != 0x80 {
-				return false
-			}
-			r = r<<6 | rune(x&0x3f)
-		}
-		if r < least || r > 0x10ffff || (r >= 0xd800 && r <= 0xdfff) {
-			return false
-		}
-		i += 1 + more
-	}
-	return true
-}
-
 // describe names a payload in a failure message.
 func describe(p []byte) string {
 	return fmt.Sprintf("a %d-byte payload %x", len(p), p[:min(len(p), 80)])
@@ -233,7 +162,9 @@ func TestPlainUTF8(t *testing.T) {
 		"\x80", "\xc3", "\xe2\x82", "\xf0\x9d\x84", "a\xc3", // stray continuation, cut short
 		"\xc3\x28", "\xe2\x28\xa1", // bad continuation
 	} {
-		assert.Equal(t, utf8.ValidString(s), plainUTF8([]byte(s)), "%q", s)
+		if got, want := oracle.PlainUTF8([]byte(s)), utf8.ValidString(s); got != want {
+			t.Errorf("%q: PlainUTF8 says %v, package utf8 %v", s, got, want)
+		}
 	}
 }
 
@@ -252,11 +183,19 @@ func TestPayloadsOracle(t *testing.T) {
 	v := values{ID: 1, Kind: 2, A: 3, B: 4, C: 5, Tag: "t"}
 
 	for _, p := range [][]byte{g, afterNUL, badUTF8, kadr, {}, make([]byte, 24), make([]byte, 73), bytes.Repeat([]byte{0xff}, 72)} {
-		assert.Empty(t, checkPayloads(wireCodecs, p, v), "%x", p)
+		if got := checkPayloads(wireCodecs, p, v); len(got) > 0 {
+			t.Errorf("%x: %v", p, got)
+		}
 	}
-	assert.True(t, snrqValid(g))
-	assert.False(t, snrqValid(afterNUL), "a byte after the tag's NUL")
-	assert.False(t, snrqValid(badUTF8), "invalid UTF-8 in the tag")
+	if !oracle.SnapshotRequestValid(g) {
+		t.Error("a well-formed SNRQ is invalid")
+	}
+	if oracle.SnapshotRequestValid(afterNUL) {
+		t.Error("a byte after the tag's NUL is valid")
+	}
+	if oracle.SnapshotRequestValid(badUTF8) {
+		t.Error("invalid UTF-8 in the tag is valid")
+	}
 
 	lenient := wireCodecs
 	lenient.snrq = func(p []byte) (wire.SnapshotRequestPayload, error) {
@@ -312,10 +251,13 @@ func TestPayloadsOracle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			require.Empty(t, checkPayloads(wireCodecs, tt.p, tt.v), "negative: the production decoders pass")
+			if got := checkPayloads(wireCodecs, tt.p, tt.v); len(got) > 0 {
+				t.Fatalf("negative: the production decoders fail: %v", got)
+			}
 			got := checkPayloads(tt.c, tt.p, tt.v)
-			require.NotEmpty(t, got)
-			assert.Contains(t, strings.Join(got, "\n"), tt.catch)
+			if !strings.Contains(strings.Join(got, "\n"), tt.catch) {
+				t.Errorf("the check should report %q, got %q", tt.catch, got)
+			}
 		})
 	}
 }

@@ -7,20 +7,25 @@
 #                          checked-in corpus less the entries that already expose the bug, must
 #                          fail within BROKENGATE_TIME (60s); prints how long it took.
 #                          BROKENGATE_CORPUS=empty starts from nothing instead.
+#   make fuzz-rate         FuzzDispatch's executions per second on one worker, against
+#                          FuzzBaseline (same package, does nothing: the engine's own
+#                          ceiling) run the same way just before; FUZZRATE_TIME each
 #   make corpus            re-export the checked-in traces as FuzzDispatch corpus files
 
-.PHONY: fuzz fuzz-smoke fuzz-brokengate corpus
+.PHONY: fuzz fuzz-smoke fuzz-rate fuzz-brokengate corpus
 
-# Fuzz targets outside ./fuzz that `make fuzz` runs too, as package:Target.
+# Fuzz targets outside ./fuzz/... that `make fuzz` runs too, as package:Target.
 FUZZ_EXTRA ?= ./capture:FuzzReader
 
-# The ./fuzz targets are listed by `go test -list`, so a new one is
-# fuzzed without editing this file. Every target runs even when one
-# fails (a failure leaves its input under testdata/fuzz/); the failures
-# are listed at the end.
+# The targets of ./fuzz/... are listed by `go test -list`, so a new one
+# is fuzzed without editing this file; FuzzBaseline, the reference of
+# fuzz-rate, is left out. Every target runs even when one fails (a
+# failure leaves its input under the package's testdata/fuzz/); the
+# failures are listed at the end.
 fuzz:
-	@targets=$$($(GO) test -list '^Fuzz' ./fuzz | grep '^Fuzz' | sed 's|^|./fuzz:|'); \
-	[ -n "$$targets" ] || { echo "fuzz: no fuzz targets listed in ./fuzz (does it build?)"; exit 1; }; \
+	@targets=$$(for pkg in $$($(GO) list ./fuzz/...); do \
+		$(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' | grep -vx FuzzBaseline | sed "s|^|$$pkg:|"; done); \
+	[ -n "$$targets" ] || { echo "fuzz: no fuzz targets listed in ./fuzz/... (does it build?)"; exit 1; }; \
 	failed=; for pt in $$targets $(FUZZ_EXTRA); do \
 		pkg=$${pt%%:*}; t=$${pt#*:}; \
 		echo "== $$t ($$pkg) for $(FUZZTIME)"; \
@@ -32,9 +37,14 @@ fuzz:
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
-# fuzz-brokengate fuzzes a copy of ./fuzz with KTSTR_FUZZ_NOSEEDS=1 (no
-# f.Add seeds, which include torn SNRQs on purpose) and a fresh fuzz
-# cache. Its corpus is the checked-in testdata of the target less every
+FUZZRATE_TIME ?= 30s
+fuzz-rate:
+	$(GO) run ./tools/fuzzrate -time $(FUZZRATE_TIME) ./fuzz FuzzBaseline FuzzDispatch FuzzAssembler FuzzPayloads
+
+# fuzz-brokengate runs the ./fuzz test binary in a directory of its own
+# (out/fuzz-brokengate/pkg, whose testdata/ it reads) with
+# KTSTR_FUZZ_NOSEEDS=1 (no f.Add seeds, which include torn SNRQs on
+# purpose) and a fresh fuzz cache. Its corpus is the checked-in testdata of the target less every
 # entry that already fails in the broken build, so the fuzzer has to
 # tear a well-formed SNRQ itself (BROKENGATE_CORPUS=empty: no corpus at
 # all). Both binaries are built before the clock starts (-fuzz on -c
@@ -49,9 +59,8 @@ BROKENGATE_DIR     = out/fuzz-brokengate
 
 fuzz-brokengate:
 	@rm -rf $(BROKENGATE_DIR) && mkdir -p $(BROKENGATE_DIR)/pkg $(BROKENGATE_DIR)/cache
-	@cp fuzz/*.go $(BROKENGATE_DIR)/pkg/
-	@$(GO) test -c -fuzz '^$(BROKENGATE_TARGET)$$' -tags ktstr_brokengate -o $(BROKENGATE_DIR)/broken.test ./$(BROKENGATE_DIR)/pkg
-	@$(GO) test -c -o $(BROKENGATE_DIR)/normal.test ./$(BROKENGATE_DIR)/pkg
+	@$(GO) test -c -fuzz '^$(BROKENGATE_TARGET)$$' -tags ktstr_brokengate -o $(BROKENGATE_DIR)/broken.test ./fuzz
+	@$(GO) test -c -o $(BROKENGATE_DIR)/normal.test ./fuzz
 	@mkdir -p $(BROKENGATE_DIR)/pkg/testdata/fuzz/$(BROKENGATE_TARGET)
 	@if [ "$(BROKENGATE_CORPUS)" != empty ]; then \
 		kept=0; dropped=0; for f in fuzz/testdata/fuzz/$(BROKENGATE_TARGET)/*; do \

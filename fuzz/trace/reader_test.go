@@ -1,4 +1,4 @@
-package fuzz
+package trace
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
+	"github.com/ktstr/ktstr/fuzz/internal/seeds"
 	"github.com/ktstr/ktstr/replay"
 )
 
@@ -49,7 +50,7 @@ const readerCallAllocBound = 4*capture.MaxRecordSize + 2*capture.MaxMetaSize + 4
 // bytes are first wrapped in a zstd frame so the fuzzer reaches past
 // the zstd layer into the records.
 func FuzzTraceReader(f *testing.F) {
-	for _, b := range seedTraceFiles(f) {
+	for _, b := range seeds.TraceFiles(f) {
 		for _, s := range traceVariants(b) {
 			f.Add(s, false)
 		}
@@ -58,7 +59,7 @@ func FuzzTraceReader(f *testing.F) {
 			f.Add(raw[:len(raw)*3/4], true)
 		}
 	}
-	if seeding() {
+	if seeds.Enabled() {
 		f.Add([]byte{}, false)
 		f.Add([]byte("KTSTRTRC\x01\x00\x00\x00\x02\x00\x00\x00{}"), true)
 	}
@@ -263,7 +264,7 @@ func zstdDecode(b []byte) ([]byte, error) {
 // TestTraceReaderOracle: the checks FuzzTraceReader applies pass the
 // checked-in traces and their damaged copies.
 func TestTraceReaderOracle(t *testing.T) {
-	files := seedTraceFiles(t)
+	files := seeds.TraceFiles(t)
 	require.NotEmpty(t, files)
 	for _, b := range files {
 		view, p := readTrace(b)
@@ -280,7 +281,7 @@ func TestTraceReaderOracle(t *testing.T) {
 // FuzzTraceReader's checks: each case feeds them a known-bad result
 // and they must say so.
 func TestTraceReaderOracleCatches(t *testing.T) {
-	files := seedTraceFiles(t)
+	files := seeds.TraceFiles(t)
 	require.NotEmpty(t, files)
 	good := files[0]
 	view, p := readTrace(good)

@@ -1,4 +1,4 @@
-package fuzz
+package frames
 
 import (
 	"encoding/binary"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/fuzz/internal/oracle"
+	"github.com/ktstr/ktstr/fuzz/internal/seeds"
 	"github.com/ktstr/ktstr/replay"
 )
 
@@ -239,7 +241,7 @@ func summarize(out dispatch.Outcome, st dispatch.Stats) summary {
 // expect computes the summary a well-framed sequence must produce from
 // the generator's choices alone, restating the gate table of
 // ARCHITECTURE §3 row by row. Payload shapes are judged with this
-// package's own restatements (snrqValid, kadrValid), not wire's
+// package's own restatements (oracle.SnapshotRequestValid, oracle.KernelAddrsValid), not wire's
 // decoders, so the expectation shares nothing with Dispatch or the
 // reference model but the constants.
 func expect(seq []frameSpec) summary {
@@ -279,7 +281,7 @@ func expect(seq []frameSpec) summary {
 			}
 		case wire.SnapshotRequest:
 			switch {
-			case !snrqValid(p):
+			case !oracle.SnapshotRequestValid(p):
 				reject.Shape++
 			case len(e.Snapshots) == 64:
 				reject.Overflow++
@@ -297,7 +299,7 @@ func expect(seq []frameSpec) summary {
 			}
 		case wire.KernelAddrs:
 			switch {
-			case !kadrValid(p):
+			case !oracle.KernelAddrsValid(p):
 				reject.Shape++
 			case e.KASLR != nil:
 				reject.OneshotRepeat++
@@ -401,7 +403,7 @@ func decodeFrames(data []byte) framesInput {
 // intact SCDX was sent, the internal effects and rejections the gate
 // table gives, and no resync or tail.
 func FuzzFrames(f *testing.F) {
-	if seeding() {
+	if seeds.Enabled() {
 		for _, seed := range [][]byte{
 			{},
 			[]byte("frames"),

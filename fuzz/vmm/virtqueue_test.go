@@ -1,4 +1,4 @@
-package fuzz
+package vmm
 
 import (
 	"encoding/binary"
