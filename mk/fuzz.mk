@@ -41,7 +41,8 @@ FUZZRATE_TIME ?= 30s
 fuzz-rate:
 	$(GO) run ./tools/fuzzrate -time $(FUZZRATE_TIME) ./fuzz FuzzBaseline FuzzDispatch FuzzAssembler FuzzPayloads
 
-# fuzz-brokengate runs the ./fuzz test binary in a directory of its own
+# fuzz-brokengate runs the test binary of BROKENGATE_PKG (./fuzz; ./fuzz/frames
+# for FuzzFrames) in a directory of its own
 # (out/fuzz-brokengate/pkg, whose testdata/ it reads) with
 # KTSTR_FUZZ_NOSEEDS=1 (no f.Add seeds, which include torn SNRQs on
 # purpose) and a fresh fuzz cache. Its corpus is the checked-in testdata of the target less every
@@ -53,17 +54,18 @@ fuzz-rate:
 # BROKENGATE_TIME and the input it wrote passes in the normal build,
 # which shows the failure is the broken gate's.
 BROKENGATE_TARGET ?= FuzzDispatch
+BROKENGATE_PKG    ?= ./fuzz
 BROKENGATE_TIME   ?= 60s
 BROKENGATE_CORPUS ?= checked-in
 BROKENGATE_DIR     = out/fuzz-brokengate
 
 fuzz-brokengate:
 	@rm -rf $(BROKENGATE_DIR) && mkdir -p $(BROKENGATE_DIR)/pkg $(BROKENGATE_DIR)/cache
-	@$(GO) test -c -fuzz '^$(BROKENGATE_TARGET)$$' -tags ktstr_brokengate -o $(BROKENGATE_DIR)/broken.test ./fuzz
-	@$(GO) test -c -o $(BROKENGATE_DIR)/normal.test ./fuzz
+	@$(GO) test -c -fuzz '^$(BROKENGATE_TARGET)$$' -tags ktstr_brokengate -o $(BROKENGATE_DIR)/broken.test $(BROKENGATE_PKG)
+	@$(GO) test -c -o $(BROKENGATE_DIR)/normal.test $(BROKENGATE_PKG)
 	@mkdir -p $(BROKENGATE_DIR)/pkg/testdata/fuzz/$(BROKENGATE_TARGET)
 	@if [ "$(BROKENGATE_CORPUS)" != empty ]; then \
-		kept=0; dropped=0; for f in fuzz/testdata/fuzz/$(BROKENGATE_TARGET)/*; do \
+		kept=0; dropped=0; for f in $(BROKENGATE_PKG)/testdata/fuzz/$(BROKENGATE_TARGET)/*; do \
 			[ -f "$$f" ] || continue; n=$$(basename $$f); \
 			cp $$f $(BROKENGATE_DIR)/pkg/testdata/fuzz/$(BROKENGATE_TARGET)/; \
 			if (cd $(BROKENGATE_DIR)/pkg && KTSTR_FUZZ_NOSEEDS=1 ../broken.test -test.run "^$(BROKENGATE_TARGET)/$$n\$$" >/dev/null 2>&1); \
