@@ -271,3 +271,33 @@ func TestWatchdogPauseSpansAdd(t *testing.T) {
 	assert.Equal(t, []int64{100, 1000, 2000}, h.wd.pauses)
 	assert.Equal(t, []int64{250, 1600}, h.wd.resumes)
 }
+
+// TestOffsetsCountTheDroppedTail: a Message's Offset is its position in
+// everything fed, so the bytes Finish drops as tail still count: a frame
+// fed after Finish (without Reset) starts where the tail ended, and
+// after Reset numbering starts again at 0 (the control).
+func TestOffsetsCountTheDroppedTail(t *testing.T) {
+	f := frameWithCRC(wire.Stimulus, []byte("payload"))
+	for _, tc := range []struct {
+		name  string
+		reset bool
+		want  int64
+	}{
+		{"continued", false, int64(len(f) + 9)},
+		{"after Reset", true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := dispatch.NewAssembler()
+			a.Feed(cat(f, f[:9])) // one frame, then 9 bytes of the next
+			require.Len(t, feed(a, nil), 1)
+			require.EqualValues(t, 9, a.Finish().TruncatedTailBytes)
+			if tc.reset {
+				a.Reset()
+			}
+			a.Feed(f)
+			m, ok := a.Next()
+			require.True(t, ok)
+			assert.Equal(t, tc.want, m.Offset)
+		})
+	}
+}
