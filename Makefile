@@ -70,4 +70,4 @@ clean:
 # gate, the mutation campaign and --save-failures must catch it.
 .PHONY: oracle
 oracle:
-	$(GO) test -count=1 -tags ktstr_brokengate -run BrokenGate ./replay ./cmd/ktstr
+	$(GO) test -count=1 -tags ktstr_brokengate -run BrokenGate ./replay ./cmd/ktstr ./fuzz
