@@ -12,26 +12,28 @@
 # It mutates the default build (no build tags), so brokenGate is false as
 # in every real build (dispatch/brokengate_off.go).
 #
-# The machine is shared: one worker, at nice 10. GOFLAGS=-count=1 makes
-# the coverage run gremlins times (the per-mutant timeout is its duration
-# times MUTATION_TIMEOUT_COEFF) a real run, build included, not a cached
-# result; a mutant that makes the tests loop is then reported TIMED OUT.
+# Two workers at nice 10. GOFLAGS=-count=1 makes the coverage run
+# gremlins times (the per-mutant timeout is its duration times
+# MUTATION_TIMEOUT_COEFF) a real run, build included, not a cached
+# result. A short timeout (3x) keeps mutants that loop from costing
+# minutes each; every mutant gremlins reports TIMED OUT is then judged
+# again by tools/mutreport with the test binary's own -timeout
+# (MUTATION_RERUN_TIMEOUT, build excluded), so a slow build on a busy
+# machine does not pass for an endless loop.
 #
 # gremlins does not run the mutants its coverage profile marks NOT COVERED;
 # Go's coverage has no block for a constant declaration or a switch's case
-# expressions, so tools/mutreport runs those itself (through a build
-# overlay; the tree is not touched). On a heavily loaded machine, where a
-# slow build can pass for an endless loop, add TIMED OUT:
-#   make mutation MUTATION_RERUN='NOT COVERED,TIMED OUT'
+# expressions, so tools/mutreport runs those itself too (through a build
+# overlay; the tree is not touched).
 
 GREMLINS               ?= $(GO) run github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
 MUTATION_OUT           ?= out/mutation
-MUTATION_WORKERS       ?= 1
-MUTATION_TIMEOUT_COEFF ?= 10
+MUTATION_WORKERS       ?= 2
+MUTATION_TIMEOUT_COEFF ?= 3
 MUTATION_MIN           ?= 90
 MUTATION_NICE          ?= nice -n 10
-MUTATION_RERUN         ?= NOT COVERED
-MUTATION_RERUN_TIMEOUT ?= 60s
+MUTATION_RERUN         ?= NOT COVERED,TIMED OUT
+MUTATION_RERUN_TIMEOUT ?= 20s
 
 # Every gremlins mutator that applies to this code (invert-loopctrl swaps
 # break and continue; invert-bwassign has no target here but costs nothing).
