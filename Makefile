@@ -47,7 +47,7 @@ bench: bench-dispatch bench-replay bench-record
 
 bench-dispatch:
 	$(GO) test -run '^$$' -bench 'FeedDispatch|CRC32' -benchtime=$(BENCHTIME) ./dispatch \
-		| $(GO) run ./tools/benchratio FeedDispatch:CRC32 FeedDispatchRejected:CRC32
+		| $(GO) run ./tools/benchratio FeedDispatch:CRC32 FeedDispatch:CRC32Copy FeedDispatchRejected:CRC32
 
 # Replay throughput against a plain zstd decode of the same trace (the
 # ratio metric), and the peak RSS of `ktstr replay` on 256 MiB of TX.
