@@ -1,7 +1,6 @@
 package fuzz
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/ktstr/ktstr/corpus"
@@ -26,8 +25,9 @@ func benchInputs() [][]byte {
 // round robin: the cost the fuzzer pays per input, less its own
 // overhead. The other sub-benchmarks time the parts of that cost on the
 // same inputs, so their ratios say where the time goes: the production
-// path alone (FeedDispatch), the reference model (Model), and the JSON
-// encoding CheckStream compares outcomes by (MarshalOutcome).
+// path alone (FeedDispatch) and the reference model (Model); the rest of
+// CheckStream is the invariant bookkeeping and the field-by-field
+// comparison of the two outcomes.
 func BenchmarkCheckDispatch(b *testing.B) {
 	in := benchInputs()
 	size := 0
@@ -55,18 +55,6 @@ func BenchmarkCheckDispatch(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			s := corpus.DecodeDispatchInput(in[i%len(in)])
 			model.Evaluate(s.Data, s.Starts, s.Times)
-		}
-	})
-	outcomes := make([]dispatch.Outcome, len(in))
-	for i, x := range in {
-		outcomes[i] = feedDispatch(corpus.DecodeDispatchInput(x))
-	}
-	b.Run("MarshalOutcome", func(b *testing.B) {
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			if _, err := json.Marshal(outcomes[i%len(outcomes)]); err != nil {
-				b.Fatal(err)
-			}
 		}
 	})
 }

@@ -14,6 +14,14 @@
 
 .PHONY: fuzz fuzz-smoke fuzz-rate fuzz-brokengate corpus
 
+# How long go test may minimize an input that widened coverage (or failed).
+# go test's default, 60s, stops execution counting meanwhile: measured
+# here, FuzzDispatch ran 34,204 inputs in its first 3 s of a 60 s run and
+# none in the other 57 s. 1000 executions keep the corpus entries
+# smaller at a fraction of a second each; FUZZMINIMIZETIME=60s restores
+# go test's behaviour (worth it when shrinking a failure to read).
+FUZZMINIMIZETIME ?= 1000x
+
 # Fuzz targets outside ./fuzz/... that `make fuzz` runs too, as package:Target.
 FUZZ_EXTRA ?= ./capture:FuzzReader
 
@@ -29,7 +37,7 @@ fuzz:
 	failed=; for pt in $$targets $(FUZZ_EXTRA); do \
 		pkg=$${pt%%:*}; t=$${pt#*:}; \
 		echo "== $$t ($$pkg) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg || failed="$$failed $$t"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg || failed="$$failed $$t"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed"; exit 1; fi; \
 	echo "fuzz: every target ran $(FUZZTIME) without a failure"
