@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -127,6 +128,11 @@ func recordRun(t testing.TB, agent string, k kernel.Kernel, scheduler, scenario 
 	}
 	res, err := run.Execute(context.Background())
 	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("events:\n%s", eventLog(trace.Bytes()))
+		}
+	})
 	if t.Failed() || res.ExitStatus != 0 && scenario != "crash" {
 		b, _ := os.ReadFile(console)
 		t.Logf("console:\n%s", lastLines(string(b), 30))
@@ -159,6 +165,35 @@ func readAll(t testing.TB, b []byte) []capture.Record {
 		rec.Data = append([]byte(nil), rec.Data...)
 		rec.Detail = append(json.RawMessage(nil), rec.Detail...)
 		recs = append(recs, rec)
+	}
+}
+
+// eventLog lists a trace's EVENT records, one per line, with the
+// registers of snapshot events left out: what a failed run's reader
+// needs to see what the coordinator did and when.
+func eventLog(trace []byte) string {
+	r, err := capture.NewReader(bytes.NewReader(trace))
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for {
+		rec, err := r.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				fmt.Fprintf(&b, "trace: %v\n", err)
+			}
+			return b.String()
+		}
+		if rec.Kind != capture.KindEvent {
+			continue
+		}
+		var d map[string]any
+		if json.Unmarshal(rec.Detail, &d) == nil {
+			delete(d, "registers")
+		}
+		dj, _ := json.Marshal(d)
+		fmt.Fprintf(&b, "%10.3f ms %s %s\n", float64(rec.TimeNS)/1e6, rec.Name, dj)
 	}
 }
 

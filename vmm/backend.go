@@ -60,4 +60,8 @@ type Machine interface {
 type Exit struct {
 	Reason string // "poweroff", "stopped", "triple-fault", "crash", ...
 	Code   int    // process exit status where there is one, else 0
+	// Detail, if not empty, is what the backend had to do to end the
+	// guest beyond the usual, for example killing a VMM that hung after
+	// the guest powered off.
+	Detail string
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ktstr/ktstr/capture"
@@ -77,20 +78,42 @@ type Result struct {
 	ExitStatus int32  // the recorder's exit status stored in END
 }
 
-// deliveryBuf is the largest single read from the bulk port.
-const deliveryBuf = 256 << 10
+// Reading the bulk port. The reader must keep up with the guest even
+// while the loop is busy (a burst of snapshot captures can hold it for
+// a second): when the reader stops, the socket fills and QEMU throttles
+// the port, and what a throttled port still holds in the guest's
+// virtqueue is lost if the guest then powers off (seen: a hostile run
+// lost its last 56 frames, TEST and EXIT among them). A throttled port
+// was also seen not to wake up again across stop/cont. So deliveries are
+// packed into a few large buffers, many small reads to a buffer, rather
+// than one buffer per read: a flood of small frames then costs channel
+// slots, not buffers.
+const (
+	readBufSize   = 256 << 10 // one read buffer
+	readMin       = 32 << 10  // a read gets at least this much room; less left: the next buffer
+	readBuffers   = 64        // read buffers, allocated on first use (most runs need a few)
+	maxDeliveries = 8192      // deliveries read ahead of dispatch
+)
 
-// readBuffers is how many deliveries may be read ahead of dispatch. It
-// must cover the deliveries a guest makes while the loop is busy with a
-// burst of snapshot captures: when the reader stops, the socket fills and
-// QEMU throttles the port, and a throttled virtio-serial port was seen
-// not to wake up again across the captures' stop/cont (the guest's next
-// write then hung until the watchdog).
-const readBuffers = 64
+// readBuf is a read buffer shared by the deliveries packed into it. It
+// goes back to the free list when the reader has moved on from it and
+// the loop has dispatched every delivery in it.
+type readBuf struct {
+	b    []byte
+	refs atomic.Int32 // deliveries not yet dispatched, +1 while the reader fills it
+}
+
+// release drops one reference, returning buf to free on the last.
+func (buf *readBuf) release(free chan<- *readBuf) {
+	if buf.refs.Add(-1) == 0 {
+		free <- buf
+	}
+}
 
 // delivery is one read from the bulk port, stamped when it returned.
 type delivery struct {
 	b   []byte
+	buf *readBuf // holds b; nil on the last delivery
 	t   int64
 	err error // set on the last one
 }
@@ -172,10 +195,10 @@ func (c *coordinator) execute(ctx context.Context) (Result, error) {
 	c.rxWG.Add(1)
 	go c.writeRX()
 
-	deliveries := make(chan delivery, readBuffers)
-	free := make(chan []byte, readBuffers)
+	deliveries := make(chan delivery, maxDeliveries)
+	free := make(chan *readBuf, readBuffers)
 	for range readBuffers {
-		free <- nil // allocated on first use: most runs need a few
+		free <- nil // allocated on first use
 	}
 	go c.read(deliveries, free)
 	c.loop(ctx, deliveries, free)
@@ -192,26 +215,36 @@ func (c *coordinator) execute(ctx context.Context) (Result, error) {
 }
 
 // read forwards bulk-port deliveries, each stamped with the run clock
-// the moment its read returned, until the port ends. It reads into the
-// buffers of free, which the loop hands back once a delivery is written
-// and dispatched: at 100 MB/s a fresh copy per read would make the
-// recorder a garbage collector competing with the guest for the CPU.
-func (c *coordinator) read(out chan<- delivery, free chan []byte) {
+// the moment its read returned, until the port ends. Deliveries are
+// packed into the buffers of free, which come back once every delivery
+// in them is written and dispatched: at 100 MB/s a fresh copy per read
+// would make the recorder a garbage collector competing with the guest
+// for the CPU.
+func (c *coordinator) read(out chan<- delivery, free chan *readBuf) {
 	defer close(out)
 	port := c.m.Bulk()
+	var cur *readBuf
+	off := 0
 	for {
-		buf := <-free
-		if buf == nil {
-			buf = make([]byte, deliveryBuf)
+		if cur == nil || len(cur.b)-off < readMin {
+			if cur != nil {
+				cur.release(free)
+			}
+			if cur = <-free; cur == nil {
+				cur = &readBuf{b: make([]byte, readBufSize)}
+			}
+			cur.refs.Store(1)
+			off = 0
 		}
-		n, err := port.Read(buf)
+		n, err := port.Read(cur.b[off:])
 		t := c.clock()
 		if n > 0 {
-			out <- delivery{b: buf[:n], t: t}
-		} else {
-			free <- buf
+			cur.refs.Add(1)
+			out <- delivery{b: cur.b[off : off+n : off+n], buf: cur, t: t}
+			off += n
 		}
 		if err != nil {
+			cur.release(free)
 			out <- delivery{t: t, err: err}
 			return
 		}
@@ -219,7 +252,7 @@ func (c *coordinator) read(out chan<- delivery, free chan []byte) {
 }
 
 // loop dispatches deliveries and watches the clocks until the port ends.
-func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery, free chan<- []byte) {
+func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery, free chan<- *readBuf) {
 	r := c.run
 	var timeout <-chan time.Time
 	if r.Timeout > 0 {
@@ -253,7 +286,7 @@ func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery, free
 				continue
 			}
 			c.deliver(d)
-			free <- d.b[:cap(d.b)] // the trace and the Assembler keep no reference
+			d.buf.release(free) // the trace and the Assembler keep no reference
 		case <-wdC:
 			if left, ok := c.wd.due(c.clock()); ok && left <= 0 {
 				c.halt(EndWatchdog, fmt.Sprintf("no SCST re-armed the %v watchdog", r.Watchdog))
@@ -455,7 +488,11 @@ func (c *coordinator) finish(exit Exit, werr error) {
 	if c.res.Crash != nil {
 		c.res.ExitStatus = 1
 	}
-	c.event("vm_exit", map[string]any{"reason": exit.Reason, "code": exit.Code})
+	ev := map[string]any{"reason": exit.Reason, "code": exit.Code}
+	if exit.Detail != "" {
+		ev["detail"] = exit.Detail
+	}
+	c.event("vm_exit", ev)
 	out, err := json.Marshal(c.res.Outcome)
 	if err != nil {
 		out = nil

@@ -33,6 +33,7 @@ type fakeMachine struct {
 	hang        bool
 	exit        Exit // how it ends by itself
 	resumeFails int  // Resume fails this many times first
+	onPause     func() // called by Pause, if set
 
 	mu       sync.Mutex
 	rx       bytes.Buffer
@@ -79,7 +80,22 @@ func (p fakePort) Write(b []byte) (int, error) {
 	return p.m.rx.Write(b)
 }
 
-func (m *fakeMachine) Pause() error { m.mu.Lock(); m.pauses++; m.mu.Unlock(); return nil }
+func (m *fakeMachine) Pause() error {
+	m.mu.Lock()
+	m.pauses++
+	m.mu.Unlock()
+	if m.onPause != nil {
+		m.onPause()
+	}
+	return nil
+}
+
+// served is how many reads the port has answered.
+func (m *fakeMachine) served() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.next
+}
 func (m *fakeMachine) Resume() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -467,4 +483,47 @@ func TestRunRetriesResume(t *testing.T) {
 			assert.Contains(t, res.Detail, "could not be resumed")
 		}
 	}
+}
+
+// TestReaderKeepsUpWhileLoopIsBusy: while the loop is held up by a
+// snapshot capture, the reader goes on reading a flood of small
+// deliveries, far more than there are read buffers. A reader that
+// stopped would let the socket fill and QEMU throttle the port, and a
+// guest powering off then loses what it last wrote.
+func TestReaderKeepsUpWhileLoopIsBusy(t *testing.T) {
+	const flood = 20 * readBuffers
+	script := []step{{b: frame(wire.SysRdy, nil)}, {b: snrq(1, wire.SnapshotCapture, "busy")}}
+	for i := range flood {
+		script = append(script, step{b: frame(wire.Stdout, []byte{byte(i)})})
+	}
+	script = append(script, step{b: frame(wire.Exit, i32(0))})
+	m := newFake(false, script...)
+	caughtUp := false
+	m.onPause = func() {
+		// Hold the loop until the reader has read the whole script, or
+		// give up: a reader limited to one delivery per buffer stops
+		// after readBuffers deliveries.
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			if m.served() > len(script) {
+				caughtUp = true
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	res, tr := record(t, context.Background(), m, Run{Watchdog: time.Minute, Timeout: time.Minute})
+	assert.True(t, caughtUp, "the reader read every delivery while the loop was busy")
+	assert.Equal(t, EndPoweroff, res.Reason)
+	require.NotNil(t, res.GuestExit, "the last frame arrived")
+	assert.Equal(t, int64(len(script)), res.Stats.Frames)
+	_, recs := readTrace(t, tr)
+	var data int
+	for _, r := range recs {
+		if r.Kind == capture.KindData && r.Dir == capture.TX {
+			data++
+		}
+	}
+	assert.Equal(t, len(script), data, "one DATA record per read, none merged or lost")
+	assert.Equal(t, res.Outcome, redispatch(recs))
 }

@@ -15,6 +15,7 @@ package qemu
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -210,7 +211,42 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error
 	if _, err := q.execute(sctx, "cont", nil); err != nil {
 		return fail(fmt.Errorf("qemu: start the guest: %w", err))
 	}
+	go m.reap()
 	return m, nil
+}
+
+// ErrGuestShutdown is why a monitor command fails once QEMU has reported
+// the guest's shutdown: there is nothing left to pause or inspect.
+var ErrGuestShutdown = errors.New("the guest has shut down")
+
+// exitGrace is how long QEMU may take to exit after it reports the
+// guest's shutdown before it is killed. QEMU 7.2 under TCG was seen to
+// report SHUTDOWN and then never exit when a QMP "stop" raced the
+// guest's power-off; normally it exits within milliseconds.
+const exitGrace = 3 * time.Second
+
+// reap kills QEMU if it has not exited exitGrace after reporting the
+// guest's shutdown, so a run whose guest powered off ends as a power-off
+// rather than by the watchdog.
+func (m *machine) reap() {
+	select {
+	case <-m.done:
+		return
+	case <-m.qmp.shutdown:
+	}
+	grace := m.exitGrace
+	if grace == 0 {
+		grace = exitGrace
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-m.done:
+		return
+	case <-t.C:
+	}
+	m.killedAfterShutdown.Store(true)
+	_ = m.cmd.Process.Kill()
 }
 
 // machine is one QEMU process.
@@ -223,6 +259,9 @@ type machine struct {
 	stopped atomic.Bool
 	done    chan struct{} // closed when the process has exited
 	waitErr error         // valid once done is closed
+
+	exitGrace           time.Duration // 0: the exitGrace constant
+	killedAfterShutdown atomic.Bool   // reap had to kill QEMU
 }
 
 // Bulk returns the bulk port: reads are TX deliveries as the socket
@@ -244,10 +283,22 @@ func (p bulkPort) Write(b []byte) (int, error) { return p.c.Write(b) }
 // qmpTimeout bounds one QMP command.
 const qmpTimeout = 5 * time.Second
 
+// command runs one QMP command for Pause, Resume or Registers. It fails
+// at once with ErrGuestShutdown once QEMU has reported the guest's
+// shutdown, rather than waiting out qmpTimeout for a QEMU on its way out.
 func (m *machine) command(cmd string, args any) (json.RawMessage, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
-	defer cancel()
-	return m.qmp.execute(ctx, cmd, args)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-m.qmp.shutdown:
+			cancel(ErrGuestShutdown)
+		case <-ctx.Done():
+		}
+	}()
+	tctx, tcancel := context.WithTimeout(ctx, qmpTimeout)
+	defer tcancel()
+	return m.qmp.execute(tctx, cmd, args)
 }
 
 // Pause stops every vCPU (QMP stop).
@@ -350,17 +401,21 @@ func (m *machine) Wait() (vmm.Exit, error) {
 		code = ee.ExitCode()
 	}
 	shutdown := m.qmp.reason("SHUTDOWN")
+	var detail string
+	if m.killedAfterShutdown.Load() {
+		detail = fmt.Sprintf("QEMU reported SHUTDOWN (%s) but had not exited %v later; it was killed", shutdown, cmp.Or(m.exitGrace, exitGrace))
+	}
 	switch {
 	case m.stopped.Load():
 		return vmm.Exit{Reason: "stopped", Code: code}, nil
 	case shutdown == "guest-shutdown":
-		return vmm.Exit{Reason: "poweroff", Code: code}, nil
+		return vmm.Exit{Reason: "poweroff", Code: code, Detail: detail}, nil
 	case shutdown == "guest-reset":
 		// With -no-reboot a reset ends QEMU; the agent never reboots, so
 		// this is a kernel panic (panic=-1) or a triple fault.
-		return vmm.Exit{Reason: "reset", Code: code}, nil
+		return vmm.Exit{Reason: "reset", Code: code, Detail: detail}, nil
 	case shutdown == "guest-panic":
-		return vmm.Exit{Reason: "panic", Code: code}, nil
+		return vmm.Exit{Reason: "panic", Code: code, Detail: detail}, nil
 	case m.waitErr != nil:
 		return vmm.Exit{Reason: "crash", Code: code}, fmt.Errorf("qemu exited: %w; QEMU said: %s", m.waitErr, m.output.tail())
 	default:

@@ -219,3 +219,61 @@ func TestRingBuffer(t *testing.T) {
 	assert.True(t, strings.HasSuffix(r.tail(), "a qemu: error"))
 	assert.LessOrEqual(t, len(r.tail()), ringSize)
 }
+
+// shutdownMachine is a machine around a stand-in process (argv) whose
+// fake QMP reports the guest's shutdown in answer to "stop" and never
+// replies, as QEMU 7.2 did when a stop raced the guest's power-off.
+func shutdownMachine(t *testing.T, grace time.Duration, argv ...string) *machine {
+	t.Helper()
+	path := fakeQMP(t, func(w *bufio.Writer, cmd map[string]any) {
+		if cmd["execute"] == "stop" {
+			w.WriteString(`{"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-shutdown"}}` + "\n")
+			w.Flush()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := dialQMP(ctx, path)
+	require.NoError(t, err)
+
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "bulk.sock"))
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	conn, err := net.Dial("unix", l.Addr().String())
+	require.NoError(t, err)
+
+	cmd := exec.Command(argv[0], argv[1:]...)
+	require.NoError(t, cmd.Start())
+	m := &machine{cmd: cmd, qmp: q, bulk: conn.(*net.UnixConn), done: make(chan struct{}), exitGrace: grace}
+	go func() {
+		m.waitErr = cmd.Wait()
+		close(m.done)
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	go m.reap()
+	return m
+}
+
+func TestQEMUHungAfterShutdownIsKilled(t *testing.T) {
+	m := shutdownMachine(t, 100*time.Millisecond, "sleep", "60")
+	err := m.Pause()
+	require.ErrorIs(t, err, ErrGuestShutdown, "the stop fails on SHUTDOWN, not after qmpTimeout")
+	_, err = m.Registers()
+	require.ErrorIs(t, err, ErrGuestShutdown, "later commands fail at once")
+
+	exit, err := m.Wait()
+	require.NoError(t, err)
+	assert.Equal(t, "poweroff", exit.Reason, "the guest powered off; QEMU hanging after that does not change it")
+	assert.Contains(t, exit.Detail, "it was killed")
+	assert.Contains(t, exit.Detail, "guest-shutdown")
+}
+
+func TestQEMUExitingAfterShutdownIsNotKilled(t *testing.T) {
+	// Positive control: a QEMU that exits by itself within the grace.
+	m := shutdownMachine(t, time.Minute, "sleep", "0.2")
+	require.ErrorIs(t, m.Pause(), ErrGuestShutdown)
+	exit, err := m.Wait()
+	require.NoError(t, err)
+	assert.Equal(t, vmm.Exit{Reason: "poweroff"}, exit, "no detail: nothing was killed")
+	assert.False(t, m.killedAfterShutdown.Load())
+}

@@ -18,6 +18,10 @@ type qmp struct {
 	cmdMu   sync.Mutex    // one command in flight
 	replies chan qmpReply // the reader's answers to commands
 	done    chan struct{} // closed when the connection is gone
+	// shutdown is closed when QEMU reports a SHUTDOWN event: the guest
+	// is gone (or going) whatever later commands would say.
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
 	version string        // QEMU version from the greeting
 	lastID  uint64        // id of the last command sent; under cmdMu
 
@@ -69,7 +73,7 @@ func dialQMP(ctx context.Context, path string) (*qmp, error) {
 		}
 	}
 	q := &qmp{conn: conn, replies: make(chan qmpReply, 16), done: make(chan struct{}),
-		reasons: map[string]string{}}
+		shutdown: make(chan struct{}), reasons: map[string]string{}}
 	greeting := make(chan error, 1)
 	go q.read(greeting)
 	select {
@@ -125,6 +129,9 @@ func (q *qmp) read(greeting chan<- error) {
 				q.reasons[m.Event] = d.Reason
 			}
 			q.mu.Unlock()
+			if m.Event == "SHUTDOWN" {
+				q.shutdownOnce.Do(func() { close(q.shutdown) })
+			}
 		default:
 			// A reply nobody waits for any more (its command timed
 			// out) is dropped rather than blocking the reader.
@@ -188,7 +195,7 @@ func (q *qmp) execute(ctx context.Context, cmd string, args any) (json.RawMessag
 			q.mu.Unlock()
 			return nil, fmt.Errorf("QMP %s: %w", cmd, err)
 		case <-ctx.Done():
-			return nil, fmt.Errorf("QMP %s: %w", cmd, ctx.Err())
+			return nil, fmt.Errorf("QMP %s: %w", cmd, context.Cause(ctx))
 		}
 	}
 }
