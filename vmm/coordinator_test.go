@@ -31,8 +31,8 @@ type step struct {
 type fakeMachine struct {
 	script      []step
 	hang        bool
-	exit        Exit // how it ends by itself
-	resumeFails int  // Resume fails this many times first
+	exit        Exit   // how it ends by itself
+	resumeFails int    // Resume fails this many times first
 	onPause     func() // called by Pause, if set
 
 	mu       sync.Mutex

@@ -22,8 +22,8 @@ type qmp struct {
 	// is gone (or going) whatever later commands would say.
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
-	version string        // QEMU version from the greeting
-	lastID  uint64        // id of the last command sent; under cmdMu
+	version      string // QEMU version from the greeting
+	lastID       uint64 // id of the last command sent; under cmdMu
 
 	mu      sync.Mutex        // guards the fields below
 	events  []string          // event names seen, in order
