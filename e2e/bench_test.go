@@ -21,10 +21,10 @@ import (
 // gave write ratios of 0.71 and 0.89 in two runs under TCG on 2 cores); the
 // medians are compared. Rounds alternate between the sides so that
 // drift in the machine's load hits both alike.
-const benchRounds = 5
+const benchRounds = 9
 
 // throughputDuration is how long the guest writes in each round.
-const throughputDuration = 2 * time.Second
+const throughputDuration = 3 * time.Second
 
 // BenchmarkRecordOverhead compares a guest writing to the bulk port as
 // fast as it can (scenario throughput) under `ktstr record` with the same
@@ -45,6 +45,8 @@ func BenchmarkRecordOverhead(b *testing.B) {
 			mbs, boot := bareQEMUThroughput(b, e, r.res.Info["accel"])
 			bareMBs = append(bareMBs, mbs)
 			bareBoot = append(bareBoot, boot)
+			b.Logf("round %d: record %.1f MB/s, SYS_RDY %.0f ms; bare %.1f MB/s, SYS_RDY %.0f ms",
+				len(recMBs), recMBs[len(recMBs)-1], recBoot[len(recBoot)-1], mbs, boot)
 		}
 	}
 	b.ReportMetric(median(recMBs), "record-MB/s")
