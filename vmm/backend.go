@@ -65,3 +65,17 @@ type Exit struct {
 	// the guest powered off.
 	Detail string
 }
+
+// RecorderProcs is how many Go Ps (GOMAXPROCS) a recording process
+// should run with beside a guest of guestCPUs vCPUs on a host of
+// hostCPUs cores: 1 where the guest can occupy every core, else 0
+// (leave the runtime's default). The recorder's work is one stream
+// (read, dispatch, compress, in order); on a host with no core to spare,
+// the runtime's idle Ps only spin looking for work on the cores the
+// guest's vCPUs need.
+func RecorderProcs(guestCPUs, hostCPUs int) int {
+	if hostCPUs <= guestCPUs {
+		return 1
+	}
+	return 0
+}

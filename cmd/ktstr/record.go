@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -210,6 +211,9 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 		Timeout:  o.timeout,
 		Watchdog: o.watchdog,
 		Progress: pr.update,
+	}
+	if n := vmm.RecorderProcs(o.cpus, runtime.NumCPU()); n > 0 && os.Getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
 	}
 	res, err := run.Execute(ctx)
 	pr.done()
