@@ -15,7 +15,6 @@ import (
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
 	"github.com/ktstr/ktstr/vmm"
-	"github.com/ktstr/ktstr/vmm/qemu"
 )
 
 // benchRounds is how many times each side of a comparison runs (three
@@ -83,7 +82,7 @@ func bareQEMUThroughput(tb testing.TB, e env, accel string) (mbPerS, sysRdyMS fl
 	}
 	cmdline := vmm.Cmdline(vmm.GuestOptions{Scenario: "throughput", Duration: throughputDuration, Workers: 4})
 	cmd := exec.Command("qemu-system-x86_64",
-		"-M", "pc", "-accel", qemu.AccelOption(accel), "-cpu", cpu, "-m", "512", "-smp", "2",
+		"-M", "pc", "-accel", accel, "-cpu", cpu, "-m", "512", "-smp", "2",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-serial", "file:"+filepath.Join(work, "console.log"),
 		"-kernel", e.kernel.Path, "-initrd", initrd, "-append", cmdline,

@@ -102,20 +102,6 @@ func (b *Backend) accel() (string, string, error) {
 	}
 }
 
-// AccelOption is the -accel value for accel. TCG runs every vCPU in one
-// host thread (thread=single): under multi-threaded TCG a 2-vCPU Debian
-// 6.12 guest was seen to die in early boot with "Oops: int3" while the
-// kernel patched its own text (another vCPU ran the int3 the patch had
-// already removed), so a run could fail for reasons that are not the
-// guest's. One thread keeps code modification sequential, and leaves a
-// host core to the recorder.
-func AccelOption(accel string) string {
-	if accel == AccelTCG {
-		return "tcg,thread=single"
-	}
-	return accel
-}
-
 // Args returns QEMU's command line for cfg (without the binary), with
 // the bulk port on bulkSock and QMP on qmpSock. It starts the guest
 // paused.
@@ -129,7 +115,7 @@ func Args(cfg vmm.Config, accel, bulkSock, qmpSock string) []string {
 		serial = "file:" + cfg.ConsoleLog
 	}
 	return []string{
-		"-M", "pc", "-accel", AccelOption(accel), "-cpu", cpu,
+		"-M", "pc", "-accel", accel, "-cpu", cpu,
 		"-m", strconv.Itoa(cfg.MemMiB), "-smp", strconv.Itoa(cfg.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-S",
 		"-serial", serial,

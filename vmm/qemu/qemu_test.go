@@ -146,7 +146,7 @@ func TestArgs(t *testing.T) {
 	cfg := vmm.Config{Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0 ktstr.scenario=steady", CPUs: 2, MemMiB: 512, ConsoleLog: "/c.log"}
 	args := strings.Join(Args(cfg, AccelTCG, "/w/bulk.sock", "/w/qmp.sock"), " ")
 	for _, want := range []string{
-		"-M pc", "-accel tcg,thread=single", "-cpu max", "-m 512", "-smp 2", "-no-reboot", "-S",
+		"-M pc", "-accel tcg", "-cpu max", "-m 512", "-smp 2", "-no-reboot", "-S",
 		"-serial file:/c.log", "-kernel /k", "-initrd /i",
 		"-device virtio-serial-pci",
 		"-chardev socket,id=bulk,path=/w/bulk.sock,server=on,wait=off",
