@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -128,6 +129,8 @@ func recordRun(t testing.TB, agent string, k kernel.Kernel, scheduler, scenario 
 				CPUs: 2, MemoryMiB: 512, Scenario: scenario, ToolVersion: "e2e"},
 			Timeout:  duration + 3*time.Minute,
 			Watchdog: duration + 2*time.Minute,
+			// As `ktstr record` runs.
+			YieldCPU: vmm.RecorderProcs(2, runtime.NumCPU()) > 0,
 		}
 		res, err = run.Execute(context.Background())
 		require.NoError(t, err)

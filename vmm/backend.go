@@ -72,7 +72,8 @@ type Exit struct {
 // (leave the runtime's default). The recorder's work is one stream
 // (read, dispatch, compress, in order); on a host with no core to spare,
 // the runtime's idle Ps only spin looking for work on the cores the
-// guest's vCPUs need.
+// guest's vCPUs need. Where it is not 0, a recorder should also set
+// Run.YieldCPU, as `ktstr record` does.
 func RecorderProcs(guestCPUs, hostCPUs int) int {
 	if hostCPUs <= guestCPUs {
 		return 1

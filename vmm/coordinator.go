@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
@@ -44,6 +46,12 @@ type Run struct {
 	// Progress, if set, is called from the run's goroutine whenever the
 	// run's state changes; it must return quickly.
 	Progress func(Progress)
+	// YieldCPU makes every thread of this process SCHED_BATCH from the
+	// moment the guest has started until the run ends, so that the
+	// recorder waking up never preempts a vCPU thread that shares its
+	// core. The guest's VMM, started before, keeps its policy. It is
+	// meant for hosts with no core to spare (see RecorderProcs).
+	YieldCPU bool
 }
 
 // Progress is a snapshot of a run for a progress display.
@@ -181,6 +189,11 @@ func (c *coordinator) execute(ctx context.Context) (Result, error) {
 	}
 	defer c.trace.Close()
 	c.event("start", c.res.Info)
+	if r.YieldCPU {
+		if err := setThreadsPolicy(unix.SCHED_BATCH); err != nil {
+			c.event("yield_error", map[string]string{"error": err.Error()})
+		}
+	}
 
 	c.asm = dispatch.NewAssembler()
 	c.sinks = dispatch.NewSinks(dispatch.ClockFunc(func() int64 { return c.now }))
@@ -207,6 +220,11 @@ func (c *coordinator) execute(ctx context.Context) (Result, error) {
 	c.rxWG.Wait()
 	exit, werr := m.Wait()
 	c.res.Exit = exit
+	if r.YieldCPU { // also after a partial failure: threads already normal are left alone
+		if err := setThreadsPolicy(unix.SCHED_NORMAL); err != nil {
+			c.event("yield_error", map[string]string{"error": err.Error()})
+		}
+	}
 	if c.res.GoneNS == 0 {
 		c.res.GoneNS = c.clock()
 	}

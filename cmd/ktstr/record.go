@@ -212,8 +212,13 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 		Watchdog: o.watchdog,
 		Progress: pr.update,
 	}
-	if n := vmm.RecorderProcs(o.cpus, runtime.NumCPU()); n > 0 && os.Getenv("GOMAXPROCS") == "" {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+	// Where the guest can fill every host core, the recorder makes room:
+	// one Go P, and SCHED_BATCH while the guest runs (docs/design.md).
+	if n := vmm.RecorderProcs(o.cpus, runtime.NumCPU()); n > 0 {
+		run.YieldCPU = true
+		if os.Getenv("GOMAXPROCS") == "" {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+		}
 	}
 	res, err := run.Execute(ctx)
 	pr.done()
