@@ -205,6 +205,9 @@ func (a *agent) waitReply(ctx context.Context, id uint32) (wire.SnapshotReplyPay
 			if r.RequestID == id {
 				return r, nil
 			}
+			// Said on the console: a reply that comes after its waiter
+			// gave up tells a late RX delivery from a lost one.
+			a.logf("SNRP for request %d while waiting for %d (late, discarded)", r.RequestID, id)
 		case <-ctx.Done():
 			return wire.SnapshotReplyPayload{}, fmt.Errorf("no SNRP for request %d: %w", id, ctx.Err())
 		}

@@ -233,8 +233,28 @@ func (p *port) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// Read reads from the port's RX side.
+// rxRecheck bounds how long the reader sleeps before it looks at the
+// port's receive ring again. Under QEMU (TCG) a host reply was seen to
+// sit in the ring, unannounced, until the next one arrived 30 s later:
+// a reader blocked in read(2) is only woken by the RX interrupt, while
+// poll(2) looks at the ring itself (virtio_console's port_has_data).
+const rxRecheck = 100 * time.Millisecond
+
+// Read reads from the port's RX side. It waits in poll(2), looking at
+// the ring again every rxRecheck, and reads once the port is readable
+// (or hung up, when read returns EOF).
 func (p *port) Read(b []byte) (int, error) {
+	fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, int(rxRecheck/time.Millisecond))
+		if errors.Is(err, unix.EINTR) || err == nil && n == 0 {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("poll bulk port: %w", err)
+		}
+		break
+	}
 	for {
 		n, err := unix.Read(p.fd, b)
 		if errors.Is(err, unix.EINTR) {
