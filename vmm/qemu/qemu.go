@@ -15,7 +15,6 @@ package qemu
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -156,7 +155,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error
 		return nil, fmt.Errorf("qemu: work directory %s is too long for a unix socket path; use a shorter one", dir)
 	}
 
-	m := &machine{done: make(chan struct{})}
+	m := &machine{done: make(chan struct{}), exitGrace: exitGrace}
 	cmd := exec.Command(bin, Args(cfg, accel, bulkSock, qmpSock)...)
 	cmd.Stdout = &m.output
 	cmd.Stderr = &m.output
@@ -215,10 +214,6 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error
 	return m, nil
 }
 
-// ErrGuestShutdown is why a monitor command fails once QEMU has reported
-// the guest's shutdown: there is nothing left to pause or inspect.
-var ErrGuestShutdown = errors.New("the guest has shut down")
-
 // exitGrace is how long QEMU may take to exit after it reports the
 // guest's shutdown before it is killed. QEMU 7.2 under TCG was seen to
 // report SHUTDOWN and then never exit when a QMP "stop" raced the
@@ -232,13 +227,9 @@ func (m *machine) reap() {
 	select {
 	case <-m.done:
 		return
-	case <-m.qmp.shutdown:
+	case <-m.qmp.alive.Done():
 	}
-	grace := m.exitGrace
-	if grace == 0 {
-		grace = exitGrace
-	}
-	t := time.NewTimer(grace)
+	t := time.NewTimer(m.exitGrace)
 	defer t.Stop()
 	select {
 	case <-m.done:
@@ -260,7 +251,7 @@ type machine struct {
 	done    chan struct{} // closed when the process has exited
 	waitErr error         // valid once done is closed
 
-	exitGrace           time.Duration // 0: the exitGrace constant
+	exitGrace           time.Duration // how long reap waits (exitGrace but in tests)
 	killedAfterShutdown atomic.Bool   // reap had to kill QEMU
 }
 
@@ -287,18 +278,9 @@ const qmpTimeout = 5 * time.Second
 // at once with ErrGuestShutdown once QEMU has reported the guest's
 // shutdown, rather than waiting out qmpTimeout for a QEMU on its way out.
 func (m *machine) command(cmd string, args any) (json.RawMessage, error) {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	go func() {
-		select {
-		case <-m.qmp.shutdown:
-			cancel(ErrGuestShutdown)
-		case <-ctx.Done():
-		}
-	}()
-	tctx, tcancel := context.WithTimeout(ctx, qmpTimeout)
-	defer tcancel()
-	return m.qmp.execute(tctx, cmd, args)
+	ctx, cancel := context.WithTimeout(m.qmp.alive, qmpTimeout)
+	defer cancel()
+	return m.qmp.execute(ctx, cmd, args)
 }
 
 // Pause stops every vCPU (QMP stop).
@@ -403,7 +385,7 @@ func (m *machine) Wait() (vmm.Exit, error) {
 	shutdown := m.qmp.reason("SHUTDOWN")
 	var detail string
 	if m.killedAfterShutdown.Load() {
-		detail = fmt.Sprintf("QEMU reported SHUTDOWN (%s) but had not exited %v later; it was killed", shutdown, cmp.Or(m.exitGrace, exitGrace))
+		detail = fmt.Sprintf("QEMU reported SHUTDOWN (%s) but had not exited %v later; it was killed", shutdown, m.exitGrace)
 	}
 	switch {
 	case m.stopped.Load():

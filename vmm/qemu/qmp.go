@@ -18,18 +18,23 @@ type qmp struct {
 	cmdMu   sync.Mutex    // one command in flight
 	replies chan qmpReply // the reader's answers to commands
 	done    chan struct{} // closed when the connection is gone
-	// shutdown is closed when QEMU reports a SHUTDOWN event: the guest
-	// is gone (or going) whatever later commands would say.
-	shutdown     chan struct{}
-	shutdownOnce sync.Once
-	version      string // QEMU version from the greeting
-	lastID       uint64 // id of the last command sent; under cmdMu
+	// alive ends, with cause ErrGuestShutdown, when QEMU reports a
+	// SHUTDOWN event: the guest is gone (or going) whatever later
+	// commands would say.
+	alive    context.Context
+	endAlive context.CancelCauseFunc
+	version  string // QEMU version from the greeting
+	lastID   uint64 // id of the last command sent; under cmdMu
 
 	mu      sync.Mutex        // guards the fields below
 	events  []string          // event names seen, in order
 	reasons map[string]string // event name → its "reason" field, last seen
 	err     error             // why the reader stopped
 }
+
+// ErrGuestShutdown is why a monitor command fails once QEMU has reported
+// the guest's shutdown: there is nothing left to pause or inspect.
+var ErrGuestShutdown = errors.New("the guest has shut down")
 
 type qmpReply struct {
 	ID     uint64          `json:"id"`
@@ -73,7 +78,8 @@ func dialQMP(ctx context.Context, path string) (*qmp, error) {
 		}
 	}
 	q := &qmp{conn: conn, replies: make(chan qmpReply, 16), done: make(chan struct{}),
-		shutdown: make(chan struct{}), reasons: map[string]string{}}
+		reasons: map[string]string{}}
+	q.alive, q.endAlive = context.WithCancelCause(context.Background())
 	greeting := make(chan error, 1)
 	go q.read(greeting)
 	select {
@@ -130,7 +136,7 @@ func (q *qmp) read(greeting chan<- error) {
 			}
 			q.mu.Unlock()
 			if m.Event == "SHUTDOWN" {
-				q.shutdownOnce.Do(func() { close(q.shutdown) })
+				q.endAlive(ErrGuestShutdown)
 			}
 		default:
 			// A reply nobody waits for any more (its command timed
