@@ -130,7 +130,7 @@ func recordRun(t testing.TB, agent string, k kernel.Kernel, scheduler, scenario 
 			Timeout:  duration + 3*time.Minute,
 			Watchdog: duration + 2*time.Minute,
 			// As `ktstr record` runs.
-			YieldCPU: vmm.RecorderProcs(2, runtime.NumCPU()) > 0,
+			YieldCPU: vmm.GuestFillsHost(2, runtime.NumCPU()),
 		}
 		res, err = run.Execute(context.Background())
 		require.NoError(t, err)

@@ -66,17 +66,11 @@ type Exit struct {
 	Detail string
 }
 
-// RecorderProcs is how many Go Ps (GOMAXPROCS) a recording process
-// should run with beside a guest of guestCPUs vCPUs on a host of
-// hostCPUs cores: 1 where the guest can occupy every core, else 0
-// (leave the runtime's default). The recorder's work is one stream
-// (read, dispatch, compress, in order); on a host with no core to spare,
-// the runtime's idle Ps only spin looking for work on the cores the
-// guest's vCPUs need. Where it is not 0, a recorder should also set
-// Run.YieldCPU, as `ktstr record` does.
-func RecorderProcs(guestCPUs, hostCPUs int) int {
-	if hostCPUs <= guestCPUs {
-		return 1
-	}
-	return 0
+// GuestFillsHost reports whether a guest of guestCPUs vCPUs can occupy
+// every core of a host of hostCPUs. A recorder beside such a guest
+// should make room for it, as `ktstr record` does: run on one Go P
+// (GOMAXPROCS 1; its work is one stream, and the runtime's idle Ps only
+// spin on the cores the vCPUs need) and set Run.YieldCPU.
+func GuestFillsHost(guestCPUs, hostCPUs int) bool {
+	return hostCPUs <= guestCPUs
 }

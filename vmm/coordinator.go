@@ -50,7 +50,7 @@ type Run struct {
 	// moment the guest has started until the run ends, so that the
 	// recorder waking up never preempts a vCPU thread that shares its
 	// core. The guest's VMM, started before, keeps its policy. It is
-	// meant for hosts with no core to spare (see RecorderProcs).
+	// meant for hosts with no core to spare (see GuestFillsHost).
 	YieldCPU bool
 }
 

@@ -82,13 +82,16 @@ func regularFiles(t *testing.T, path string) map[string]string {
 	}
 }
 
-func TestRecorderProcs(t *testing.T) {
-	for _, c := range []struct{ guest, host, want int }{
-		{2, 2, 1}, // the build machines: no core to spare
-		{4, 2, 1},
-		{2, 3, 0}, // a spare core: the runtime's default
-		{2, 16, 0},
+func TestGuestFillsHost(t *testing.T) {
+	for _, c := range []struct {
+		guest, host int
+		want        bool
+	}{
+		{2, 2, true}, // the build machines: no core to spare
+		{4, 2, true},
+		{2, 3, false}, // a spare core
+		{2, 16, false},
 	} {
-		assert.Equal(t, c.want, RecorderProcs(c.guest, c.host), "guest %d, host %d", c.guest, c.host)
+		assert.Equal(t, c.want, GuestFillsHost(c.guest, c.host), "guest %d, host %d", c.guest, c.host)
 	}
 }

@@ -214,10 +214,10 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	}
 	// Where the guest can fill every host core, the recorder makes room:
 	// one Go P, and SCHED_BATCH while the guest runs (docs/design.md).
-	if n := vmm.RecorderProcs(o.cpus, runtime.NumCPU()); n > 0 {
+	if vmm.GuestFillsHost(o.cpus, runtime.NumCPU()) {
 		run.YieldCPU = true
 		if os.Getenv("GOMAXPROCS") == "" {
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 		}
 	}
 	res, err := run.Execute(ctx)
