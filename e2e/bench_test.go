@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -77,8 +76,8 @@ func bareQEMUThroughput(tb testing.TB, e env, accel string) (mbPerS, sysRdyMS fl
 		if first != wire.SysRdy {
 			// As recordRun does: a kernel that died while booting is
 			// retried once, saying so.
-			if attempt == 1 && strings.Contains(console, "Kernel panic") {
-				tb.Logf("bare QEMU: the guest kernel died before SYS_RDY; retrying once:\n%s", lastLines(console, 5))
+			if panicked := panicLine(console); attempt == 1 && panicked != "" {
+				tb.Logf("bare QEMU: the guest kernel died before SYS_RDY (%s); retrying once", panicked)
 				continue
 			}
 			tb.Logf("bare QEMU console:\n%s", lastLines(console, 30))

@@ -146,7 +146,7 @@ func recordRun(t testing.TB, agent string, k kernel.Kernel, scheduler, scenario 
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("events:\n%s", eventLog(trace.Bytes()))
+			t.Logf("events:\n%s", eventLog(t, trace.Bytes()))
 		}
 	})
 	if t.Failed() || res.ExitStatus != 0 && scenario != "crash" {
@@ -190,6 +190,11 @@ func bootPanic(res vmm.Result, console string) string {
 	if res.Reason != vmm.EndGuestDied || res.SysRdyNS >= 0 {
 		return ""
 	}
+	return panicLine(console)
+}
+
+// panicLine returns the console's "Kernel panic" line, or "".
+func panicLine(console string) string {
 	for _, l := range strings.Split(console, "\n") {
 		if strings.Contains(l, "Kernel panic") {
 			return strings.TrimSpace(l)
@@ -201,20 +206,9 @@ func bootPanic(res vmm.Result, console string) string {
 // eventLog lists a trace's EVENT records, one per line, with the
 // registers of snapshot events left out: what a failed run's reader
 // needs to see what the coordinator did and when.
-func eventLog(trace []byte) string {
-	r, err := capture.NewReader(bytes.NewReader(trace))
-	if err != nil {
-		return err.Error()
-	}
+func eventLog(t testing.TB, trace []byte) string {
 	var b strings.Builder
-	for {
-		rec, err := r.Next()
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				fmt.Fprintf(&b, "trace: %v\n", err)
-			}
-			return b.String()
-		}
+	for _, rec := range readAll(t, trace) {
 		if rec.Kind != capture.KindEvent {
 			continue
 		}
@@ -225,6 +219,7 @@ func eventLog(trace []byte) string {
 		dj, _ := json.Marshal(d)
 		fmt.Fprintf(&b, "%10.3f ms %s %s\n", float64(rec.TimeNS)/1e6, rec.Name, dj)
 	}
+	return b.String()
 }
 
 func lastLines(s string, n int) string {
