@@ -41,12 +41,18 @@ func runThroughput(ctx context.Context, a *agent) (int, error) {
 	// The writer stays on vCPU 0. Left to migrate, it ran at one of two
 	// rates (about 100 or 60 MB/s under TCG, host unchanged), which hid
 	// the host-side difference the scenario exists to measure.
+	// The thread gets its old affinity back before other goroutines may
+	// run on it again.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var cpu0 unix.CPUSet
+	var was, cpu0 unix.CPUSet
 	cpu0.Set(0)
-	if err := unix.SchedSetaffinity(0, &cpu0); err != nil {
+	if err := unix.SchedGetaffinity(0, &was); err != nil {
+		a.logf("throughput: read the writer's CPU affinity: %v", err)
+	} else if err := unix.SchedSetaffinity(0, &cpu0); err != nil {
 		a.logf("throughput: pin the writer to CPU 0: %v", err)
+	} else {
+		defer unix.SchedSetaffinity(0, &was)
 	}
 	start := time.Now()
 	deadline := start.Add(a.cfg.Duration)
