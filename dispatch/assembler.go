@@ -11,6 +11,7 @@
 package dispatch
 
 import (
+	"github.com/ktstr/ktstr/dispatch/internal/crccopy"
 	"github.com/ktstr/ktstr/dispatch/wire"
 )
 
@@ -22,7 +23,7 @@ const MaxBuffered = wire.HeaderSize + wire.MaxPayload
 // are messages too: CRCOK and PadOK say whether the frame is intact.
 type Message struct {
 	Tag     wire.Tag
-	Payload []byte // valid until the next call to Next or Feed
+	Payload []byte // valid until the next call to Next or Feed; a Keeper's room when it lent one
 	CRC     uint32 // crc declared in the header
 	CRCOK   bool   // the payload's CRC-32 matches CRC
 	PadOK   bool   // the header's pad field is zero
@@ -41,13 +42,27 @@ type Stats struct {
 	TruncatedTailBytes int64 // bytes left unframed by Finish
 }
 
+// A Keeper lends the Assembler room for payload copies, so that a
+// payload that will be kept is copied in the same pass over its bytes
+// that checks its CRC (package crccopy) rather than read a second time
+// by Dispatch. *Sinks is the Keeper that matters: it lends room at the
+// end of its verdict payload store, and Dispatch keeps a bucketed
+// payload that already lies there without copying it again.
+type Keeper interface {
+	// Room returns n bytes for a copy of the payload of an n-byte frame
+	// tagged tag, or nil when that payload would not be kept. The room
+	// is only lent: it may be lent again by the next call.
+	Room(tag wire.Tag, n int) []byte
+}
+
 // Assembler frames a byte stream that arrives in arbitrary pieces.
 //
 // Feed queues a piece; Next returns the frames it completes, one at a
 // time. A frame lying wholly inside a fed piece is returned without
 // copying; only the bytes of a frame that straddles pieces are copied,
-// into one buffer bounded by MaxBuffered. The zero value is not ready
-// for use; call NewAssembler.
+// into one buffer bounded by MaxBuffered. With a Keeper (SetKeeper),
+// payloads the Keeper wants are copied into its room as their CRC is
+// checked. The zero value is not ready for use; call NewAssembler.
 type Assembler struct {
 	queue   [][]byte // fed pieces not yet consumed; queue[0] is current
 	buf     []byte   // bytes carried across pieces: buf[bufOff:] is unconsumed
@@ -56,6 +71,7 @@ type Assembler struct {
 	resync  bool  // dropping bytes until a plausible header
 	stats   Stats
 	release bool // the last message's payload lives in buf; drop it on the next call
+	keeper  Keeper
 }
 
 // NewAssembler returns an Assembler at stream offset 0.
@@ -72,6 +88,12 @@ func (a *Assembler) Feed(p []byte) {
 	a.stats.Bytes += int64(len(p))
 	a.queue = append(a.queue, p)
 }
+
+// SetKeeper makes the Assembler copy the payloads k wants into the room
+// k lends, checking their CRC in the same pass; nil turns copying off.
+// Messages are the same either way, except that such a Payload is the
+// copy.
+func (a *Assembler) SetKeeper(k Keeper) { a.keeper = k }
 
 // Stats returns the counts so far.
 func (a *Assembler) Stats() Stats { return a.stats }
@@ -105,7 +127,7 @@ func (a *Assembler) Finish() Stats {
 // buffer's capacity.
 func (a *Assembler) Reset() {
 	clear(a.queue)
-	*a = Assembler{queue: a.queue[:0], buf: a.buf[:0]}
+	*a = Assembler{queue: a.queue[:0], buf: a.buf[:0], keeper: a.keeper}
 }
 
 // Next returns the next complete frame, or false when the queued bytes
@@ -123,8 +145,8 @@ func (a *Assembler) Next() (Message, bool) {
 		p := a.queue[0]
 		if h, ok := wire.DecodeHeader(p); ok && h.Len <= wire.MaxPayload && len(p)-wire.HeaderSize >= int(h.Len) {
 			n := wire.HeaderSize + int(h.Len)
-			payload := p[wire.HeaderSize:n:n]
-			m := Message{Tag: h.Tag, Payload: payload, CRC: h.CRC, CRCOK: wire.Checksum(payload) == h.CRC, PadOK: h.Pad == 0, Offset: a.pos}
+			payload, crcOK := a.check(h, p[wire.HeaderSize:n:n])
+			m := Message{Tag: h.Tag, Payload: payload, CRC: h.CRC, CRCOK: crcOK, PadOK: h.Pad == 0, Offset: a.pos}
 			a.pos += int64(n)
 			a.stats.Frames++
 			a.advanceQueue(n)
@@ -152,12 +174,12 @@ func (a *Assembler) Next() (Message, bool) {
 		if !ok {
 			return Message{}, false
 		}
-		payload := frame[wire.HeaderSize:n:n]
+		payload, crcOK := a.check(h, frame[wire.HeaderSize:n:n])
 		m := Message{
 			Tag:     h.Tag,
 			Payload: payload,
 			CRC:     h.CRC,
-			CRCOK:   wire.Checksum(payload) == h.CRC,
+			CRCOK:   crcOK,
 			PadOK:   h.Pad == 0,
 			Offset:  a.pos - int64(n),
 		}
@@ -165,6 +187,19 @@ func (a *Assembler) Next() (Message, bool) {
 		a.release = fromBuf
 		return m, true
 	}
+}
+
+// check reports whether payload matches the CRC of header h. When the
+// Keeper lends room for it, payload is copied there in the same pass and
+// the copy is returned in its place. Frames with pad ≠ 0 are never
+// copied: Dispatch rejects them whatever their CRC.
+func (a *Assembler) check(h wire.Header, payload []byte) ([]byte, bool) {
+	if a.keeper != nil && h.Pad == 0 && len(payload) > 0 {
+		if room := a.keeper.Room(h.Tag, len(payload)); room != nil && len(room) == len(payload) {
+			return room, crccopy.ChecksumIEEE(room, payload) == h.CRC
+		}
+	}
+	return payload, wire.Checksum(payload) == h.CRC
 }
 
 // peek returns the next n unconsumed bytes without consuming them,

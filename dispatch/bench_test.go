@@ -51,6 +51,7 @@ func benchFeed(b *testing.B, frame []byte) {
 	batch := bytes.Repeat(frame, perBatch)
 	a := dispatch.NewAssembler()
 	s := dispatch.NewSinks(nil)
+	a.SetKeeper(s)
 	b.SetBytes(int64(len(frame)))
 	b.ReportAllocs()
 	b.ResetTimer()

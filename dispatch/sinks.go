@@ -1,5 +1,7 @@
 package dispatch
 
+import "github.com/ktstr/ktstr/dispatch/wire"
+
 // Clock gives the run clock in nanoseconds: the time since the run
 // started live, the recorded delivery timestamps in replay.
 type Clock interface {
@@ -90,17 +92,42 @@ func (s *Sinks) ReleaseVerdicts() {
 	s.payloads = s.payloads[:0]
 }
 
+// Room implements Keeper. For a frame Dispatch would bucket with its
+// payload kept (a verdict tag, Sinks not DigestOnly) it lends the n
+// bytes at the end of the payload chunk; keep then takes a payload that
+// already lies there as it is. Room that is not kept is lent again.
+func (s *Sinks) Room(tag wire.Tag, n int) []byte {
+	if s.DigestOnly || n == 0 || tag.Class() != wire.Verdict {
+		return nil
+	}
+	s.reserve(n)
+	l := len(s.payloads)
+	return s.payloads[l : l+n : l+n]
+}
+
+// reserve makes room for n more bytes in the payload chunk.
+func (s *Sinks) reserve(n int) {
+	if cap(s.payloads)-len(s.payloads) < n {
+		size := min(max(2*cap(s.payloads), firstPayloadChunk), maxPayloadChunk)
+		s.payloads = make([]byte, 0, max(size, n))
+	}
+}
+
 // keep returns a copy of p in the payload chunk, capped at its length so
-// an append to one verdict's payload cannot overwrite the next.
+// an append to one verdict's payload cannot overwrite the next. When p
+// is the room Room lent (the Assembler copied it there already), it is
+// kept where it lies.
 func (s *Sinks) keep(p []byte) []byte {
 	if len(p) == 0 {
 		return []byte{} // not nil: nil marks a digest-only verdict
 	}
-	if cap(s.payloads)-len(s.payloads) < len(p) {
-		size := min(max(2*cap(s.payloads), firstPayloadChunk), maxPayloadChunk)
-		s.payloads = make([]byte, 0, max(size, len(p)))
-	}
 	n := len(s.payloads)
+	if cap(s.payloads)-n >= len(p) && &s.payloads[n : n+1][0] == &p[0] {
+		s.payloads = s.payloads[:n+len(p)]
+		return p[:len(p):len(p)]
+	}
+	s.reserve(len(p))
+	n = len(s.payloads)
 	s.payloads = append(s.payloads, p...)
 	return s.payloads[n:len(s.payloads):len(s.payloads)]
 }

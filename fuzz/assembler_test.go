@@ -20,7 +20,10 @@ import (
 // must be the bytes of the stream at its offset, the Assembler's buffer
 // must stay within dispatch.MaxBuffered (invariant 7), and after Finish
 // every byte must be accounted for exactly once: framed, dropped by a
-// resync, or left in the truncated tail.
+// resync, or left in the truncated tail. Splits A and B also dispatch
+// each message as it comes, B with the Sinks as the Assembler's Keeper
+// (verdict payloads copied as their CRC is checked), and the two
+// Outcomes, verdict payloads included, must be equal.
 func FuzzAssembler(f *testing.F) {
 	for _, s := range seeds.Streams(f) {
 		// The recorded deliveries as the first split, a few shapes
@@ -58,12 +61,17 @@ func (r frameRecord) String() string {
 func checkAssembler(stream, splitA, splitB []byte) []string {
 	var p problems
 	a := dispatch.NewAssembler()
-	framesA, statsA := assemble(a, stream, splitA, &p)
+	sinksA, sinksB := dispatch.NewSinks(nil), dispatch.NewSinks(nil)
+	framesA, statsA := assemble(a, stream, splitA, sinksA, &p)
 	a.Reset()
-	framesB, statsB := assemble(a, stream, splitB, &p)
-	framesW, statsW := assemble(dispatch.NewAssembler(), stream, nil, &p)
+	a.SetKeeper(sinksB)
+	framesB, statsB := assemble(a, stream, splitB, sinksB, &p)
+	framesW, statsW := assemble(dispatch.NewAssembler(), stream, nil, nil, &p)
 	p.compare("split A", "split B", framesA, framesB, statsA, statsB)
 	p.compare("split A", "one feed", framesA, framesW, statsA, statsW)
+	for _, d := range sinksB.Outcome.Diff(&sinksA.Outcome) {
+		p.addf("dispatch with a Keeper (split B) differs from without (split A): %s", d)
+	}
 	return p.list
 }
 
@@ -100,8 +108,9 @@ func splitSpec(n int) []byte {
 
 // assemble frames stream with a, split per spec, checking each message
 // against the stream and the buffer bound, and returns the messages and
-// the final counts.
-func assemble(a *dispatch.Assembler, stream, spec []byte, p *problems) ([]frameRecord, dispatch.Stats) {
+// the final counts. With non-nil sinks it dispatches each message
+// before asking for the next, as live runs and replay do.
+func assemble(a *dispatch.Assembler, stream, spec []byte, sinks *dispatch.Sinks, p *problems) ([]frameRecord, dispatch.Stats) {
 	var frames []frameRecord
 	var framed int64 // header and payload bytes of the frames returned
 	split(stream, spec, func(piece []byte, drain bool) {
@@ -114,6 +123,9 @@ func assemble(a *dispatch.Assembler, stream, spec []byte, p *problems) ([]frameR
 			r := frameRecord{Tag: m.Tag, Payload: string(m.Payload), CRC: m.CRC, CRCOK: m.CRCOK, PadOK: m.PadOK, Offset: m.Offset}
 			p.message(stream, r, frames)
 			frames = append(frames, r)
+			if sinks != nil {
+				dispatch.Dispatch(&m, sinks)
+			}
 			framed += int64(wire.HeaderSize + len(m.Payload))
 		}
 		if b := a.Buffered(); b > dispatch.MaxBuffered || a.BufferCap() > dispatch.MaxBuffered {
@@ -207,8 +219,8 @@ func TestAssemblerChecksCatchDifferences(t *testing.T) {
 	one := wire.AppendFrame(nil, wire.Stimulus, []byte("payload"))
 	two := append(wire.AppendFrame(nil, wire.SysRdy, nil), one...)
 	var p problems
-	fa, sa := assemble(dispatch.NewAssembler(), one, nil, &p)
-	fb, sb := assemble(dispatch.NewAssembler(), two, nil, &p)
+	fa, sa := assemble(dispatch.NewAssembler(), one, nil, nil, &p)
+	fb, sb := assemble(dispatch.NewAssembler(), two, nil, nil, &p)
 	if len(p.list) > 0 {
 		t.Fatalf("negative: two clean streams framed with problems: %v", p.list)
 	}
