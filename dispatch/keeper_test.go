@@ -10,8 +10,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ktstr/ktstr/dispatch"
+	"github.com/ktstr/ktstr/dispatch/internal/crccopy"
 	"github.com/ktstr/ktstr/dispatch/wire"
 )
+
+// needFusedCopy skips a test of the Keeper path where the Assembler
+// never takes it: without AVX-512 VPCLMULQDQ, copy and CRC are done
+// apart (and TestKeeperGivesTheSameOutcome still covers the result).
+func needFusedCopy(t *testing.T) {
+	t.Helper()
+	if !crccopy.Fuses(1 << 20) {
+		t.Skip("no AVX-512 VPCLMULQDQ here: the Assembler never asks a Keeper for room")
+	}
+}
 
 // spyKeeper lends what its Keeper lends and remembers it.
 type spyKeeper struct {
@@ -122,6 +133,7 @@ func TestKeeperGivesTheSameOutcome(t *testing.T) {
 // Assembler copied it into, not a second copy; without a Keeper it is a
 // copy of its own (not the fed bytes).
 func TestKeeperSavesTheSecondCopy(t *testing.T) {
+	needFusedCopy(t)
 	payload := bytes.Repeat([]byte("k"), 4096)
 	stream := frameWithCRC(wire.Stdout, payload)
 
@@ -148,29 +160,33 @@ func TestKeeperSavesTheSecondCopy(t *testing.T) {
 	assert.NotSame(t, &stream[wire.HeaderSize], &pv[0], "without a Keeper the verdict still holds a copy")
 }
 
-// TestKeeperIsAskedOnlyForCandidates: no room is asked for empty
-// payloads or frames with pad ≠ 0, and the Sinks lend none for internal
-// tags or when DigestOnly.
+// TestKeeperIsAskedOnlyForCandidates: no room is asked for payloads
+// the one pass would not speed up (under 512 bytes), nor for frames with
+// pad ≠ 0; the Sinks lend none for internal tags or when DigestOnly.
 func TestKeeperIsAskedOnlyForCandidates(t *testing.T) {
+	needFusedCopy(t)
+	big := bytes.Repeat([]byte("b"), 600)
 	stream := cat(
 		frameWithCRC(wire.SysRdy, nil),
 		frameWithCRC(wire.Stimulus, nil),
-		frameWithPad(wire.Stimulus, []byte("pad"), 3),
-		frameWithCRC(wire.Step, u16(4)),
-		frameWithCRC(wire.Stimulus, []byte("copy me")),
+		frameWithCRC(wire.Stimulus, bytes.Repeat([]byte("s"), 511)),
+		frameWithPad(wire.Stimulus, big, 3),
+		frameWithCRC(wire.Tag(0x01020304), big), // unknown
+		frameWithCRC(wire.Stimulus, big),
 	)
 	s := dispatch.NewSinks(nil)
 	spy := &spyKeeper{k: s}
 	a := dispatch.NewAssembler()
 	a.SetKeeper(spy)
 	dispatchEach(a, s, stream, nil)
-	assert.Equal(t, []wire.Tag{wire.Step, wire.Stimulus}, spy.tags)
-	assert.Nil(t, spy.rooms[0], "STEP is internal: never kept")
-	assert.Len(t, spy.rooms[1], len("copy me"))
+	assert.Equal(t, []wire.Tag{0x01020304, wire.Stimulus}, spy.tags)
+	assert.Nil(t, spy.rooms[0], "an unknown tag is never kept")
+	assert.Len(t, spy.rooms[1], len(big))
 
 	d := dispatch.NewSinks(nil)
 	d.DigestOnly = true
 	assert.Nil(t, d.Room(wire.Stimulus, 10), "DigestOnly Sinks keep no payloads")
+	assert.Nil(t, s.Room(wire.SnapshotRequest, 72), "internal tags are never kept")
 	assert.Len(t, s.Room(wire.Stimulus, 10), 10, "positive control")
 }
 
@@ -195,6 +211,7 @@ func TestKeeperWithWrongRoomIsIgnored(t *testing.T) {
 // TestReleasedRoomIsReused: after ReleaseVerdicts the next payload is
 // copied into the storage the released ones held, without allocating.
 func TestReleasedRoomIsReused(t *testing.T) {
+	needFusedCopy(t)
 	frame := frameWithCRC(wire.Stdout, bytes.Repeat([]byte("r"), 2000))
 	a, s := dispatch.NewAssembler(), dispatch.NewSinks(nil)
 	a.SetKeeper(s)

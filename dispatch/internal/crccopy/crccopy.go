@@ -30,6 +30,12 @@ func UpdateIEEE(crc uint32, dst, src []byte) uint32 {
 	return crc32.Update(crc, crc32.IEEETable, src)
 }
 
+// Fuses reports whether UpdateIEEE copies and checksums n bytes in one
+// pass on this machine: AVX-512 VPCLMULQDQ present and n at least 512
+// bytes. Otherwise it is copy plus hash/crc32, no faster than doing the
+// two apart, so a caller may as well not ask.
+func Fuses(n int) bool { return foldable(n) > 0 }
+
 // ChecksumIEEE copies src into dst and returns the CRC-32/IEEE of src.
 func ChecksumIEEE(dst, src []byte) uint32 { return UpdateIEEE(0, dst, src) }
 
