@@ -10,6 +10,14 @@
 // Each argument names a subject and a reference benchmark; sub-benchmarks
 // (the part after the first '/') are matched by name. Throughput is MB/s
 // where the benchmark set bytes, else ops/s.
+//
+// The input may hold several rounds: the same benchmarks run again, as
+// when the test binary is run several times over (make bench-dispatch).
+// The k-th result of a subject is then paired with the k-th of its
+// reference, measured minutes apart at most, and the median of the
+// per-round ratios is printed with their range; throughputs are
+// medians too. On a shared machine whose speed drifts, this keeps one
+// slow stretch from deciding the ratio.
 package main
 
 import (
@@ -17,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +37,26 @@ type result struct {
 	extra   map[string]float64
 }
 
+// median returns the median of v (the mean of the middle two for an
+// even count); v is sorted in place.
+func median(v []float64) float64 {
+	sort.Float64s(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// pick returns f of each result.
+func pick(rs []result, f func(result) float64) []float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	return v
+}
+
 func main() {
 	if err := run(os.Stdin, os.Stdout, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "benchratio:", err)
@@ -36,7 +65,7 @@ func main() {
 }
 
 func run(in io.Reader, out io.Writer, pairs []string) error {
-	results := map[string]result{}
+	results := map[string][]result{}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -44,7 +73,7 @@ func run(in io.Reader, out io.Writer, pairs []string) error {
 		fmt.Fprintln(out, line)
 		name, r, ok := parse(line)
 		if ok {
-			results[name] = r
+			results[name] = append(results[name], r)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -75,17 +104,30 @@ func run(in io.Reader, out io.Writer, pairs []string) error {
 				}
 				return b + "/" + sub
 			}
-			s, r := results[key(subj)], results[key(ref)]
-			if r.nsPerOp == 0 {
+			ss, rs := results[key(subj)], results[key(ref)]
+			if len(rs) == 0 {
 				fmt.Fprintf(out, "  %-16s no reference result\n", sub)
 				continue
 			}
-			line := fmt.Sprintf("  %-16s %10.1f MB/s vs %10.1f MB/s   ratio %.2f", sub, s.mbPerS, r.mbPerS, r.nsPerOp/s.nsPerOp)
-			if f, ok := s.extra["frames/s"]; ok {
-				line += fmt.Sprintf("   %.1f M frames/s", f/1e6)
+			if len(rs) != len(ss) {
+				return fmt.Errorf("%s has %d results and %s %d: rounds cannot be paired", key(subj), len(ss), key(ref), len(rs))
 			}
-			if a, ok := s.extra["allocs/op"]; ok {
-				line += fmt.Sprintf("   %.0f allocs/op", a)
+			ratios := make([]float64, len(ss))
+			for i := range ss {
+				ratios[i] = rs[i].nsPerOp / ss[i].nsPerOp
+			}
+			lo, hi := slices.Min(ratios), slices.Max(ratios)
+			line := fmt.Sprintf("  %-16s %10.1f MB/s vs %10.1f MB/s   ratio %.2f", sub,
+				median(pick(ss, func(r result) float64 { return r.mbPerS })),
+				median(pick(rs, func(r result) float64 { return r.mbPerS })), median(ratios))
+			if len(ratios) > 1 {
+				line += fmt.Sprintf(" (median of %d rounds, %.2f–%.2f)", len(ratios), lo, hi)
+			}
+			if _, ok := ss[0].extra["frames/s"]; ok {
+				line += fmt.Sprintf("   %.1f M frames/s", median(pick(ss, func(r result) float64 { return r.extra["frames/s"] }))/1e6)
+			}
+			if _, ok := ss[0].extra["allocs/op"]; ok {
+				line += fmt.Sprintf("   %.0f allocs/op", slices.Max(pick(ss, func(r result) float64 { return r.extra["allocs/op"] })))
 			}
 			fmt.Fprintln(out, line)
 		}
