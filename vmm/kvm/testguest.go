@@ -13,6 +13,12 @@ import (
 // minimal driver, writes SRDY, STIM and SCDX frames and halts.
 const TestGuestSource = "vmm/kvm/testdata/guest/guest.c"
 
+// TestGuestEnv names the environment variable that gives the path of a
+// test guest built beforehand (by BuildTestGuest, on another host): the
+// tests that boot it use that file instead of compiling one, so they run
+// where gcc is absent, e.g. on a lent machine with native KVM.
+const TestGuestEnv = "KTSTR_TEST_GUEST"
+
 // BuildTestGuest compiles the freestanding test guest from src (see
 // TestGuestSource) into an ELF at out that the native backend enters in
 // long mode at 1 MiB. It needs gcc; the guest uses no SSE/AVX, so it
