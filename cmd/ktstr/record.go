@@ -54,6 +54,7 @@ type recordOptions struct {
 	force        bool
 	cmdline      string
 	forceSlowKVM bool
+	unpackKernel bool
 
 	// set holds the names of the flags given on the command line.
 	set map[string]bool
@@ -96,6 +97,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.force, "force", false, "overwrite the -o file if it exists")
 	fs.StringVar(&o.cmdline, "cmdline", "", "kernel command line (default: the agent's options, from the flags above); for a freestanding ELF guest, its arguments")
 	fs.BoolVar(&o.forceSlowKVM, "force-slow-kvm", false, "--backend native: boot a Linux kernel even where KVM only emulates guest code (hours, not seconds)")
+	fs.BoolVar(&o.unpackKernel, "unpack-kernel", false, "--backend native: unpack a zstd bzImage on the host and enter the kernel at startup_64, skipping its decompressor")
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
@@ -260,6 +262,9 @@ func (o *recordOptions) validate() error {
 	}
 	if o.backend != "native" && o.forceSlowKVM {
 		return usagef("record: --force-slow-kvm applies to --backend native only")
+	}
+	if o.backend != "native" && o.unpackKernel {
+		return usagef("record: --unpack-kernel applies to --backend native only")
 	}
 	switch o.accel {
 	case qemu.AccelAuto, qemu.AccelKVM, qemu.AccelTCG:
@@ -589,7 +594,7 @@ func (o *recordOptions) newBackend() (vmm.Backend, *kvm.ProbeResult, error) {
 	if err != nil {
 		return nil, nil, envErr(fmt.Errorf("record: --backend native: KVM on %s failed the speed probe: %w; use --backend qemu", o.kvmDevice, err))
 	}
-	return &kvm.Backend{Device: o.kvmDevice}, &res, nil
+	return &kvm.Backend{Device: o.kvmDevice, UnpackBzImage: o.unpackKernel}, &res, nil
 }
 
 // checkKVMSpeed refuses to boot a Linux kernel where the probe found KVM

@@ -80,6 +80,7 @@ func TestRecordFlagErrors(t *testing.T) {
 		{"accel auto with native", []string{"--backend", "native", "--accel", "auto", "-o", out("c.zst")}, "--accel is QEMU's"},
 		{"force-slow-kvm with qemu", []string{"--backend", "qemu", "--force-slow-kvm", "-o", out("d.zst")}, "--force-slow-kvm applies to --backend native only"},
 		{"force-slow-kvm with auto", []string{"--force-slow-kvm", "-o", out("e.zst")}, "--force-slow-kvm applies to --backend native only"},
+		{"unpack-kernel with qemu", []string{"--backend", "qemu", "--unpack-kernel", "-o", out("k.zst")}, "--unpack-kernel applies to --backend native only"},
 		{"ELF guest with qemu", []string{"--backend", "qemu", "--kernel", elf, "-o", out("f.zst")}, "only --backend native runs it"},
 		{"ELF guest with auto", []string{"--kernel", elf, "-o", out("g.zst")}, "only --backend native runs it"},
 		{"ELF guest with --agent", []string{"--backend", "native", "--kernel", elf, "--agent", elf, "-o", out("h.zst")}, "--agent configures the guest agent"},
