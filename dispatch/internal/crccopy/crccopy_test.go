@@ -6,10 +6,12 @@ import (
 	"hash/crc32"
 	"math/bits"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/cpu"
 )
 
 // xpow returns x^n mod P for the IEEE polynomial in its normal
@@ -172,13 +174,28 @@ func BenchmarkChecksumIEEE(b *testing.B) {
 	}
 }
 
+// kernelHere reports whether this CPU has what the kernel needs, asked
+// of the CPU itself, not of foldable, so a broken foldable cannot turn
+// the tests below into skips.
+func kernelHere() bool {
+	return runtime.GOARCH == "amd64" && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ
+}
+
 // TestKernelRunsHere makes sure the tests above exercised the AVX-512
-// kernel and not only the fallback, where the CPU has the instructions.
+// kernel and not only the fallback, where the CPU has the instructions,
+// and that Fuses says so exactly from minFold bytes on.
 func TestKernelRunsHere(t *testing.T) {
-	if foldable(1<<20) == 0 {
+	if !kernelHere() {
+		assert.False(t, Fuses(1<<20), "no kernel: nothing fuses")
 		t.Skip("no AVX-512 VPCLMULQDQ on this CPU (or not amd64): only the copy + hash/crc32 path was tested")
 	}
 	assert.Equal(t, 0, foldable(minFold-1), "below the threshold")
 	assert.Equal(t, minFold, foldable(minFold))
 	assert.Equal(t, 4096, foldable(4096+255))
+	for _, c := range []struct {
+		n    int
+		want bool
+	}{{0, false}, {1, false}, {minFold - 1, false}, {minFold, true}, {minFold + 1, true}, {65536, true}} {
+		assert.Equalf(t, c.want, Fuses(c.n), "Fuses(%d)", c.n)
+	}
 }
