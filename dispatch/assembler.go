@@ -45,10 +45,11 @@ type Stats struct {
 // A Keeper lends the Assembler room for payload copies, so that a
 // payload that will be kept is copied in the same pass over its bytes
 // that checks its CRC (package crccopy) rather than read a second time
-// by Dispatch. The Assembler asks only where that one pass is faster:
-// for payloads of 512 bytes and more, on CPUs with AVX-512 VPCLMULQDQ. *Sinks is the Keeper that matters: it lends room at the
-// end of its verdict payload store, and Dispatch keeps a bucketed
-// payload that already lies there without copying it again.
+// by Dispatch. The Assembler asks only where that one pass is faster
+// (crccopy.Fuses: 256 bytes and more with AVX-512 VPCLMULQDQ, 1 KiB and
+// more with PCLMULQDQ alone). *Sinks is the Keeper that matters: it
+// lends room at the end of its verdict payload store, and Dispatch keeps
+// a bucketed payload that already lies there without copying it again.
 type Keeper interface {
 	// Room returns n bytes for a copy of the payload of an n-byte frame
 	// tagged tag, or nil when that payload would not be kept. The room

@@ -15,12 +15,12 @@ import (
 )
 
 // needFusedCopy skips a test of the Keeper path where the Assembler
-// never takes it: without AVX-512 VPCLMULQDQ, copy and CRC are done
-// apart (and TestKeeperGivesTheSameOutcome still covers the result).
+// never takes it: without PCLMULQDQ (or off amd64), copy and CRC are
+// done apart (and TestKeeperGivesTheSameOutcome still covers the result).
 func needFusedCopy(t *testing.T) {
 	t.Helper()
 	if !crccopy.Fuses(1 << 20) {
-		t.Skip("no AVX-512 VPCLMULQDQ here: the Assembler never asks a Keeper for room")
+		t.Skip("no PCLMULQDQ copy-and-CRC kernel here: the Assembler never asks a Keeper for room")
 	}
 }
 
@@ -161,15 +161,20 @@ func TestKeeperSavesTheSecondCopy(t *testing.T) {
 }
 
 // TestKeeperIsAskedOnlyForCandidates: no room is asked for payloads
-// the one pass would not speed up (under 512 bytes), nor for frames with
-// pad ≠ 0; the Sinks lend none for internal tags or when DigestOnly.
+// the one pass would not speed up (below crccopy's threshold, found
+// with crccopy.Fuses), nor for frames with pad ≠ 0; the Sinks lend none
+// for internal tags or when DigestOnly.
 func TestKeeperIsAskedOnlyForCandidates(t *testing.T) {
 	needFusedCopy(t)
-	big := bytes.Repeat([]byte("b"), 600)
+	least := 1
+	for !crccopy.Fuses(least) {
+		least++
+	}
+	big := bytes.Repeat([]byte("b"), least)
 	stream := cat(
 		frameWithCRC(wire.SysRdy, nil),
 		frameWithCRC(wire.Stimulus, nil),
-		frameWithCRC(wire.Stimulus, bytes.Repeat([]byte("s"), 511)),
+		frameWithCRC(wire.Stimulus, bytes.Repeat([]byte("s"), least-1)),
 		frameWithPad(wire.Stimulus, big, 3),
 		frameWithCRC(wire.Tag(0x01020304), big), // unknown
 		frameWithCRC(wire.Stimulus, big),

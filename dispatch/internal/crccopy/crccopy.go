@@ -9,10 +9,12 @@
 // copy and folded into the CRC while the next block loads, so keeping a
 // verdict costs little more than checking it.
 //
-// The amd64 kernel folds four 512-bit lanes with VPCLMULQDQ (AVX-512),
-// following Intel's "Fast CRC Computation for Generic Polynomials Using
-// PCLMULQDQ". Elsewhere, and for short inputs, UpdateIEEE is copy plus
-// hash/crc32, with the same results.
+// Two amd64 kernels follow Intel's "Fast CRC Computation for Generic
+// Polynomials Using PCLMULQDQ": one folds four 512-bit registers with
+// AVX-512 VPCLMULQDQ (256 bytes a step), the other four 128-bit
+// registers with PCLMULQDQ and SSE4.1 (64 bytes a step) for CPUs
+// without AVX-512. Elsewhere, and for short inputs, UpdateIEEE is copy
+// plus hash/crc32, with the same results.
 package crccopy
 
 import "hash/crc32"
@@ -21,9 +23,15 @@ import "hash/crc32"
 // value crc32.Update(crc, crc32.IEEETable, src) returns. dst must hold
 // at least len(src) bytes and must not overlap src.
 func UpdateIEEE(crc uint32, dst, src []byte) uint32 {
+	return update(kernelHere(), crc, dst, src)
+}
+
+// update is UpdateIEEE with kernel k, so the tests can run each kernel
+// the CPU has.
+func update(k kernel, crc uint32, dst, src []byte) uint32 {
 	dst = dst[:len(src)]
-	if n := foldable(len(src)); n > 0 {
-		crc = ^foldCopy(dst[:n], src[:n], ^crc)
+	if n := k.foldable(len(src)); n > 0 {
+		crc = ^k.foldCopy(dst[:n], src[:n], ^crc)
 		dst, src = dst[n:], src[n:]
 	}
 	copy(dst, src)
@@ -31,18 +39,55 @@ func UpdateIEEE(crc uint32, dst, src []byte) uint32 {
 }
 
 // Fuses reports whether UpdateIEEE copies and checksums n bytes in one
-// pass on this machine: AVX-512 VPCLMULQDQ present and n at least 512
-// bytes. Otherwise it is copy plus hash/crc32, no faster than doing the
-// two apart, so a caller may as well not ask.
-func Fuses(n int) bool { return foldable(n) > 0 }
+// pass on this machine: a kernel present and n at least its minimum
+// (256 bytes for the AVX-512 kernel, 1 KiB for the SSE one).
+// Otherwise it is copy plus hash/crc32, no faster than doing the two
+// apart, so a caller may as well not ask.
+func Fuses(n int) bool { return kernelHere().foldable(n) > 0 }
 
 // ChecksumIEEE copies src into dst and returns the CRC-32/IEEE of src.
 func ChecksumIEEE(dst, src []byte) uint32 { return UpdateIEEE(0, dst, src) }
 
+// kernel names a folding kernel.
+type kernel uint8
+
 const (
-	foldBlock = 256 // the kernel's step: four 512-bit lanes
-	minFold   = 512 // below this, copy + hash/crc32 is faster (measured: BenchmarkChecksumIEEE)
+	noKernel     kernel = iota // copy + hash/crc32
+	sseKernel                  // PCLMULQDQ + SSE4.1, four 128-bit lanes
+	avx512Kernel               // AVX-512 VPCLMULQDQ, four 512-bit lanes
 )
+
+// String names k for test names.
+func (k kernel) String() string {
+	return [...]string{"none", "sse", "avx512"}[k]
+}
+
+// step is the bytes a kernel folds per loop iteration; its input is a
+// whole number of steps.
+func (k kernel) step() int {
+	if k == avx512Kernel {
+		return 256
+	}
+	return 64
+}
+
+// minFold is the shortest input k takes: below it, its set-up and final
+// reduction cost more than copy + hash/crc32 (BenchmarkChecksumIEEE).
+func (k kernel) minFold() int {
+	if k == avx512Kernel {
+		return 256
+	}
+	return 1024
+}
+
+// foldable returns how many leading bytes of an n-byte input k takes: a
+// whole number of steps, none below its minimum or for noKernel.
+func (k kernel) foldable(n int) int {
+	if k == noKernel || n < k.minFold() {
+		return 0
+	}
+	return n &^ (k.step() - 1)
+}
 
 // Fold constants for CRC-32/IEEE in the bit-reflected domain: folding a
 // 128-bit lane forward by D bits multiplies its low half by

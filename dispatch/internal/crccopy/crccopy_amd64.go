@@ -2,23 +2,41 @@ package crccopy
 
 import "golang.org/x/sys/cpu"
 
-// foldable returns how many leading bytes of an n-byte input the kernel
-// takes: a whole number of steps, none when AVX-512 VPCLMULQDQ is absent.
-// Below minFold the kernel's set-up and final reduction cost more than
-// hash/crc32 plus copy.
-func foldable(n int) int {
-	if n < minFold || !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512VPCLMULQDQ {
-		return 0
+// kernelHere reports the fastest kernel this CPU runs.
+func kernelHere() kernel {
+	switch {
+	case cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ:
+		return avx512Kernel
+	case cpu.X86.HasPCLMULQDQ && cpu.X86.HasSSE41:
+		return sseKernel
 	}
-	return n &^ (foldBlock - 1)
+	return noKernel
 }
 
-// foldCopy runs the kernel over src, n a nonzero multiple of foldBlock,
+// kernels lists every kernel this CPU can run, the fastest last.
+func kernels() []kernel {
+	ks := []kernel{noKernel}
+	if cpu.X86.HasPCLMULQDQ && cpu.X86.HasSSE41 {
+		ks = append(ks, sseKernel)
+	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ {
+		ks = append(ks, avx512Kernel)
+	}
+	return ks
+}
+
+// foldCopy runs kernel k over src, a nonzero whole number of k's steps,
 // storing each block into dst; reg is the CRC register (the inverted
 // CRC) before src. It returns the register after src.
-func foldCopy(dst, src []byte, reg uint32) uint32 {
-	return foldCopyAVX512(&dst[0], &src[0], len(src), reg, k2048lo, k2048hi, k512lo, k512hi, k128lo, k128hi, k64, poly, mu)
+func (k kernel) foldCopy(dst, src []byte, reg uint32) uint32 {
+	if k == avx512Kernel {
+		return foldCopyAVX512(&dst[0], &src[0], len(src), reg, k2048lo, k2048hi, k512lo, k512hi, k128lo, k128hi, k64, poly, mu)
+	}
+	return foldCopySSE(&dst[0], &src[0], len(src), reg, k512lo, k512hi, k128lo, k128hi, k64, poly, mu)
 }
 
 //go:noescape
 func foldCopyAVX512(dst, src *byte, n int, reg uint32, k2048lo, k2048hi, k512lo, k512hi, k128lo, k128hi, k64, poly, mu uint64) uint32
+
+//go:noescape
+func foldCopySSE(dst, src *byte, n int, reg uint32, k512lo, k512hi, k128lo, k128hi, k64, poly, mu uint64) uint32

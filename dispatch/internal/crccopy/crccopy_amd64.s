@@ -130,3 +130,122 @@ reduce:
 	MOVL       AX, ret+104(FP)
 	VZEROUPPER
 	RET
+
+// func foldCopySSE(dst, src *byte, n int, reg uint32, k512lo, k512hi, k128lo, k128hi, k64, poly, mu uint64) uint32
+//
+// The same algorithm for CPUs without AVX-512, in legacy SSE encoding
+// (PCLMULQDQ, SSE4.1 for PINSRQ/PEXTRD): n is a nonzero multiple of 64;
+// X0–X3 are four 128-bit accumulators, each folded forward by 512 bits
+// per step into the next 64 bytes, which are stored to dst as loaded.
+TEXT ·foldCopySSE(SB), NOSPLIT, $0-92
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+	MOVOU 0(SI), X0
+	MOVOU 16(SI), X1
+	MOVOU 32(SI), X2
+	MOVOU 48(SI), X3
+	MOVOU X0, 0(DI)
+	MOVOU X1, 16(DI)
+	MOVOU X2, 32(DI)
+	MOVOU X3, 48(DI)
+
+	// The CRC register enters as an xor into the first four bytes.
+	MOVL reg+24(FP), AX
+	MOVL AX, X4
+	PXOR X4, X0
+
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $64, CX
+	JZ   reduceSSE
+
+	MOVQ   k512lo+32(FP), X8
+	PINSRQ $1, k512hi+40(FP), X8
+
+	PCALIGN $32
+loopSSE:
+	MOVOU 0(SI), X4
+	MOVOU 16(SI), X5
+	MOVOU 32(SI), X6
+	MOVOU 48(SI), X7
+	MOVOU X4, 0(DI)
+	MOVOU X5, 16(DI)
+	MOVOU X6, 32(DI)
+	MOVOU X7, 48(DI)
+
+	MOVOA     X0, X10
+	MOVOA     X1, X11
+	MOVOA     X2, X12
+	MOVOA     X3, X13
+	PCLMULQDQ $0x00, X8, X0
+	PCLMULQDQ $0x00, X8, X1
+	PCLMULQDQ $0x00, X8, X2
+	PCLMULQDQ $0x00, X8, X3
+	PCLMULQDQ $0x11, X8, X10
+	PCLMULQDQ $0x11, X8, X11
+	PCLMULQDQ $0x11, X8, X12
+	PCLMULQDQ $0x11, X8, X13
+	PXOR      X10, X0
+	PXOR      X11, X1
+	PXOR      X12, X2
+	PXOR      X13, X3
+	PXOR      X4, X0
+	PXOR      X5, X1
+	PXOR      X6, X2
+	PXOR      X7, X3
+
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $64, CX
+	JNZ  loopSSE
+
+reduceSSE:
+	// Fold X0 into X1, X1 into X2, X2 into X3: 128 bits each.
+	MOVQ      k128lo+48(FP), X8
+	PINSRQ    $1, k128hi+56(FP), X8
+	MOVOA     X0, X10
+	PCLMULQDQ $0x00, X8, X0
+	PCLMULQDQ $0x11, X8, X10
+	PXOR      X10, X0
+	PXOR      X0, X1
+	MOVOA     X1, X10
+	PCLMULQDQ $0x00, X8, X1
+	PCLMULQDQ $0x11, X8, X10
+	PXOR      X10, X1
+	PXOR      X1, X2
+	MOVOA     X2, X10
+	PCLMULQDQ $0x00, X8, X2
+	PCLMULQDQ $0x11, X8, X10
+	PXOR      X10, X2
+	PXOR      X2, X3
+
+	// 128 → 64 bits: the low half times x^96 into the high half.
+	MOVOA     X3, X7
+	PCLMULQDQ $0x10, X8, X7
+	PSRLDQ    $8, X3
+	PXOR      X7, X3
+
+	// 64 → 32 bits: the low 32 times x^64 into the rest.
+	PCMPEQB   X9, X9
+	PSRLQ     $32, X9 // low 32 bits of each quadword
+	MOVOA     X3, X2
+	PSRLDQ    $4, X2
+	PAND      X9, X3
+	MOVQ      k64+64(FP), X5
+	PCLMULQDQ $0x00, X5, X3
+	PXOR      X2, X3
+
+	// Barrett reduction, as in foldCopyAVX512.
+	MOVQ      poly+72(FP), X5
+	PINSRQ    $1, mu+80(FP), X5
+	MOVOA     X3, X7
+	PAND      X9, X7
+	PCLMULQDQ $0x10, X5, X7
+	PAND      X9, X7
+	PCLMULQDQ $0x00, X5, X7
+	PXOR      X3, X7
+	PEXTRD    $1, X7, AX
+	MOVL      AX, ret+88(FP)
+	RET

@@ -2,8 +2,12 @@
 
 package crccopy
 
-func foldable(int) int { return 0 }
+// kernelHere reports the kernel this CPU runs: none off amd64.
+func kernelHere() kernel { return noKernel }
 
-func foldCopy(dst, src []byte, reg uint32) uint32 {
+// kernels lists the kernels this CPU can run.
+func kernels() []kernel { return []kernel{noKernel} }
+
+func (k kernel) foldCopy(dst, src []byte, reg uint32) uint32 {
 	panic("crccopy: no folding kernel on this architecture")
 }

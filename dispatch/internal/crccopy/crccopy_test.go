@@ -74,22 +74,26 @@ func TestUpdateIEEEMatchesHashCRC32(t *testing.T) {
 	for i := range src {
 		src[i] = byte(rng.Uint32())
 	}
-	lengths := []int{0, 1, 15, 16, 63, 64, 255, 256, 257, 1023, 1024, 1025, 1279, 1280, 1281, 4096, 4097, 65535, 65536, 65536 + 16}
-	for n := 1000; n < 3000; n += 7 {
+	lengths := []int{0, 1, 15, 16, 63, 64, 65, 127, 128, 255, 256, 257, 319, 320, 511, 512, 513, 1023, 1024, 1025, 1279, 1280, 1281, 4096, 4097, 65535, 65536, 65536 + 16}
+	for n := 200; n < 3000; n += 7 {
 		lengths = append(lengths, n)
 	}
-	for _, n := range lengths {
-		for _, off := range []int{0, 1, 13} {
-			for _, start := range []uint32{0, 0xffffffff, rng.Uint32()} {
-				in := src[off : off+n]
-				dst := make([]byte, n+off+8)
-				got := UpdateIEEE(start, dst[off:], in)
-				require.Equalf(t, crc32.Update(start, crc32.IEEETable, in), got, "crc of %d bytes at offset %d from %#x", n, off, start)
-				require.Truef(t, bytes.Equal(in, dst[off:off+n]), "copy of %d bytes at offset %d", n, off)
-				require.Equalf(t, make([]byte, off), dst[:off], "bytes before dst written (n=%d)", n)
-				require.Equalf(t, make([]byte, 8), dst[off+n:], "bytes after len(src) written (n=%d)", n)
+	for _, k := range kernels() {
+		t.Run(k.String(), func(t *testing.T) {
+			for _, n := range lengths {
+				for _, off := range []int{0, 1, 13} {
+					for _, start := range []uint32{0, 0xffffffff, rng.Uint32()} {
+						in := src[off : off+n]
+						dst := make([]byte, n+off+8)
+						got := update(k, start, dst[off:], in)
+						require.Equalf(t, crc32.Update(start, crc32.IEEETable, in), got, "crc of %d bytes at offset %d from %#x", n, off, start)
+						require.Truef(t, bytes.Equal(in, dst[off:off+n]), "copy of %d bytes at offset %d", n, off)
+						require.Equalf(t, make([]byte, off), dst[:off], "bytes before dst written (n=%d)", n)
+						require.Equalf(t, make([]byte, 8), dst[off+n:], "bytes after len(src) written (n=%d)", n)
+					}
+				}
 			}
-		}
+		})
 	}
 }
 
@@ -101,15 +105,17 @@ func TestUpdateIEEEChained(t *testing.T) {
 	for i := range src {
 		src[i] = byte(rng.Uint32())
 	}
-	dst := make([]byte, len(src))
-	var crc uint32
-	for rest, done := src, 0; len(rest) > 0; {
-		k := min(len(rest), 1+rng.IntN(5000))
-		crc = UpdateIEEE(crc, dst[done:], rest[:k])
-		rest, done = rest[k:], done+k
+	for _, k := range kernels() {
+		dst := make([]byte, len(src))
+		var crc uint32
+		for rest, done := src, 0; len(rest) > 0; {
+			n := min(len(rest), 1+rng.IntN(5000))
+			crc = update(k, crc, dst[done:], rest[:n])
+			rest, done = rest[n:], done+n
+		}
+		assert.Equal(t, crc32.ChecksumIEEE(src), crc, "kernel %s", k)
+		assert.Equal(t, src, dst, "kernel %s", k)
 	}
-	assert.Equal(t, crc32.ChecksumIEEE(src), crc)
-	assert.Equal(t, src, dst)
 }
 
 // TestUpdateIEEEDetectsCorruption is the negative control: one flipped
@@ -130,34 +136,52 @@ func TestUpdateIEEEShortDstPanics(t *testing.T) {
 	assert.Panics(t, func() { UpdateIEEE(0, make([]byte, 10), make([]byte, 11)) })
 }
 
+// FuzzUpdateIEEE checks every kernel this CPU has against copy and
+// hash/crc32, from any starting CRC, at any of 64 alignments.
 func FuzzUpdateIEEE(f *testing.F) {
 	f.Add(uint32(0), []byte("hello"), 0)
 	f.Add(uint32(7), bytes.Repeat([]byte{0xa5}, 3000), 3)
 	f.Fuzz(func(t *testing.T, crc uint32, src []byte, off int) {
 		off = off & 63
-		dst := make([]byte, len(src)+off)
-		got := UpdateIEEE(crc, dst[off:], src)
-		if want := crc32.Update(crc, crc32.IEEETable, src); got != want {
-			t.Fatalf("crc %#x, want %#x", got, want)
-		}
-		if !bytes.Equal(dst[off:], src) {
-			t.Fatal("copy differs")
+		want := crc32.Update(crc, crc32.IEEETable, src)
+		for _, k := range kernels() {
+			dst := make([]byte, len(src)+off)
+			if got := update(k, crc, dst[off:], src); got != want {
+				t.Fatalf("kernel %s: crc %#x, want %#x", k, got, want)
+			}
+			if !bytes.Equal(dst[off:], src) {
+				t.Fatalf("kernel %s: copy differs", k)
+			}
 		}
 	})
 }
 
-// BenchmarkChecksumIEEE is the kernel against its references on the
-// same buffers: hash/crc32 alone, and hash/crc32 followed by copy.
+// BenchmarkChecksumIEEE is each kernel this CPU has against the
+// references on the same buffers: hash/crc32 alone, and hash/crc32
+// followed by copy. (hash/crc32 itself picks its AVX-512 or SSE path by
+// the CPU; GODEBUG=cpu.avx512f=off,cpu.vpclmulqdq=off measures a CPU
+// without AVX-512 for both.)
 func BenchmarkChecksumIEEE(b *testing.B) {
-	for _, n := range []int{256, 512, 1024, 4096, 65536} {
+	for _, n := range []int{64, 128, 256, 512, 1024, 4096, 65536} {
 		src := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, n/8)
 		dst := make([]byte, n)
-		b.Run(fmt.Sprintf("CopyFused/%d", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("UpdateIEEE/%d", n), func(b *testing.B) {
 			b.SetBytes(int64(n))
 			for b.Loop() {
-				ChecksumIEEE(dst, src)
+				UpdateIEEE(0, dst, src)
 			}
 		})
+		for _, k := range kernels()[1:] {
+			b.Run(fmt.Sprintf("Fused-%s/%d", k, n), func(b *testing.B) {
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					// The kernel alone, threshold aside, to choose it.
+					if f := n &^ (k.step() - 1); f > 0 {
+						k.foldCopy(dst[:f], src[:f], 0)
+					}
+				}
+			})
+		}
 		b.Run(fmt.Sprintf("CRC32/%d", n), func(b *testing.B) {
 			b.SetBytes(int64(n))
 			for b.Loop() {
@@ -174,28 +198,46 @@ func BenchmarkChecksumIEEE(b *testing.B) {
 	}
 }
 
-// kernelHere reports whether this CPU has what the kernel needs, asked
-// of the CPU itself, not of foldable, so a broken foldable cannot turn
-// the tests below into skips.
-func kernelHere() bool {
-	return runtime.GOARCH == "amd64" && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ
-}
-
-// TestKernelRunsHere makes sure the tests above exercised the AVX-512
-// kernel and not only the fallback, where the CPU has the instructions,
-// and that Fuses says so exactly from minFold bytes on.
+// TestKernelRunsHere makes sure the tests above exercised every kernel
+// this CPU has, asking the CPU itself (x/sys/cpu) rather than kernels or
+// kernelHere, so a broken choice cannot turn the tests into skips; and
+// that Fuses says yes exactly from the best kernel's minimum on.
 func TestKernelRunsHere(t *testing.T) {
-	if !kernelHere() {
-		assert.False(t, Fuses(1<<20), "no kernel: nothing fuses")
-		t.Skip("no AVX-512 VPCLMULQDQ on this CPU (or not amd64): only the copy + hash/crc32 path was tested")
+	want := []kernel{noKernel}
+	if runtime.GOARCH == "amd64" && cpu.X86.HasPCLMULQDQ && cpu.X86.HasSSE41 {
+		want = append(want, sseKernel)
 	}
-	assert.Equal(t, 0, foldable(minFold-1), "below the threshold")
-	assert.Equal(t, minFold, foldable(minFold))
-	assert.Equal(t, 4096, foldable(4096+255))
+	if runtime.GOARCH == "amd64" && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ {
+		want = append(want, avx512Kernel)
+	}
+	require.Equal(t, want, kernels())
+	best := want[len(want)-1]
+	assert.Equal(t, best, kernelHere())
+	if best == noKernel {
+		assert.False(t, Fuses(1<<20), "no kernel: nothing fuses")
+		t.Skip("no PCLMULQDQ kernel on this CPU (or not amd64): only the copy + hash/crc32 path was tested")
+	}
+	if best != avx512Kernel {
+		t.Log("no AVX-512 VPCLMULQDQ on this CPU: the AVX-512 kernel was not tested")
+	}
 	for _, c := range []struct {
 		n    int
 		want bool
-	}{{0, false}, {1, false}, {minFold - 1, false}, {minFold, true}, {minFold + 1, true}, {65536, true}} {
+	}{{0, false}, {1, false}, {best.minFold() - 1, false}, {best.minFold(), true}, {best.minFold() + 1, true}, {65536, true}} {
 		assert.Equalf(t, c.want, Fuses(c.n), "Fuses(%d)", c.n)
 	}
+}
+
+// TestKernelShapes pins each kernel's step and threshold, which the
+// assembly relies on (a whole number of steps, at least one).
+func TestKernelShapes(t *testing.T) {
+	assert.Equal(t, 0, noKernel.foldable(1<<20))
+	assert.Equal(t, 0, sseKernel.foldable(1023))
+	assert.Equal(t, 1024, sseKernel.foldable(1024))
+	assert.Equal(t, 1088, sseKernel.foldable(1151))
+	assert.Equal(t, 0, avx512Kernel.foldable(255))
+	assert.Equal(t, 256, avx512Kernel.foldable(256))
+	assert.Equal(t, 256, avx512Kernel.foldable(511))
+	assert.Equal(t, 4096, avx512Kernel.foldable(4096+255))
+	assert.Equal(t, "avx512", avx512Kernel.String())
 }
