@@ -62,6 +62,25 @@ func (k kernel) String() string {
 	return [...]string{"none", "sse", "avx512"}[k]
 }
 
+// cpuFeatures are the CPU features the kernels need.
+type cpuFeatures struct {
+	avx512f, avx512vpclmul, pclmul, sse41 bool
+}
+
+// kernelsFor lists the kernels a CPU with features f runs, the fastest
+// last: the SSE kernel needs PCLMULQDQ and SSE4.1 (PINSRQ, PEXTRD), the
+// AVX-512 one AVX-512F and VPCLMULQDQ.
+func kernelsFor(f cpuFeatures) []kernel {
+	ks := []kernel{noKernel}
+	if f.pclmul && f.sse41 {
+		ks = append(ks, sseKernel)
+	}
+	if f.avx512f && f.avx512vpclmul {
+		ks = append(ks, avx512Kernel)
+	}
+	return ks
+}
+
 // step is the bytes a kernel folds per loop iteration; its input is a
 // whole number of steps.
 func (k kernel) step() int {

@@ -4,25 +4,18 @@ import "golang.org/x/sys/cpu"
 
 // kernelHere reports the fastest kernel this CPU runs.
 func kernelHere() kernel {
-	switch {
-	case cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ:
-		return avx512Kernel
-	case cpu.X86.HasPCLMULQDQ && cpu.X86.HasSSE41:
-		return sseKernel
-	}
-	return noKernel
+	ks := kernels()
+	return ks[len(ks)-1]
 }
 
 // kernels lists every kernel this CPU can run, the fastest last.
 func kernels() []kernel {
-	ks := []kernel{noKernel}
-	if cpu.X86.HasPCLMULQDQ && cpu.X86.HasSSE41 {
-		ks = append(ks, sseKernel)
-	}
-	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ {
-		ks = append(ks, avx512Kernel)
-	}
-	return ks
+	return kernelsFor(cpuFeatures{
+		avx512f:       cpu.X86.HasAVX512F,
+		avx512vpclmul: cpu.X86.HasAVX512VPCLMULQDQ,
+		pclmul:        cpu.X86.HasPCLMULQDQ,
+		sse41:         cpu.X86.HasSSE41,
+	})
 }
 
 // foldCopy runs kernel k over src, a nonzero whole number of k's steps,

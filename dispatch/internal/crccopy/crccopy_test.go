@@ -228,6 +228,26 @@ func TestKernelRunsHere(t *testing.T) {
 	}
 }
 
+// TestKernelsFor: each kernel needs both of its features.
+func TestKernelsFor(t *testing.T) {
+	none, sse, avx := noKernel, sseKernel, avx512Kernel
+	for _, c := range []struct {
+		f    cpuFeatures
+		want []kernel
+	}{
+		{cpuFeatures{}, []kernel{none}},
+		{cpuFeatures{pclmul: true}, []kernel{none}},
+		{cpuFeatures{sse41: true}, []kernel{none}},
+		{cpuFeatures{pclmul: true, sse41: true}, []kernel{none, sse}},
+		{cpuFeatures{avx512f: true}, []kernel{none}},
+		{cpuFeatures{avx512vpclmul: true}, []kernel{none}},
+		{cpuFeatures{avx512f: true, avx512vpclmul: true}, []kernel{none, avx}},
+		{cpuFeatures{true, true, true, true}, []kernel{none, sse, avx}},
+	} {
+		assert.Equalf(t, c.want, kernelsFor(c.f), "%+v", c.f)
+	}
+}
+
 // TestKernelShapes pins each kernel's step and threshold, which the
 // assembly relies on (a whole number of steps, at least one).
 func TestKernelShapes(t *testing.T) {
