@@ -81,6 +81,18 @@ func kernelsFor(f cpuFeatures) []kernel {
 	return ks
 }
 
+// bestFor is the fastest kernel a CPU with features f runs: the last of
+// kernelsFor(f), without building the list.
+func bestFor(f cpuFeatures) kernel {
+	switch {
+	case f.avx512f && f.avx512vpclmul:
+		return avx512Kernel
+	case f.pclmul && f.sse41:
+		return sseKernel
+	}
+	return noKernel
+}
+
 // step is the bytes a kernel folds per loop iteration; its input is a
 // whole number of steps.
 func (k kernel) step() int {

@@ -2,20 +2,20 @@ package crccopy
 
 import "golang.org/x/sys/cpu"
 
-// kernelHere reports the fastest kernel this CPU runs.
-func kernelHere() kernel {
-	ks := kernels()
-	return ks[len(ks)-1]
-}
+// kernelHere reports the fastest kernel this CPU runs. It is called per
+// frame, so it reads the features and allocates nothing.
+func kernelHere() kernel { return bestFor(features()) }
 
 // kernels lists every kernel this CPU can run, the fastest last.
-func kernels() []kernel {
-	return kernelsFor(cpuFeatures{
+func kernels() []kernel { return kernelsFor(features()) }
+
+func features() cpuFeatures {
+	return cpuFeatures{
 		avx512f:       cpu.X86.HasAVX512F,
 		avx512vpclmul: cpu.X86.HasAVX512VPCLMULQDQ,
 		pclmul:        cpu.X86.HasPCLMULQDQ,
 		sse41:         cpu.X86.HasSSE41,
-	})
+	}
 }
 
 // foldCopy runs kernel k over src, a nonzero whole number of k's steps,

@@ -245,7 +245,15 @@ func TestKernelsFor(t *testing.T) {
 		{cpuFeatures{true, true, true, true}, []kernel{none, sse, avx}},
 	} {
 		assert.Equalf(t, c.want, kernelsFor(c.f), "%+v", c.f)
+		assert.Equalf(t, c.want[len(c.want)-1], bestFor(c.f), "best for %+v", c.f)
 	}
+}
+
+// TestNoAllocations: the Assembler calls Fuses and UpdateIEEE per frame.
+func TestNoAllocations(t *testing.T) {
+	src, dst := make([]byte, 4096), make([]byte, 4096)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { Fuses(4096) }), "Fuses")
+	assert.Zero(t, testing.AllocsPerRun(100, func() { UpdateIEEE(0, dst, src) }), "UpdateIEEE")
 }
 
 // TestKernelShapes pins each kernel's step and threshold, which the
