@@ -5,9 +5,9 @@
 // Outcome) it serves the step between the Assembler and the Sinks: a
 // verdict frame's payload must be checked (CRC) and kept (copied into
 // the verdict bucket). Done apart, the copy reads every byte a second
-// time; done here, each 256-byte block is loaded once, stored to the
-// copy and folded into the CRC while the next block loads, so keeping a
-// verdict costs little more than checking it.
+// time; done here, each block is loaded once, stored to the copy and
+// folded into the CRC while the next block loads, so keeping a verdict
+// costs little more than checking it.
 //
 // Two amd64 kernels follow Intel's "Fast CRC Computation for Generic
 // Polynomials Using PCLMULQDQ": one folds four 512-bit registers with
@@ -125,11 +125,11 @@ func (k kernel) foldable(n int) int {
 // x^(D+32) mod P and its high half by x^(D-32) mod P, each reflected and
 // shifted left by one (crccopy_test.go derives every one from P).
 const (
-	k2048lo = 0x11542778a // x^2080 mod P: four 512-bit lanes, 256 bytes per step
+	k2048lo = 0x11542778a // x^2080 mod P: 2048 bits on, the AVX-512 kernel's step
 	k2048hi = 0x1322d1430 // x^2016 mod P
-	k512lo  = 0x154442bd4 // x^544 mod P: one 512-bit lane into the next
+	k512lo  = 0x154442bd4 // x^544 mod P: 512 bits on, the SSE kernel's step and AVX-512 register to register
 	k512hi  = 0x1c6e41596 // x^480 mod P
-	k128lo  = 0x1751997d0 // x^160 mod P: one 128-bit lane into the next
+	k128lo  = 0x1751997d0 // x^160 mod P: 128 bits on, one 128-bit lane into the next
 	k128hi  = 0x0ccaa009e // x^96 mod P; also folds 128 bits to 64
 	k64     = 0x163cd6124 // x^64 mod P: folds 64 bits to 32
 
