@@ -50,6 +50,9 @@ bench: bench-dispatch bench-replay bench-record
 # pairs them round by round and prints the median ratio with its range.
 # This machine's speed drifts by 10-30 % over minutes (a shared VM), which
 # one round of 1 s per benchmark could put wholly on one side.
+# On an AVX-512 machine, GODEBUG=cpu.avx512f=off,cpu.vpclmulqdq=off make
+# bench-dispatch measures a CPU without it: hash/crc32 and crccopy then
+# both take their SSE PCLMULQDQ paths.
 BENCHROUNDS ?= 5
 
 bench-dispatch:
