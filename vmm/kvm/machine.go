@@ -432,12 +432,7 @@ func (m *Machine) handleExit(c *vcpu) bool {
 			m.end(vmm.Exit{Reason: "crash"}, fmt.Errorf("vCPU %d: guest crash system event", c.id))
 		}
 	case exitInternalError:
-		sub := binary.LittleEndian.Uint32(u[0:])
-		what := "KVM internal error"
-		if sub == 1 {
-			what = "KVM emulation failure (an instruction the host's KVM cannot emulate)"
-		}
-		m.end(vmm.Exit{Reason: "crash"}, fmt.Errorf("vCPU %d: %s, suberror %d at RIP %#x", c.id, what, sub, m.rip(c)))
+		m.end(vmm.Exit{Reason: "crash"}, fmt.Errorf("vCPU %d: %s", c.id, internalError(u, m.rip(c))))
 	case exitFailEntry:
 		m.end(vmm.Exit{Reason: "crash"}, fmt.Errorf("vCPU %d: VM entry failed, hardware reason %#x", c.id, binary.LittleEndian.Uint64(u[0:])))
 	default:
@@ -447,6 +442,32 @@ func (m *Machine) handleExit(c *vcpu) bool {
 }
 
 // rip returns vCPU c's instruction pointer, 0 if it cannot be read.
+// internalError describes a KVM_EXIT_INTERNAL_ERROR from the exit's
+// union u (struct kvm_run's internal / emulation_failure). For an
+// emulation failure KVM (Linux 5.14 and later) may add the bytes of the
+// instruction it could not emulate; they are shown, so the instruction
+// can be named without a disassembler at hand.
+func internalError(u []byte, rip uint64) string {
+	le := binary.LittleEndian
+	sub := le.Uint32(u[0:])
+	if sub != internalErrorEmulation {
+		return fmt.Sprintf("KVM internal error, suberror %d at RIP %#x", sub, rip)
+	}
+	s := fmt.Sprintf("KVM emulation failure (an instruction the host's KVM cannot emulate), suberror %d at RIP %#x", sub, rip)
+	ndata, flags := le.Uint32(u[4:]), le.Uint64(u[8:])
+	if n := int(u[16]); ndata >= 2 && flags&emulationFlagInstructionBytes != 0 && n >= 1 && n <= 15 {
+		s += fmt.Sprintf(", instruction bytes % x", u[17:17+n])
+	}
+	return s
+}
+
+// KVM_INTERNAL_ERROR_EMULATION and its flag saying the exit holds the
+// instruction's bytes (linux/kvm.h).
+const (
+	internalErrorEmulation        = 1
+	emulationFlagInstructionBytes = 1
+)
+
 func (m *Machine) rip(c *vcpu) uint64 {
 	var r Regs
 	if ioctlPtr(c.fd, kvmGetRegs, unsafe.Pointer(&r)) != nil {
