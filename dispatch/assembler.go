@@ -198,16 +198,10 @@ func (a *Assembler) Next() (Message, bool) {
 // rejects them whatever their CRC.
 func (a *Assembler) check(h wire.Header, payload []byte) ([]byte, bool) {
 	if a.keeper != nil && h.Pad == 0 && crccopy.Fuses(len(payload)) {
-		return a.checkInto(h, payload)
-	}
-	return payload, wire.Checksum(payload) == h.CRC
-}
-
-// checkInto is check's copying path, apart so that check stays small
-// enough to inline into Next.
-func (a *Assembler) checkInto(h wire.Header, payload []byte) ([]byte, bool) {
-	if room := a.keeper.Room(h.Tag, len(payload)); room != nil && len(room) == len(payload) {
-		return room, crccopy.ChecksumIEEE(room, payload) == h.CRC
+		// Fuses means len(payload) > 0, so room of that length is not nil.
+		if room := a.keeper.Room(h.Tag, len(payload)); len(room) == len(payload) {
+			return room, crccopy.ChecksumIEEE(room, payload) == h.CRC
+		}
 	}
 	return payload, wire.Checksum(payload) == h.CRC
 }
