@@ -67,30 +67,39 @@ type cpuFeatures struct {
 	avx512f, avx512vpclmul, pclmul, sse41 bool
 }
 
-// kernelsFor lists the kernels a CPU with features f runs, the fastest
-// last: the SSE kernel needs PCLMULQDQ and SSE4.1 (PINSRQ, PEXTRD), the
-// AVX-512 one AVX-512F and VPCLMULQDQ.
-func kernelsFor(f cpuFeatures) []kernel {
-	ks := []kernel{noKernel}
-	if f.pclmul && f.sse41 {
-		ks = append(ks, sseKernel)
+// runsOn reports whether a CPU with features f runs k: the SSE kernel
+// needs PCLMULQDQ and SSE4.1 (PINSRQ, PEXTRD), the AVX-512 one AVX-512F
+// and VPCLMULQDQ.
+func (k kernel) runsOn(f cpuFeatures) bool {
+	switch k {
+	case sseKernel:
+		return f.pclmul && f.sse41
+	case avx512Kernel:
+		return f.avx512f && f.avx512vpclmul
 	}
-	if f.avx512f && f.avx512vpclmul {
-		ks = append(ks, avx512Kernel)
+	return true
+}
+
+// kernelsFor lists the kernels a CPU with features f runs, the fastest
+// last.
+func kernelsFor(f cpuFeatures) []kernel {
+	var ks []kernel
+	for k := noKernel; k <= avx512Kernel; k++ {
+		if k.runsOn(f) {
+			ks = append(ks, k)
+		}
 	}
 	return ks
 }
 
-// bestFor is the fastest kernel a CPU with features f runs: the last of
-// kernelsFor(f), without building the list.
+// bestFor is the fastest kernel a CPU with features f runs, the last of
+// kernelsFor(f), found without building the list (it runs per frame).
 func bestFor(f cpuFeatures) kernel {
-	switch {
-	case f.avx512f && f.avx512vpclmul:
-		return avx512Kernel
-	case f.pclmul && f.sse41:
-		return sseKernel
+	k := avx512Kernel
+	for !k.runsOn(f) {
+		k--
 	}
-	return noKernel
+	return k
 }
 
 // step is the bytes a kernel folds per loop iteration; its input is a
