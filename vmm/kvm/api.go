@@ -62,6 +62,14 @@ const (
 	exitSystemEvent   = 24
 )
 
+// KVM_INTERNAL_ERROR_EMULATION, the internal-error suberror of an
+// emulation failure, and its flag saying the exit holds the
+// instruction's bytes.
+const (
+	internalErrorEmulation        = 1
+	emulationFlagInstructionBytes = 1
+)
+
 // System event types.
 const (
 	systemEventShutdown = 1

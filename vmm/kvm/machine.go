@@ -441,7 +441,6 @@ func (m *Machine) handleExit(c *vcpu) bool {
 	return true
 }
 
-// rip returns vCPU c's instruction pointer, 0 if it cannot be read.
 // internalError describes a KVM_EXIT_INTERNAL_ERROR from the exit's
 // union u (struct kvm_run's internal / emulation_failure). For an
 // emulation failure KVM (Linux 5.14 and later) may add the bytes of the
@@ -461,13 +460,7 @@ func internalError(u []byte, rip uint64) string {
 	return s
 }
 
-// KVM_INTERNAL_ERROR_EMULATION and its flag saying the exit holds the
-// instruction's bytes (linux/kvm.h).
-const (
-	internalErrorEmulation        = 1
-	emulationFlagInstructionBytes = 1
-)
-
+// rip returns vCPU c's instruction pointer, 0 if it cannot be read.
 func (m *Machine) rip(c *vcpu) uint64 {
 	var r Regs
 	if ioctlPtr(c.fd, kvmGetRegs, unsafe.Pointer(&r)) != nil {
