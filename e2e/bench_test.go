@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -39,13 +38,7 @@ func BenchmarkRecordOverhead(b *testing.B) {
 	var recMBs, bareMBs, recBoot, bareBoot []float64
 	for range b.N {
 		for range benchRounds {
-			// As `ktstr record` runs the recorder.
-			procs := runtime.GOMAXPROCS(0)
-			if vmm.GuestFillsHost(2, runtime.NumCPU()) {
-				runtime.GOMAXPROCS(1)
-			}
 			r := recordScenario(b, e, "throughput", throughputDuration)
-			runtime.GOMAXPROCS(procs)
 			recMBs = append(recMBs, testPayload(b, r.res)["mb_per_s"].(float64))
 			recBoot = append(recBoot, float64(r.res.SysRdyNS)/1e6)
 

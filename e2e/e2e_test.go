@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -129,10 +128,10 @@ func recordRun(t testing.TB, agent string, k kernel.Kernel, scheduler, scenario 
 				CPUs: 2, MemoryMiB: 512, Scenario: scenario, ToolVersion: "e2e"},
 			Timeout:  duration + 3*time.Minute,
 			Watchdog: duration + 2*time.Minute,
-			// As `ktstr record` runs.
-			YieldCPU: vmm.GuestFillsHost(2, runtime.NumCPU()),
 		}
+		restore := run.MakeRoom() // as `ktstr record` runs
 		res, err = run.Execute(context.Background())
+		restore()
 		require.NoError(t, err)
 		b, _ := os.ReadFile(console)
 		if panicked := bootPanic(res, string(b)); panicked != "" && attempt == 1 {

@@ -68,9 +68,7 @@ type Exit struct {
 
 // GuestFillsHost reports whether a guest of guestCPUs vCPUs can occupy
 // every core of a host of hostCPUs. A recorder beside such a guest
-// should make room for it, as `ktstr record` does: run on one Go P
-// (GOMAXPROCS 1; its work is one stream, and the runtime's idle Ps only
-// spin on the cores the vCPUs need) and set Run.YieldCPU.
+// should make room for it (Run.MakeRoom).
 func GuestFillsHost(guestCPUs, hostCPUs int) bool {
 	return hostCPUs <= guestCPUs
 }

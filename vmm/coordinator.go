@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +54,25 @@ type Run struct {
 	// core. The guest's VMM, started before, keeps its policy. It is
 	// meant for hosts with no core to spare (see GuestFillsHost).
 	YieldCPU bool
+}
+
+// MakeRoom prepares the run for a host it can fill (GuestFillsHost of
+// Config.CPUs and this host's CPUs): it sets YieldCPU and runs the Go
+// scheduler on one P (GOMAXPROCS 1: the recorder's work is one stream,
+// and the runtime's idle Ps only spin on the cores the vCPUs need),
+// unless GOMAXPROCS is set in the environment. restore puts GOMAXPROCS
+// back. Elsewhere it changes nothing. `ktstr record` and the e2e tests
+// both run this way.
+func (r *Run) MakeRoom() (restore func()) {
+	if !GuestFillsHost(r.Config.CPUs, runtime.NumCPU()) {
+		return func() {}
+	}
+	r.YieldCPU = true
+	if os.Getenv("GOMAXPROCS") != "" {
+		return func() {}
+	}
+	procs := runtime.GOMAXPROCS(1)
+	return func() { runtime.GOMAXPROCS(procs) }
 }
 
 // Progress is a snapshot of a run for a progress display.

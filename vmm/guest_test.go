@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/cavaliergopher/cpio"
@@ -93,5 +94,34 @@ func TestGuestFillsHost(t *testing.T) {
 		{2, 16, false},
 	} {
 		assert.Equal(t, c.want, GuestFillsHost(c.guest, c.host), "guest %d, host %d", c.guest, c.host)
+	}
+}
+
+// TestMakeRoom: a run whose guest fills this host yields and runs on one
+// P until restored, unless GOMAXPROCS is set in the environment; a run
+// that leaves a core spare changes nothing.
+func TestMakeRoom(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "") // os.Getenv reads "" as unset, as runtime does
+	before := runtime.GOMAXPROCS(0)
+
+	fills := &Run{Config: Config{CPUs: runtime.NumCPU()}}
+	restore := fills.MakeRoom()
+	assert.True(t, fills.YieldCPU)
+	assert.Equal(t, 1, runtime.GOMAXPROCS(0))
+	restore()
+	assert.Equal(t, before, runtime.GOMAXPROCS(0), "restored")
+
+	t.Setenv("GOMAXPROCS", "2")
+	set := &Run{Config: Config{CPUs: runtime.NumCPU()}}
+	set.MakeRoom()()
+	assert.True(t, set.YieldCPU, "still yields")
+	assert.Equal(t, before, runtime.GOMAXPROCS(0), "GOMAXPROCS from the environment is left alone")
+
+	if runtime.NumCPU() > 1 {
+		spare := &Run{Config: Config{CPUs: runtime.NumCPU() - 1}}
+		restore := spare.MakeRoom()
+		assert.False(t, spare.YieldCPU)
+		assert.Equal(t, before, runtime.GOMAXPROCS(0))
+		restore()
 	}
 }

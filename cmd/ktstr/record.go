@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -216,12 +215,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	}
 	// Where the guest can fill every host core, the recorder makes room:
 	// one Go P, and SCHED_BATCH while the guest runs (docs/design.md).
-	if vmm.GuestFillsHost(o.cpus, runtime.NumCPU()) {
-		run.YieldCPU = true
-		if os.Getenv("GOMAXPROCS") == "" {
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-		}
-	}
+	defer run.MakeRoom()()
 	res, err := run.Execute(ctx)
 	pr.done()
 	if err != nil {
