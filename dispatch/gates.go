@@ -262,7 +262,7 @@ func Dispatch(m *Message, s *Sinks) Result {
 	// Plain verdict frames → bucket.
 	case wire.Scenario, wire.Stimulus, wire.StepEnd, wire.Exit, wire.TestResult, wire.Crash,
 		wire.Stdout, wire.Stderr, wire.SchedLog, wire.PerfMetrics, wire.RawOutput,
-		wire.ProbeRaw, wire.Dmesg, wire.ExitContext, wire.Probe:
+		wire.ProbeRaw, wire.Dmesg, wire.ExitContext, wire.Probe, wire.GuestProfile:
 		s.bucket(m)
 		return accept(EffectBucket)
 

@@ -37,6 +37,7 @@ const (
 	Dmesg         Tag = 0x444D5347 // DMSG: kernel log
 	ExitContext   Tag = 0x45584358 // EXCX: exit context
 	Probe         Tag = 0x50524F42 // PROB: probe result
+	GuestProfile  Tag = 0x57505246 // WPRF: guest profile blob (as in ktstr 0.28)
 
 	// Host→guest tags: the host writes them on the port's RX side. Seen
 	// on TX they are forged.
@@ -75,7 +76,8 @@ func (t Tag) Class() Class {
 	case SysRdy, SnapshotRequest, KernelOpRequest, KernelAddrs, WatchdogPause, WatchdogResume, Step:
 		return Internal
 	case SchedExit, ScenarioStart, Lifecycle, Scenario, Stimulus, StepEnd, Exit, TestResult,
-		Crash, Stdout, Stderr, SchedLog, PerfMetrics, RawOutput, ProbeRaw, Dmesg, ExitContext, Probe:
+		Crash, Stdout, Stderr, SchedLog, PerfMetrics, RawOutput, ProbeRaw, Dmesg, ExitContext, Probe,
+		GuestProfile:
 		return Verdict
 	case SnapshotReply, KernelOpReply:
 		return HostToGuest
@@ -94,7 +96,7 @@ func Tags() []Tag {
 		SysRdy, SchedExit, SnapshotRequest, KernelOpRequest, KernelAddrs, WatchdogPause,
 		WatchdogResume, Step, ScenarioStart, Lifecycle,
 		Scenario, Stimulus, StepEnd, Exit, TestResult, Crash, Stdout, Stderr, SchedLog,
-		PerfMetrics, RawOutput, ProbeRaw, Dmesg, ExitContext, Probe,
+		PerfMetrics, RawOutput, ProbeRaw, Dmesg, ExitContext, Probe, GuestProfile,
 		SnapshotReply, KernelOpReply,
 	}
 }

@@ -45,6 +45,7 @@ func TestTagValues(t *testing.T) {
 		{wire.Dmesg, "DMSG", 0x444D5347, wire.Verdict},
 		{wire.ExitContext, "EXCX", 0x45584358, wire.Verdict},
 		{wire.Probe, "PROB", 0x50524F42, wire.Verdict},
+		{wire.GuestProfile, "WPRF", 0x57505246, wire.Verdict},
 		{wire.SnapshotReply, "SNRP", 0x534E5250, wire.HostToGuest},
 		{wire.KernelOpReply, "KORP", 0x4B4F5250, wire.HostToGuest},
 	}
