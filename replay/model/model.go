@@ -12,7 +12,8 @@
 // outcomes differ.
 //
 // The model favours being obviously correct over being fast: it keeps no
-// buffers besides the input and the outcome it builds.
+// buffers besides the input and the outcome it builds (and one running
+// SHA-256 over the verdicts dropped past the budget).
 package model
 
 import (
@@ -21,6 +22,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"hash"
 	"hash/crc32"
 	"sort"
 	"unicode/utf8"
@@ -32,6 +34,16 @@ import (
 // frames, are accepted per run; later intact, well-shaped ones are
 // rejected as overflow.
 const MaxQueued = 64
+
+// MaxVerdicts is how many verdict entries are kept per run. An accepted
+// verdict frame past it still has its row's effect but keeps no entry:
+// it is counted in Outcome.VerdictsDropped and folded into
+// Outcome.VerdictsDroppedSHA256 (ARCHITECTURE §3, "Verdict budget").
+const MaxVerdicts = 65536
+
+// emptySHA256 is the lower-case hex SHA-256 of no bytes: the
+// verdicts_dropped_sha256 of a run that drops nothing.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 // Reject reason names, as they appear in Frame.Verdict and as the keys of
 // the "rejected" object of ARCHITECTURE §4.
@@ -73,21 +85,32 @@ type Result struct {
 // Outcome is the "outcome" object of ARCHITECTURE §4. It marshals to
 // exactly that JSON: the same field names in the same order, kaslr null
 // until set, and empty arrays (never null) for the three lists.
+//
+// VerdictsDropped counts the accepted verdict frames past MaxVerdicts;
+// VerdictsDroppedSHA256 is the lower-case hex SHA-256 of the
+// concatenation, per dropped verdict in stream order, of its tag (u32
+// LE), its len (u32 LE) and its payload. Evaluate always sets it (the
+// SHA-256 of no bytes when nothing was dropped).
 type Outcome struct {
-	Killed           bool              `json:"killed"`
-	KillSignals      uint64            `json:"kill_signals"`
-	SysRdy           bool              `json:"sys_rdy"`
-	SnapshotRequests []SnapshotRequest `json:"snapshot_requests"`
-	KernelOps        []KernelOp        `json:"kernel_ops"`
-	KASLR            *KASLR            `json:"kaslr"`
-	Step             uint16            `json:"step"`
-	WatchdogPauses   uint64            `json:"watchdog_pauses"`
-	WatchdogPauseNs  int64             `json:"watchdog_pause_ns"`
-	Verdicts         []Verdict         `json:"verdicts"`
-	Rejected         Rejected          `json:"rejected"`
+	Killed                bool              `json:"killed"`
+	KillSignals           uint64            `json:"kill_signals"`
+	SysRdy                bool              `json:"sys_rdy"`
+	SnapshotRequests      []SnapshotRequest `json:"snapshot_requests"`
+	KernelOps             []KernelOp        `json:"kernel_ops"`
+	KASLR                 *KASLR            `json:"kaslr"`
+	Step                  uint16            `json:"step"`
+	WatchdogPauses        uint64            `json:"watchdog_pauses"`
+	WatchdogPauseNs       int64             `json:"watchdog_pause_ns"`
+	Verdicts              []Verdict         `json:"verdicts"`
+	VerdictsDropped       uint64            `json:"verdicts_dropped"`
+	VerdictsDroppedSHA256 string            `json:"verdicts_dropped_sha256"`
+	Rejected              Rejected          `json:"rejected"`
 }
 
-// MarshalJSON encodes o as in ARCHITECTURE §4, writing nil lists as [].
+// MarshalJSON encodes o as in ARCHITECTURE §4, writing nil lists as []
+// and, when nothing was dropped, an empty VerdictsDroppedSHA256 as the
+// SHA-256 of no bytes (so the zero Outcome marshals like the outcome of
+// an empty stream).
 func (o Outcome) MarshalJSON() ([]byte, error) {
 	type plain Outcome // same fields, no MarshalJSON method
 	p := plain(o)
@@ -99,6 +122,9 @@ func (o Outcome) MarshalJSON() ([]byte, error) {
 	}
 	if p.Verdicts == nil {
 		p.Verdicts = []Verdict{}
+	}
+	if p.VerdictsDroppedSHA256 == "" && p.VerdictsDropped == 0 {
+		p.VerdictsDroppedSHA256 = emptySHA256
 	}
 	return json.Marshal(p)
 }
@@ -206,6 +232,9 @@ func Evaluate(stream []byte, starts []int64, times []int64) Result {
 			resyncing = false
 		}
 		if length > wire.MaxPayload {
+			// resync_bytes counts every byte dropped from here, the
+			// oversize header's first byte, up to the next plausible
+			// header, which may start inside this one (fewer than 16).
 			st.out.Rejected.Oversize++
 			st.out.Rejected.ResyncBytes++ // the header's first byte
 			resyncing = true
@@ -231,6 +260,7 @@ func Evaluate(stream []byte, starts []int64, times []int64) Result {
 		res.Frames = append(res.Frames, f)
 		pos = end
 	}
+	st.out.VerdictsDroppedSHA256 = hex.EncodeToString(st.dropped.Sum(nil))
 	res.Outcome = st.out
 	res.ScenarioStarts = st.scenarioStarts
 	res.FrameCount = int64(len(res.Frames))
@@ -269,7 +299,8 @@ func classOf(tag uint32) class {
 		uint32(wire.Exit), uint32(wire.TestResult), uint32(wire.Crash),
 		uint32(wire.Stdout), uint32(wire.Stderr), uint32(wire.SchedLog),
 		uint32(wire.PerfMetrics), uint32(wire.RawOutput), uint32(wire.ProbeRaw),
-		uint32(wire.Dmesg), uint32(wire.ExitContext), uint32(wire.Probe):
+		uint32(wire.Dmesg), uint32(wire.ExitContext), uint32(wire.Probe),
+		uint32(wire.GuestProfile):
 		return classVerdict
 	case uint32(wire.SnapshotReply), uint32(wire.KernelOpReply):
 		return classHostToGuest
@@ -280,17 +311,21 @@ func classOf(tag uint32) class {
 // state is the gate evaluator's memory across frames.
 type state struct {
 	out            Outcome
-	paused         bool    // watchdog paused by an accepted SCPP
-	pausedAt       int64   // run-clock time of that SCPP
-	scenarioStarts []int64 // run-clock times of the accepted SCSTs
+	paused         bool      // watchdog paused by an accepted SCPP
+	pausedAt       int64     // run-clock time of that SCPP
+	scenarioStarts []int64   // run-clock times of the accepted SCSTs
+	dropped        hash.Hash // running SHA-256 of the verdicts past MaxVerdicts
 }
 
 func newState() *state {
-	return &state{out: Outcome{
-		SnapshotRequests: []SnapshotRequest{},
-		KernelOps:        []KernelOp{},
-		Verdicts:         []Verdict{},
-	}}
+	return &state{
+		out: Outcome{
+			SnapshotRequests: []SnapshotRequest{},
+			KernelOps:        []KernelOp{},
+			Verdicts:         []Verdict{},
+		},
+		dropped: sha256.New(),
+	}
 }
 
 // judge applies the gate table to one complete frame and, if it is
@@ -429,8 +464,19 @@ func (s *state) judge(f Frame, p []byte) string {
 	return ""
 }
 
-// bucket appends a verdict entry for an accepted verdict frame.
+// bucket appends a verdict entry for an accepted verdict frame, or, once
+// MaxVerdicts entries are kept, counts it as dropped and folds its tag
+// (u32 LE), len (u32 LE) and payload into the running dropped digest.
 func (s *state) bucket(tag uint32, p []byte) {
+	if len(s.out.Verdicts) >= MaxVerdicts {
+		var hdr [8]byte
+		binary.LittleEndian.PutUint32(hdr[0:], tag)
+		binary.LittleEndian.PutUint32(hdr[4:], uint32(len(p)))
+		s.dropped.Write(hdr[:])
+		s.dropped.Write(p)
+		s.out.VerdictsDropped++
+		return
+	}
 	sum := sha256.Sum256(p)
 	name := string([]byte{byte(tag >> 24), byte(tag >> 16), byte(tag >> 8), byte(tag)})
 	s.out.Verdicts = append(s.out.Verdicts, Verdict{

@@ -94,7 +94,7 @@ func verdictsOf(r Result) []string {
 }
 
 var verdictTags = []string{"SCEN", "STIM", "STEN", "EXIT", "TEST", "CRSH", "SOUT", "SERR",
-	"SCLG", "PMET", "RAWO", "PRAW", "DMSG", "EXCX", "PROB"}
+	"SCLG", "PMET", "RAWO", "PRAW", "DMSG", "EXCX", "PROB", "WPRF"}
 
 // TestTagSpellings pins the hand-packed tag names used by the tests to
 // the wire constants, so the gate tests below exercise the real values.
@@ -108,9 +108,10 @@ func TestTagSpellings(t *testing.T) {
 		"SOUT": wire.Stdout, "SERR": wire.Stderr, "SCLG": wire.SchedLog,
 		"PMET": wire.PerfMetrics, "RAWO": wire.RawOutput, "PRAW": wire.ProbeRaw,
 		"DMSG": wire.Dmesg, "EXCX": wire.ExitContext, "PROB": wire.Probe,
+		"WPRF": wire.GuestProfile,
 		"SNRP": wire.SnapshotReply, "KORP": wire.KernelOpReply,
 	}
-	require.Len(t, want, 27)
+	require.Len(t, want, 28)
 	for s, tag := range want {
 		assert.Equal(t, uint32(tag), tagOf(s), s)
 	}
@@ -398,6 +399,17 @@ func TestFraming(t *testing.T) {
 	// (crc of the empty payload, pad) follow.
 	overlapping := cat(rawHeader(0x01020304, 0xffffffff, tagOf("SRDY"), 0), make([]byte, 8))
 
+	// Three bytes, then an intact SCDX frame: read from offset 0, the
+	// header's len field (bytes 4..7) is the last three tag bytes of the
+	// SCDX header and the first byte of its len, which is oversize. The
+	// plausible SCDX header starts 3 bytes into the oversize one.
+	inside3 := cat([]byte{0xaa, 0xbb, 0xcc}, scdx)
+	require.Greater(t, binary.LittleEndian.Uint32(inside3[4:]), uint32(wire.MaxPayload))
+	// An oversize header with a listed tag, 4 bytes of garbage, then an
+	// intact SCDX frame starting 20 bytes after the oversize header's
+	// first byte.
+	after20 := cat(rawHeader(tagOf("SCDX"), 0xffffffff, 0, 0), repeat([]byte{0xee}, 4), scdx)
+
 	tests := []struct {
 		name     string
 		stream   []byte
@@ -415,6 +427,10 @@ func TestFraming(t *testing.T) {
 		{"oversize at the end", oversize, []int64{}, []string{}, Rejected{Oversize: 1, ResyncBytes: 1, TruncatedTailBytes: 15}},
 		{"plausible header inside the oversize header", overlapping, []int64{8}, []string{""},
 			Rejected{Oversize: 1, ResyncBytes: 8}},
+		{"plausible header 3 bytes after the oversize header's start", inside3, []int64{3}, []string{""},
+			Rejected{Oversize: 1, ResyncBytes: 3}},
+		{"plausible header 20 bytes after the oversize header's start", after20, []int64{20}, []string{""},
+			Rejected{Oversize: 1, ResyncBytes: 20}},
 		{"plausible but torn header ends the resync", cat(oversize, badCRC("SCDX", []byte("x")), srdy), []int64{16, 33},
 			[]string{ReasonCRC, ""}, Rejected{Oversize: 1, ResyncBytes: 16}},
 		{"nested oversize headers counted once", cat(oversize, oversize, rawHeader(tagOf("SCDX"), 0xffffffff, 0, 0), srdy),
@@ -540,9 +556,13 @@ func TestScenarioStarts(t *testing.T) {
 	assert.Nil(t, Evaluate(frame("SRDY", nil), nil, nil).ScenarioStarts)
 }
 
+// emptyDigest is the SHA-256 of no bytes, written out by hand.
+const emptyDigest = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 const emptyOutcomeJSON = `{"killed":false,"kill_signals":0,"sys_rdy":false,` +
 	`"snapshot_requests":[],"kernel_ops":[],"kaslr":null,"step":0,` +
 	`"watchdog_pauses":0,"watchdog_pause_ns":0,"verdicts":[],` +
+	`"verdicts_dropped":0,"verdicts_dropped_sha256":"` + emptyDigest + `",` +
 	`"rejected":{"crc":0,"pad":0,"unknown_tag":0,"forged_tag":0,"shape":0,` +
 	`"oneshot_repeat":0,"overflow":0,"out_of_order":0,` +
 	`"oversize":0,"resync_bytes":0,"truncated_tail_bytes":0}}`
@@ -591,6 +611,7 @@ func TestOutcomeJSON(t *testing.T) {
 			`"kaslr":{"phys_base":10,"page_offset_base":22,"text_addr":32},"step":6,` +
 			`"watchdog_pauses":1,"watchdog_pause_ns":42,` +
 			`"verdicts":[{"tag":"SCDX","len":1,"sha256":"` + shaHex([]byte("x")) + `"}],` +
+			`"verdicts_dropped":0,"verdicts_dropped_sha256":"` + emptyDigest + `",` +
 			`"rejected":{"crc":1,"pad":1,"unknown_tag":1,"forged_tag":1,"shape":2,` +
 			`"oneshot_repeat":1,"overflow":0,"out_of_order":1,` +
 			`"oversize":1,"resync_bytes":6,"truncated_tail_bytes":15}}`
@@ -601,4 +622,159 @@ func TestOutcomeJSON(t *testing.T) {
 		require.NoError(t, json.Unmarshal(b, &back))
 		assert.Equal(t, r.Outcome, back)
 	})
+}
+
+// droppedEntry is one dropped verdict as §3 folds it into
+// verdicts_dropped_sha256: the tag as the header carries it (u32 LE), the
+// len (u32 LE), then the payload. Tests spell the tag bytes out by hand.
+func droppedEntry(tagLE [4]byte, p []byte) []byte {
+	b := append(tagLE[:], byte(len(p)), byte(len(p)>>8), byte(len(p)>>16), byte(len(p)>>24))
+	return append(b, p...)
+}
+
+// Tag fields as the header carries them: the u32 value little-endian,
+// so the four characters come out reversed.
+var (
+	stimLE = [4]byte{'M', 'I', 'T', 'S'} // STIM 0x5354494D
+	wprfLE = [4]byte{'F', 'R', 'P', 'W'} // WPRF 0x57505246
+	scdxLE = [4]byte{'X', 'D', 'C', 'S'} // SCDX 0x53434458
+	scstLE = [4]byte{'T', 'S', 'C', 'S'} // SCST 0x53435354
+	lifeLE = [4]byte{'E', 'F', 'I', 'L'} // LIFE 0x4C494645
+)
+
+func TestVerdictBudget(t *testing.T) {
+	require.Equal(t, 65536, MaxVerdicts)
+	full := repeat(frame("STIM", nil), MaxVerdicts) // exactly the budget
+	emptyStim := Verdict{Tag: "STIM", Len: 0, SHA256: emptyDigest}
+
+	// checkFull checks what every run below shares: the budget is full,
+	// and its entries are the STIMs of full.
+	checkFull := func(t *testing.T, r Result) {
+		t.Helper()
+		require.Len(t, r.Outcome.Verdicts, MaxVerdicts)
+		assert.Equal(t, emptyStim, r.Outcome.Verdicts[0])
+		assert.Equal(t, emptyStim, r.Outcome.Verdicts[MaxVerdicts-1])
+		for i, f := range r.Frames[:MaxVerdicts] {
+			if f.Verdict != "" {
+				require.Failf(t, "frame of full rejected", "frame %d: %q", i, f.Verdict)
+			}
+		}
+	}
+
+	t.Run("exactly MaxVerdicts drops nothing", func(t *testing.T) {
+		r := Evaluate(full, nil, nil)
+		checkFull(t, r)
+		assert.Zero(t, r.Outcome.VerdictsDropped)
+		assert.Equal(t, emptyDigest, r.Outcome.VerdictsDroppedSHA256)
+	})
+
+	t.Run("three past the budget", func(t *testing.T) {
+		status := []byte{0x0b, 0, 0, 0} // SCDX with a 4-byte status
+		s := cat(full, frame("STIM", []byte("a")), frame("WPRF", []byte("bc")), frame("SCDX", status))
+		r := Evaluate(s, nil, nil)
+		checkFull(t, r)
+		assert.Equal(t, []string{"", "", ""}, verdictsOf(r)[MaxVerdicts:])
+		assert.Equal(t, uint64(3), r.Outcome.VerdictsDropped)
+		assert.True(t, r.Outcome.Killed, "a dropped SCDX still kills")
+		assert.Equal(t, uint64(1), r.Outcome.KillSignals)
+
+		want := sha256.Sum256(cat(
+			[]byte{0x4d, 0x49, 0x54, 0x53, 1, 0, 0, 0, 'a'},
+			[]byte{0x46, 0x52, 0x50, 0x57, 2, 0, 0, 0, 'b', 'c'},
+			[]byte{0x58, 0x44, 0x43, 0x53, 4, 0, 0, 0, 0x0b, 0, 0, 0},
+		))
+		assert.Equal(t, hex.EncodeToString(want[:]), r.Outcome.VerdictsDroppedSHA256)
+
+		b, err := json.Marshal(r.Outcome)
+		require.NoError(t, err)
+		assert.Contains(t, string(b), `"verdicts_dropped":3,"verdicts_dropped_sha256":"`+hex.EncodeToString(want[:])+`","rejected":`)
+	})
+
+	t.Run("order of the dropped verdicts matters", func(t *testing.T) {
+		a := Evaluate(cat(full, frame("STIM", []byte("a")), frame("STIM", []byte("b"))), nil, nil)
+		b := Evaluate(cat(full, frame("STIM", []byte("b")), frame("STIM", []byte("a"))), nil, nil)
+		assert.Equal(t, uint64(2), a.Outcome.VerdictsDropped)
+		assert.Equal(t, uint64(2), b.Outcome.VerdictsDropped)
+		assert.NotEqual(t, a.Outcome.VerdictsDroppedSHA256, b.Outcome.VerdictsDroppedSHA256)
+	})
+
+	t.Run("rejected and internal frames do not spend the budget", func(t *testing.T) {
+		s := cat(badCRC("STIM", nil), withPad("STIM", nil, 1), frame("LIFE", []byte{0}), frame("ABCD", nil),
+			frame("SRDY", nil), frame("STEP", step(1)), full)
+		r := Evaluate(s, nil, nil)
+		assert.Len(t, r.Outcome.Verdicts, MaxVerdicts)
+		assert.Zero(t, r.Outcome.VerdictsDropped)
+		assert.Equal(t, emptyDigest, r.Outcome.VerdictsDroppedSHA256)
+	})
+
+	// One frame after a full budget.
+	tests := []struct {
+		name    string
+		extra   []byte
+		verdict string
+		dropped []byte // what the dropped digest covers; nil: nothing dropped
+		check   func(*testing.T, Result)
+	}{
+		{"intact STIM is dropped (positive control)", frame("STIM", []byte("a")), "",
+			droppedEntry(stimLE, []byte("a")), nil},
+		{"torn STIM changes nothing", badCRC("STIM", []byte("a")), ReasonCRC, nil, nil},
+		{"STIM with pad changes nothing", withPad("STIM", []byte("a"), 1), ReasonPad, nil, nil},
+		{"intact WPRF is dropped", frame("WPRF", []byte("bc")), "", droppedEntry(wprfLE, []byte("bc")), nil},
+		{"intact SCDX is dropped and still kills", frame("SCDX", []byte("st")), "", droppedEntry(scdxLE, []byte("st")),
+			func(t *testing.T, r Result) {
+				assert.True(t, r.Outcome.Killed)
+				assert.Equal(t, uint64(1), r.Outcome.KillSignals)
+			}},
+		{"torn SCDX does not kill", badCRC("SCDX", []byte("st")), ReasonCRC, nil, func(t *testing.T, r Result) {
+			assert.False(t, r.Outcome.Killed)
+			assert.Zero(t, r.Outcome.KillSignals)
+		}},
+		{"intact SCST is dropped and still starts the scenario", frame("SCST", nil), "", droppedEntry(scstLE, nil),
+			func(t *testing.T, r Result) { assert.Equal(t, []int64{77}, r.ScenarioStarts) }},
+		{"torn SCST starts nothing", badCRC("SCST", nil), ReasonCRC, nil,
+			func(t *testing.T, r Result) { assert.Empty(t, r.ScenarioStarts) }},
+		{"well-shaped LIFE is dropped", frame("LIFE", []byte{2}), "", droppedEntry(lifeLE, []byte{2}), nil},
+		{"mis-shaped LIFE is shape, not dropped", frame("LIFE", []byte{9}), ReasonShape, nil, nil},
+		{"internal frame is not dropped", frame("SRDY", nil), "", nil,
+			func(t *testing.T, r Result) { assert.True(t, r.Outcome.SysRdy) }},
+		{"unknown tag is not dropped", frame("ABCD", []byte("a")), ReasonUnknownTag, nil, nil},
+		{"forged tag is not dropped", frame("KORP", nil), ReasonForgedTag, nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := cat(full, tc.extra)
+			r := Evaluate(s, []int64{0, int64(len(full))}, []int64{0, 77})
+			checkFull(t, r)
+			require.Len(t, r.Frames, MaxVerdicts+1)
+			assert.Equal(t, tc.verdict, r.Frames[MaxVerdicts].Verdict)
+			assertCounts(t, r)
+			want := sha256.Sum256(tc.dropped)
+			assert.Equal(t, hex.EncodeToString(want[:]), r.Outcome.VerdictsDroppedSHA256)
+			if tc.dropped == nil {
+				assert.Zero(t, r.Outcome.VerdictsDropped)
+				assert.Equal(t, emptyDigest, r.Outcome.VerdictsDroppedSHA256)
+			} else {
+				assert.Equal(t, uint64(1), r.Outcome.VerdictsDropped)
+			}
+			if tc.check != nil {
+				tc.check(t, r)
+			}
+		})
+	}
+}
+
+func TestDroppedDigestAlwaysSet(t *testing.T) {
+	for name, s := range map[string][]byte{
+		"empty stream":     nil,
+		"internal only":    frame("SRDY", nil),
+		"one verdict":      frame("STIM", []byte("a")),
+		"garbage":          repeat([]byte{0xff}, 40),
+		"truncated header": frame("SCDX", nil)[:7],
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := Evaluate(s, nil, nil).Outcome
+			assert.Zero(t, o.VerdictsDropped)
+			assert.Equal(t, emptyDigest, o.VerdictsDroppedSHA256)
+		})
+	}
 }
