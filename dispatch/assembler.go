@@ -1,17 +1,18 @@
-// Package dispatch is the host's dispatch core: the streaming Assembler
-// that turns bulk-port TX bytes into frames, and Dispatch, which applies
-// the gate table of ARCHITECTURE §3 to each frame against a Sinks value
-// and records every effect and rejection in an Outcome.
+// Package dispatch is the host's dispatch core. In the data flow
+// (bytes → tap → Assembler → Dispatch → Sinks → Outcome) it is
+// everything after the tap: the streaming Assembler that turns bulk-port
+// TX bytes into frames, the gates (gates.go, the gate table row by row)
+// that judge each frame, the sinks that keep the effects within their
+// budgets (sinks.go), and the Outcome they build.
 //
-// In the data flow (bytes → tap → Assembler → Dispatch → Sinks →
-// Outcome) it is everything after the tap. Live runs (package vmm),
-// replay (package replay) and the fuzz targets all drive this one
-// Assembler and this one Dispatch; they differ only in where the bytes
-// come from and what the sinks are wired to.
+// Session ties them together, and it is the only way in: the live
+// coordinator (package vmm), replay, `ktstr trace`, the mutation
+// campaign and the fuzz targets all feed a Session. They differ only in
+// where the bytes come from and what they do with each frame's Result.
+// The protocol itself is written down in docs/protocol.md.
 package dispatch
 
 import (
-	"github.com/ktstr/ktstr/dispatch/internal/crccopy"
 	"github.com/ktstr/ktstr/dispatch/wire"
 )
 
@@ -23,11 +24,12 @@ const MaxBuffered = wire.HeaderSize + wire.MaxPayload
 // are messages too: CRCOK and PadOK say whether the frame is intact.
 type Message struct {
 	Tag     wire.Tag
-	Payload []byte // valid until the next call to Next or Feed; a Keeper's room when it lent one
+	Payload []byte // valid until the next call to Next or Feed
 	CRC     uint32 // crc declared in the header
 	CRCOK   bool   // the payload's CRC-32 matches CRC
 	PadOK   bool   // the header's pad field is zero
 	Offset  int64  // stream offset of the frame's first header byte
+	Time    int64  // run clock of the delivery holding its last byte (set by Session)
 }
 
 // Intact reports whether the frame's crc matches and its pad is zero.
@@ -42,29 +44,14 @@ type Stats struct {
 	TruncatedTailBytes int64 // bytes left unframed by Finish
 }
 
-// A Keeper lends the Assembler room for payload copies, so that a
-// payload that will be kept is copied in the same pass over its bytes
-// that checks its CRC (package crccopy) rather than read a second time
-// by Dispatch. The Assembler asks only where that one pass is faster
-// (crccopy.Fuses: 256 bytes and more with AVX-512 VPCLMULQDQ, 1 KiB and
-// more with PCLMULQDQ alone). *Sinks is the Keeper that matters: it
-// lends room at the end of its verdict payload store, and Dispatch keeps
-// a bucketed payload that already lies there without copying it again.
-type Keeper interface {
-	// Room returns n bytes for a copy of the payload of an n-byte frame
-	// tagged tag, or nil when that payload would not be kept. The room
-	// is only lent: it may be lent again by the next call.
-	Room(tag wire.Tag, n int) []byte
-}
-
 // Assembler frames a byte stream that arrives in arbitrary pieces.
 //
 // Feed queues a piece; Next returns the frames it completes, one at a
 // time. A frame lying wholly inside a fed piece is returned without
 // copying; only the bytes of a frame that straddles pieces are copied,
-// into one buffer bounded by MaxBuffered. With a Keeper (SetKeeper),
-// payloads the Keeper wants are copied into its room as their CRC is
-// checked. The zero value is not ready for use; call NewAssembler.
+// into one buffer bounded by MaxBuffered. A Session owns one; use the
+// Assembler alone only to frame without judging (its fuzz target). The
+// zero value is not ready for use; call NewAssembler.
 type Assembler struct {
 	queue   [][]byte // fed pieces not yet consumed; queue[0] is current
 	buf     []byte   // bytes carried across pieces: buf[bufOff:] is unconsumed
@@ -73,7 +60,6 @@ type Assembler struct {
 	resync  bool  // dropping bytes until a plausible header
 	stats   Stats
 	release bool // the last message's payload lives in buf; drop it on the next call
-	keeper  Keeper
 }
 
 // NewAssembler returns an Assembler at stream offset 0.
@@ -90,12 +76,6 @@ func (a *Assembler) Feed(p []byte) {
 	a.stats.Bytes += int64(len(p))
 	a.queue = append(a.queue, p)
 }
-
-// SetKeeper makes the Assembler copy the payloads k wants into the room
-// k lends, checking their CRC in the same pass; nil turns copying off.
-// Messages are the same either way, except that such a Payload is the
-// copy.
-func (a *Assembler) SetKeeper(k Keeper) { a.keeper = k }
 
 // Stats returns the counts so far.
 func (a *Assembler) Stats() Stats { return a.stats }
@@ -129,7 +109,7 @@ func (a *Assembler) Finish() Stats {
 // buffer's capacity.
 func (a *Assembler) Reset() {
 	clear(a.queue)
-	*a = Assembler{queue: a.queue[:0], buf: a.buf[:0], keeper: a.keeper}
+	*a = Assembler{queue: a.queue[:0], buf: a.buf[:0]}
 }
 
 // Next returns the next complete frame, or false when the queued bytes
@@ -147,8 +127,8 @@ func (a *Assembler) Next() (Message, bool) {
 		p := a.queue[0]
 		if h, ok := wire.DecodeHeader(p); ok && h.Len <= wire.MaxPayload && len(p)-wire.HeaderSize >= int(h.Len) {
 			n := wire.HeaderSize + int(h.Len)
-			payload, crcOK := a.check(h, p[wire.HeaderSize:n:n])
-			m := Message{Tag: h.Tag, Payload: payload, CRC: h.CRC, CRCOK: crcOK, PadOK: h.Pad == 0, Offset: a.pos}
+			payload := p[wire.HeaderSize:n:n]
+			m := Message{Tag: h.Tag, Payload: payload, CRC: h.CRC, CRCOK: wire.Checksum(payload) == h.CRC, PadOK: h.Pad == 0, Offset: a.pos}
 			a.pos += int64(n)
 			a.stats.Frames++
 			a.advanceQueue(n)
@@ -166,7 +146,7 @@ func (a *Assembler) Next() (Message, bool) {
 		h, _ := wire.DecodeHeader(hdrBytes)
 		if h.Len > wire.MaxPayload {
 			// The length cannot be trusted for framing: drop bytes one
-			// at a time until a plausible header (ARCHITECTURE §3).
+			// at a time until a plausible header (docs/protocol.md).
 			a.stats.Oversize++
 			a.resync = true
 			continue
@@ -176,12 +156,12 @@ func (a *Assembler) Next() (Message, bool) {
 		if !ok {
 			return Message{}, false
 		}
-		payload, crcOK := a.check(h, frame[wire.HeaderSize:n:n])
+		payload := frame[wire.HeaderSize:n:n]
 		m := Message{
 			Tag:     h.Tag,
 			Payload: payload,
 			CRC:     h.CRC,
-			CRCOK:   crcOK,
+			CRCOK:   wire.Checksum(payload) == h.CRC,
 			PadOK:   h.Pad == 0,
 			Offset:  a.pos - int64(n),
 		}
@@ -189,21 +169,6 @@ func (a *Assembler) Next() (Message, bool) {
 		a.release = fromBuf
 		return m, true
 	}
-}
-
-// check reports whether payload matches the CRC of header h. Where one
-// pass can copy and check it (crccopy.Fuses) and the Keeper lends room
-// for it, payload is copied there as it is checked and the copy is
-// returned in its place. Frames with pad ≠ 0 are never copied: Dispatch
-// rejects them whatever their CRC.
-func (a *Assembler) check(h wire.Header, payload []byte) ([]byte, bool) {
-	if a.keeper != nil && h.Pad == 0 && crccopy.Fuses(len(payload)) {
-		// Fuses means len(payload) > 0, so room of that length is not nil.
-		if room := a.keeper.Room(h.Tag, len(payload)); len(room) == len(payload) {
-			return room, crccopy.ChecksumIEEE(room, payload) == h.CRC
-		}
-	}
-	return payload, wire.Checksum(payload) == h.CRC
 }
 
 // peek returns the next n unconsumed bytes without consuming them,

@@ -36,8 +36,8 @@ func runSplit(t *testing.T, stream []byte, cuts []int) ([]dispatch.Message, []by
 		prev = c
 	}
 	st := a.Finish()
-	h.sinks.Outcome.SetStreamStats(st)
-	js, err := json.Marshal(h.sinks.Outcome)
+	h.out().SetStreamStats(st)
+	js, err := json.Marshal(h.out())
 	require.NoError(t, err)
 	return msgs, js, st
 }

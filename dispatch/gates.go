@@ -8,7 +8,7 @@ import (
 // effect at all.
 type Reason uint8
 
-// Reject reasons, in the order a frame is judged (ARCHITECTURE §3).
+// Reject reasons, in the order a frame is judged (docs/protocol.md).
 const (
 	RejectNone          Reason = iota // accepted
 	RejectCRC                         // payload CRC mismatch (torn)
@@ -52,21 +52,25 @@ func Reasons() []Reason {
 		RejectOneshotRepeat, RejectOverflow, RejectOutOfOrder}
 }
 
-// Effect is what an accepted frame did.
+// Effect is what an accepted frame did, and so what it asks of whoever
+// feeds the Session: a live run stops the guest on EffectKill, answers a
+// snapshot on EffectSnapshotQueued and moves its watchdog on
+// EffectScenarioStart, EffectWatchdogPause and EffectWatchdogResume;
+// replay counts them. The Outcome records the same effects.
 type Effect uint8
 
 // Effects of accepted frames.
 const (
 	EffectNone           Effect = iota // rejected: nothing happened
-	EffectBootComplete                 // SRDY: boot-complete notifier fired
-	EffectKill                         // SCDX: kill flag set, kill notifier, bucketed
+	EffectBootComplete                 // SRDY: boot complete (Outcome.SysRdy)
+	EffectKill                         // SCDX: kill flag set, kill signal counted, bucketed: stop the guest
 	EffectSnapshotQueued               // SNRQ: appended to Outcome.SnapshotRequests
 	EffectKernelOpQueued               // KORQ: appended to Outcome.KernelOps
-	EffectKernelAddrs                  // KADR: Outcome.KASLR set, notifiers fired
-	EffectWatchdogPause                // SCPP: watchdog paused
-	EffectWatchdogResume               // SCRR: watchdog resumed, span added
+	EffectKernelAddrs                  // KADR: Outcome.KASLR set
+	EffectWatchdogPause                // SCPP: pause the watchdog
+	EffectWatchdogResume               // SCRR: resume the watchdog (span added to Outcome)
 	EffectStep                         // STEP: Outcome.Step set
-	EffectScenarioStart                // SCST: scenario start, watchdog re-armed, bucketed
+	EffectScenarioStart                // SCST: scenario start recorded, bucketed: re-arm the watchdog
 	EffectBucket                       // other verdict frame: bucketed
 )
 
@@ -99,7 +103,7 @@ func (e Effect) String() string {
 	return "invalid"
 }
 
-// Result says what Dispatch did with one frame: exactly one of Effect
+// Result says what the gates did with one frame: exactly one of Effect
 // and Reject is set.
 type Result struct {
 	Effect Effect
@@ -111,27 +115,21 @@ func (r Result) Accepted() bool { return r.Reject == RejectNone }
 
 func accept(e Effect) Result { return Result{Effect: e} }
 
-func (s *Sinks) reject(r Reason) Result {
-	s.Outcome.Rejected.add(r)
+func (s *sinks) reject(r Reason) Result {
+	s.out.Rejected.add(r)
 	return Result{Reject: r}
 }
 
-// bucket appends a verdict entry for m: its digest alone when the
-// Sinks are DigestOnly, else a copy of its payload (Sinks.keep).
-func (s *Sinks) bucket(m *Message) {
-	if s.DigestOnly {
-		s.Outcome.Verdicts = append(s.Outcome.Verdicts, NewVerdict(m.Tag, m.Payload, false))
-		return
-	}
-	s.Outcome.Verdicts = append(s.Outcome.Verdicts, Verdict{Tag: m.Tag, Len: len(m.Payload), Payload: s.keep(m.Payload)})
-}
-
-// Dispatch applies the gate table of ARCHITECTURE §3 to one frame. A
+// dispatch applies the gate table (docs/protocol.md) to one frame. A
 // frame is judged in this order and counted under the first reason that
 // applies: crc, pad, unknown or forged tag, shape, then the tag's own
-// state gate (one-shot, queue bound, pause order). A rejected frame has
-// no effect at all. The switch below is the gate table, row by row.
-func Dispatch(m *Message, s *Sinks) Result {
+// state gate (one-shot, budget, pause order). A rejected frame has no
+// effect at all. The switch below is the gate table, row by row; the
+// budgets are in sinks.go. What an accepted frame asks of the world
+// outside the Outcome (stop the guest, answer a snapshot, move the
+// watchdog) is its Result's Effect, which the Session hands to its
+// caller: that is the one channel by which effects leave dispatch.
+func (s *sinks) dispatch(m *Message) Result {
 	if !m.CRCOK && !(brokenGate && m.Tag == wire.SnapshotRequest) {
 		return s.reject(RejectCRC)
 	}
@@ -139,10 +137,10 @@ func Dispatch(m *Message, s *Sinks) Result {
 		return s.reject(RejectPad)
 	}
 	p := m.Payload
-	o := &s.Outcome
+	o := &s.out
 
 	switch m.Tag {
-	// SRDY: payload empty; first one only → fire boot-complete once.
+	// SRDY: payload empty; first one only → boot complete, once.
 	case wire.SysRdy:
 		if len(p) != 0 {
 			return s.reject(RejectShape)
@@ -151,14 +149,12 @@ func Dispatch(m *Message, s *Sinks) Result {
 			return s.reject(RejectOneshotRepeat)
 		}
 		o.SysRdy = true
-		notify(s.BootComplete)
 		return accept(EffectBootComplete)
 
-	// SCDX: verdict → set kill flag, +1 kill notifier, bucket.
+	// SCDX: verdict → set kill flag, +1 kill signal, bucket.
 	case wire.SchedExit:
 		o.Killed = true
 		o.KillSignals++
-		notify(s.Kill)
 		s.bucket(m)
 		return accept(EffectKill)
 
@@ -188,7 +184,7 @@ func Dispatch(m *Message, s *Sinks) Result {
 		return accept(EffectKernelOpQueued)
 
 	// KADR: exactly 24 bytes, both +1 fields non-zero; first one only →
-	// store the addresses, +1 on the phys-base and KASLR notifiers.
+	// store the addresses, KASLR known.
 	case wire.KernelAddrs:
 		k, err := wire.DecodeKernelAddrs(p)
 		if err != nil {
@@ -198,8 +194,6 @@ func Dispatch(m *Message, s *Sinks) Result {
 			return s.reject(RejectOneshotRepeat)
 		}
 		o.KASLR = &KASLR{PhysBase: k.PhysBase(), PageOffsetBase: k.PageOffsetBase, TextAddr: k.TextAddr()}
-		notify(s.PhysBase)
-		notify(s.KASLR)
 		return accept(EffectKernelAddrs)
 
 	// SCPP: payload empty; not already paused → pause the watchdog.
@@ -210,11 +204,8 @@ func Dispatch(m *Message, s *Sinks) Result {
 		if s.paused {
 			return s.reject(RejectOutOfOrder)
 		}
-		s.paused, s.pausedAt = true, s.now()
+		s.paused, s.pausedAt = true, s.now
 		o.WatchdogPauses++
-		if s.Watchdog != nil {
-			s.Watchdog.Pause(s.pausedAt)
-		}
 		return accept(EffectWatchdogPause)
 
 	// SCRR: payload empty; paused → add the paused span, resume.
@@ -225,12 +216,8 @@ func Dispatch(m *Message, s *Sinks) Result {
 		if !s.paused {
 			return s.reject(RejectOutOfOrder)
 		}
-		now := s.now()
 		s.paused = false
-		o.WatchdogPauseNS += now - s.pausedAt
-		if s.Watchdog != nil {
-			s.Watchdog.Resume(now)
-		}
+		o.WatchdogPauseNS += s.now - s.pausedAt
 		return accept(EffectWatchdogResume)
 
 	// STEP: exactly 2 bytes → set current step.
@@ -242,12 +229,9 @@ func Dispatch(m *Message, s *Sinks) Result {
 		o.Step = step
 		return accept(EffectStep)
 
-	// SCST: verdict → scenario start := run clock, re-arm watchdog, bucket.
+	// SCST: verdict → scenario start := run clock, re-arm the watchdog, bucket.
 	case wire.ScenarioStart:
-		s.scenarioStart = s.now()
-		if s.Watchdog != nil {
-			s.Watchdog.Rearm(s.scenarioStart)
-		}
+		s.scenarioStart = s.now
 		s.bucket(m)
 		return accept(EffectScenarioStart)
 

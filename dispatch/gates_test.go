@@ -15,7 +15,7 @@ import (
 // noEffect asserts that nothing but reject counters changed.
 func noEffect(t *testing.T, h *harness) {
 	t.Helper()
-	o := h.sinks.Outcome
+	o := h.out()
 	assert.False(t, o.Killed, "kill flag")
 	assert.Zero(t, o.KillSignals, "kill signals")
 	assert.False(t, o.SysRdy, "sys_rdy")
@@ -30,8 +30,8 @@ func noEffect(t *testing.T, h *harness) {
 	assert.Empty(t, h.wd.rearms, "watchdog re-arms")
 	assert.Empty(t, h.wd.pauses, "watchdog pauses")
 	assert.Empty(t, h.wd.resumes, "watchdog resumes")
-	assert.Zero(t, h.sinks.ScenarioStart(), "scenario start")
-	assert.False(t, h.sinks.Paused(), "paused")
+	assert.Zero(t, h.s.ScenarioStart(), "scenario start")
+	assert.False(t, h.s.Paused(), "paused")
 }
 
 // gateCase is one row of the gate-table test: the frames before, the
@@ -86,7 +86,7 @@ func gateCases() []gateCase {
 		// SRDY
 		{name: "SRDY/accepted", frame: frameWithCRC(wire.SysRdy, nil), effect: dispatch.EffectBootComplete,
 			check: func(t *testing.T, h *harness) {
-				assert.True(t, h.sinks.Outcome.SysRdy)
+				assert.True(t, h.out().SysRdy)
 				assert.EqualValues(t, 1, h.bootComplete)
 				assert.Empty(t, h.bucket(), "internal tags never bucket")
 			}},
@@ -95,7 +95,7 @@ func gateCases() []gateCase {
 		// SCDX
 		{name: "SCDX/accepted", frame: frameWithCRC(wire.SchedExit, []byte{7, 0, 0, 0}), effect: dispatch.EffectKill,
 			check: func(t *testing.T, h *harness) {
-				assert.True(t, h.sinks.Outcome.Killed)
+				assert.True(t, h.out().Killed)
 				assert.EqualValues(t, 1, h.kill)
 				require.Len(t, h.bucket(), 1)
 				assert.Equal(t, wire.SchedExit, h.bucket()[0].Tag)
@@ -103,12 +103,12 @@ func gateCases() []gateCase {
 		// SNRQ
 		{name: "SNRQ/accepted", frame: frameWithCRC(wire.SnapshotRequest, snrq), effect: dispatch.EffectSnapshotQueued,
 			check: func(t *testing.T, h *harness) {
-				assert.Equal(t, []dispatch.SnapshotRequest{{ID: 5, Kind: wire.SnapshotWatch, Tag: "tag-5"}}, h.sinks.Outcome.SnapshotRequests)
+				assert.Equal(t, []dispatch.SnapshotRequest{{ID: 5, Kind: wire.SnapshotWatch, Tag: "tag-5"}}, h.out().SnapshotRequests)
 				assert.Empty(t, h.bucket())
 			}},
 		{name: "SNRQ/accepted-full-tag", frame: frameWithCRC(wire.SnapshotRequest, snapshotRequestBytes(1, 1, string(make64('a')))), effect: dispatch.EffectSnapshotQueued,
 			check: func(t *testing.T, h *harness) {
-				assert.Equal(t, string(make64('a')), h.sinks.Outcome.SnapshotRequests[0].Tag)
+				assert.Equal(t, string(make64('a')), h.out().SnapshotRequests[0].Tag)
 			}},
 		{name: "SNRQ/short", frame: frameWithCRC(wire.SnapshotRequest, snrq[:71]), reject: dispatch.RejectShape},
 		{name: "SNRQ/long", frame: frameWithCRC(wire.SnapshotRequest, append(append([]byte{}, snrq...), 0)), reject: dispatch.RejectShape},
@@ -121,7 +121,7 @@ func gateCases() []gateCase {
 		// KORQ
 		{name: "KORQ/accepted", frame: frameWithCRC(wire.KernelOpRequest, korq), effect: dispatch.EffectKernelOpQueued,
 			check: func(t *testing.T, h *harness) {
-				assert.Equal(t, []dispatch.KernelOp{{ID: 9, Op: 3, Arg: 0x1000, Arg2: 0x2000}}, h.sinks.Outcome.KernelOps)
+				assert.Equal(t, []dispatch.KernelOp{{ID: 9, Op: 3, Arg: 0x1000, Arg2: 0x2000}}, h.out().KernelOps)
 				assert.Empty(t, h.bucket())
 			}},
 		{name: "KORQ/short", frame: frameWithCRC(wire.KernelOpRequest, korq[:23]), reject: dispatch.RejectShape},
@@ -130,14 +130,14 @@ func gateCases() []gateCase {
 		// KADR
 		{name: "KADR/accepted", frame: frameWithCRC(wire.KernelAddrs, kadr), effect: dispatch.EffectKernelAddrs,
 			check: func(t *testing.T, h *harness) {
-				assert.Equal(t, &dispatch.KASLR{PhysBase: 0x1000000, PageOffsetBase: 0xffff888000000000, TextAddr: 0xffffffff81000000}, h.sinks.Outcome.KASLR)
+				assert.Equal(t, &dispatch.KASLR{PhysBase: 0x1000000, PageOffsetBase: 0xffff888000000000, TextAddr: 0xffffffff81000000}, h.out().KASLR)
 				assert.EqualValues(t, 1, h.physBase)
 				assert.EqualValues(t, 1, h.kaslr)
 				assert.Empty(t, h.bucket())
 			}},
 		{name: "KADR/accepted-zero-page-offset", frame: frameWithCRC(wire.KernelAddrs, kernelAddrsBytes(1, 0, 1)), effect: dispatch.EffectKernelAddrs,
 			check: func(t *testing.T, h *harness) {
-				assert.Equal(t, &dispatch.KASLR{}, h.sinks.Outcome.KASLR)
+				assert.Equal(t, &dispatch.KASLR{}, h.out().KASLR)
 			}},
 		{name: "KADR/short", frame: frameWithCRC(wire.KernelAddrs, kadr[:16]), reject: dispatch.RejectShape},
 		{name: "KADR/phys-zero", frame: frameWithCRC(wire.KernelAddrs, kernelAddrsBytes(0, 5, 1)), reject: dispatch.RejectShape},
@@ -146,8 +146,8 @@ func gateCases() []gateCase {
 		// SCPP / SCRR
 		{name: "SCPP/accepted", frame: frameWithCRC(wire.WatchdogPause, nil), effect: dispatch.EffectWatchdogPause,
 			check: func(t *testing.T, h *harness) {
-				assert.EqualValues(t, 1, h.sinks.Outcome.WatchdogPauses)
-				assert.True(t, h.sinks.Paused())
+				assert.EqualValues(t, 1, h.out().WatchdogPauses)
+				assert.True(t, h.s.Paused())
 				assert.Equal(t, []int64{100}, h.wd.pauses)
 				assert.Empty(t, h.bucket())
 			}},
@@ -155,8 +155,8 @@ func gateCases() []gateCase {
 		{name: "SCPP/out-of-order", before: [][]byte{frameWithCRC(wire.WatchdogPause, nil)}, frame: frameWithCRC(wire.WatchdogPause, nil), reject: dispatch.RejectOutOfOrder},
 		{name: "SCRR/accepted", before: [][]byte{frameWithCRC(wire.WatchdogPause, nil)}, frame: frameWithCRC(wire.WatchdogResume, nil), effect: dispatch.EffectWatchdogResume,
 			check: func(t *testing.T, h *harness) {
-				assert.False(t, h.sinks.Paused())
-				assert.EqualValues(t, 250, h.sinks.Outcome.WatchdogPauseNS, "pause at t=0, resume at t=250 (the harness clock)")
+				assert.False(t, h.s.Paused())
+				assert.EqualValues(t, 250, h.out().WatchdogPauseNS, "pause at t=0, resume at t=250 (the harness clock)")
 				assert.Equal(t, []int64{250}, h.wd.resumes)
 			}},
 		{name: "SCRR/shape", before: [][]byte{frameWithCRC(wire.WatchdogPause, nil)}, frame: frameWithCRC(wire.WatchdogResume, []byte{0}), reject: dispatch.RejectShape},
@@ -164,7 +164,7 @@ func gateCases() []gateCase {
 		// STEP
 		{name: "STEP/accepted", frame: frameWithCRC(wire.Step, u16(0x0102)), effect: dispatch.EffectStep,
 			check: func(t *testing.T, h *harness) {
-				assert.EqualValues(t, 0x0102, h.sinks.Outcome.Step)
+				assert.EqualValues(t, 0x0102, h.out().Step)
 				assert.Empty(t, h.bucket())
 			}},
 		{name: "STEP/short", frame: frameWithCRC(wire.Step, []byte{1}), reject: dispatch.RejectShape},
@@ -172,7 +172,7 @@ func gateCases() []gateCase {
 		// SCST
 		{name: "SCST/accepted", frame: frameWithCRC(wire.ScenarioStart, []byte("steady")), effect: dispatch.EffectScenarioStart,
 			check: func(t *testing.T, h *harness) {
-				assert.EqualValues(t, 100, h.sinks.ScenarioStart())
+				assert.EqualValues(t, 100, h.s.ScenarioStart())
 				assert.Equal(t, []int64{100}, h.wd.rearms)
 				require.Len(t, h.bucket(), 1)
 				assert.Equal(t, wire.ScenarioStart, h.bucket()[0].Tag)
@@ -202,9 +202,9 @@ func gateCases() []gateCase {
 				require.Len(t, h.bucket(), 1)
 				v := h.bucket()[0]
 				assert.Equal(t, tag, v.Tag)
-				assert.Equal(t, payload, v.Payload)
-				assert.Equal(t, sha256.Sum256(payload), v.Sum())
-				assert.False(t, h.sinks.Outcome.Killed)
+				assert.Equal(t, len(payload), v.Len)
+				assert.Equal(t, dispatch.Digest(sha256.Sum256(payload)), v.SHA256)
+				assert.False(t, h.out().Killed)
 			}})
 	}
 	return cases
@@ -226,27 +226,26 @@ func repeatFrame(tag wire.Tag, payload []byte, n int) [][]byte {
 	return out
 }
 
-// TestGateTable drives every row of ARCHITECTURE §3 through the
-// Assembler and Dispatch: the effect when the gate passes, and for each
+// TestGateTable drives every row of the gate table (docs/protocol.md)
+// through a Session: the effect when the gate passes, and for each
 // way it must not, the reject reason and no effect at all.
 func TestGateTable(t *testing.T) {
 	for _, tc := range gateCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			a := dispatch.NewAssembler()
 			h := newHarness()
 			for _, f := range tc.before {
-				for _, m := range feed(a, f) {
-					require.True(t, dispatch.Dispatch(&m, h.sinks).Accepted(), "setup frame must be accepted")
+				for _, r := range h.feed(f) {
+					require.True(t, r.Accepted(), "setup frame must be accepted")
 				}
 			}
 			// Snapshot the state the setup frames produced; the frame
 			// under test must change nothing but one reject counter.
-			before := h.sinks.Outcome
+			before := *h.out()
 			before.Verdicts = append([]dispatch.Verdict(nil), before.Verdicts...)
 			before.SnapshotRequests = append([]dispatch.SnapshotRequest(nil), before.SnapshotRequests...)
 			before.KernelOps = append([]dispatch.KernelOp(nil), before.KernelOps...)
-			notifiers := [4]dispatch.Counter{h.kill, h.bootComplete, h.physBase, h.kaslr}
-			paused := h.sinks.Paused()
+			notifiers := [4]int{h.kill, h.bootComplete, h.physBase, h.kaslr}
+			paused := h.s.Paused()
 			wd := [3]int{len(h.wd.rearms), len(h.wd.pauses), len(h.wd.resumes)}
 			if len(tc.before) == 0 {
 				noEffect(t, h)
@@ -256,9 +255,9 @@ func TestGateTable(t *testing.T) {
 			if tc.name == "SCRR/accepted" {
 				h.now = 250
 			}
-			msgs := feed(a, tc.frame)
-			require.Len(t, msgs, 1)
-			res := dispatch.Dispatch(&msgs[0], h.sinks)
+			results := h.feed(tc.frame)
+			require.Len(t, results, 1)
+			res := results[0]
 			assert.Equal(t, tc.reject, res.Reject, "reject reason")
 			assert.Equal(t, tc.effect, res.Effect, "effect")
 
@@ -282,17 +281,17 @@ func TestGateTable(t *testing.T) {
 				case dispatch.RejectOutOfOrder:
 					want.Rejected.OutOfOrder++
 				}
-				assert.Empty(t, h.sinks.Outcome.Diff(&want), "a rejected frame has no effect but its counter")
-				assert.Equal(t, notifiers, [4]dispatch.Counter{h.kill, h.bootComplete, h.physBase, h.kaslr}, "notifiers untouched")
-				assert.Equal(t, paused, h.sinks.Paused(), "pause state untouched")
+				assert.Empty(t, h.out().Diff(&want), "a rejected frame has no effect but its counter")
+				assert.Equal(t, notifiers, [4]int{h.kill, h.bootComplete, h.physBase, h.kaslr}, "notifiers untouched")
+				assert.Equal(t, paused, h.s.Paused(), "pause state untouched")
 				assert.Equal(t, wd, [3]int{len(h.wd.rearms), len(h.wd.pauses), len(h.wd.resumes)}, "watchdog untouched")
-				assert.EqualValues(t, 1, h.sinks.Outcome.Rejected.Count(tc.reject)-before.Rejected.Count(tc.reject))
+				assert.EqualValues(t, 1, h.out().Rejected.Count(tc.reject)-before.Rejected.Count(tc.reject))
 				return
 			}
 			require.NotNil(t, tc.check, "accepted rows check their effect")
 			tc.check(t, h)
 			var zero dispatch.Rejected
-			assert.Equal(t, zero, h.sinks.Outcome.Rejected, "an accepted frame counts no rejection")
+			assert.Equal(t, zero, h.out().Rejected, "an accepted frame counts no rejection")
 		})
 	}
 }
@@ -300,42 +299,25 @@ func TestGateTable(t *testing.T) {
 // TestQueueBoundsHoldAcrossFeeds: the 64-entry budget is per run, not
 // per feed or per batch (invariant 7).
 func TestQueueBoundsHoldAcrossFeeds(t *testing.T) {
-	a := dispatch.NewAssembler()
 	h := newHarness()
 	snrq := frameWithCRC(wire.SnapshotRequest, snapshotRequestBytes(1, 1, "t"))
 	korq := frameWithCRC(wire.KernelOpRequest, kernelOpBytes(1, 1, 1, 1))
 	for range 100 {
-		h.run(feed(a, snrq))
-		h.run(feed(a, korq))
+		h.feed(snrq)
+		h.feed(korq)
 	}
-	assert.Len(t, h.sinks.Outcome.SnapshotRequests, dispatch.MaxSnapshotRequests)
-	assert.Len(t, h.sinks.Outcome.KernelOps, dispatch.MaxKernelOps)
-	assert.EqualValues(t, 2*(100-64), h.sinks.Outcome.Rejected.Overflow)
+	assert.Len(t, h.out().SnapshotRequests, dispatch.MaxSnapshotRequests)
+	assert.Len(t, h.out().KernelOps, dispatch.MaxKernelOps)
+	assert.EqualValues(t, 2*(100-64), h.out().Rejected.Overflow)
 }
 
 // TestKADRFiresOnceAcrossFeeds (invariant 5 for KADR).
 func TestKADRFiresOnceAcrossFeeds(t *testing.T) {
-	a := dispatch.NewAssembler()
 	h := newHarness()
-	h.run(feed(a, frameWithCRC(wire.KernelAddrs, kernelAddrsBytes(2, 3, 4))))
-	h.run(feed(a, frameWithCRC(wire.KernelAddrs, kernelAddrsBytes(20, 30, 40))))
-	assert.Equal(t, &dispatch.KASLR{PhysBase: 1, PageOffsetBase: 3, TextAddr: 3}, h.sinks.Outcome.KASLR, "the first KADR wins")
+	h.feed(frameWithCRC(wire.KernelAddrs, kernelAddrsBytes(2, 3, 4)))
+	h.feed(frameWithCRC(wire.KernelAddrs, kernelAddrsBytes(20, 30, 40)))
+	assert.Equal(t, &dispatch.KASLR{PhysBase: 1, PageOffsetBase: 3, TextAddr: 3}, h.out().KASLR, "the first KADR wins")
 	assert.EqualValues(t, 1, h.physBase)
 	assert.EqualValues(t, 1, h.kaslr)
-	assert.EqualValues(t, 1, h.sinks.Outcome.Rejected.OneshotRepeat)
-}
-
-// TestDigestOnlyKeepsNoPayload: replay's memory mode keeps the digest,
-// and the digest equals the one a payload-keeping run reports.
-func TestDigestOnlyKeepsNoPayload(t *testing.T) {
-	stream := frameWithCRC(wire.Stdout, []byte("hello"))
-	keep := dispatchStream(t, stream)
-	a := dispatch.NewAssembler()
-	h := newHarness()
-	h.sinks.DigestOnly = true
-	h.run(feed(a, stream))
-	require.Len(t, h.bucket(), 1)
-	assert.Nil(t, h.bucket()[0].Payload)
-	assert.Equal(t, keep.bucket()[0].Sum(), h.bucket()[0].Sum())
-	assert.Empty(t, h.sinks.Outcome.Diff(&keep.sinks.Outcome))
+	assert.EqualValues(t, 1, h.out().Rejected.OneshotRepeat)
 }

@@ -1,9 +1,11 @@
 package dispatch_test
 
 import (
+	"crypto/sha256"
 	"bytes"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ktstr/ktstr/dispatch"
@@ -65,38 +67,61 @@ func feed(a *dispatch.Assembler, p []byte) []dispatch.Message {
 	}
 }
 
-// harness owns every sink a Sinks value points at, so a test can drive
-// the production Dispatch and then read the post-state.
+// harness drives the production gates through a Session and counts
+// each Result's effect, as a live run acts on it: the notifiers of the
+// Rust original (kill, boot complete, phys base, KASLR) and the
+// watchdog calls, each stamped with the harness clock.
 type harness struct {
-	kill, bootComplete, physBase, kaslr dispatch.Counter
+	kill, bootComplete, physBase, kaslr int
 	wd                                  fakeWatchdog
 	now                                 int64
-	sinks                               *dispatch.Sinks
+	s                                   *dispatch.Session
 }
 
 type fakeWatchdog struct {
 	rearms, pauses, resumes []int64
 }
 
-func (w *fakeWatchdog) Rearm(now int64)  { w.rearms = append(w.rearms, now) }
-func (w *fakeWatchdog) Pause(now int64)  { w.pauses = append(w.pauses, now) }
-func (w *fakeWatchdog) Resume(now int64) { w.resumes = append(w.resumes, now) }
-
 func newHarness() *harness {
-	h := &harness{}
-	s := dispatch.NewSinks(dispatch.ClockFunc(func() int64 { return h.now }))
-	s.Kill, s.BootComplete, s.PhysBase, s.KASLR = &h.kill, &h.bootComplete, &h.physBase, &h.kaslr
-	s.Watchdog = &h.wd
-	h.sinks = s
-	return h
+	return &harness{s: dispatch.NewSession()}
+}
+
+// note acts on one Result as the live coordinator does.
+func (h *harness) note(r dispatch.Result) {
+	switch r.Effect {
+	case dispatch.EffectKill:
+		h.kill++
+	case dispatch.EffectBootComplete:
+		h.bootComplete++
+	case dispatch.EffectKernelAddrs:
+		h.physBase++
+		h.kaslr++
+	case dispatch.EffectScenarioStart:
+		h.wd.rearms = append(h.wd.rearms, h.now)
+	case dispatch.EffectWatchdogPause:
+		h.wd.pauses = append(h.wd.pauses, h.now)
+	case dispatch.EffectWatchdogResume:
+		h.wd.resumes = append(h.wd.resumes, h.now)
+	}
 }
 
 // run dispatches every message and returns the results.
 func (h *harness) run(msgs []dispatch.Message) []dispatch.Result {
 	res := make([]dispatch.Result, len(msgs))
 	for i := range msgs {
-		res[i] = dispatch.Dispatch(&msgs[i], h.sinks)
+		res[i] = dispatch.DispatchMessage(h.s, &msgs[i], h.now)
+		h.note(res[i])
 	}
+	return res
+}
+
+// feed feeds p to the harness's Session at the harness clock.
+func (h *harness) feed(p []byte) []dispatch.Result {
+	var res []dispatch.Result
+	h.s.Feed(h.now, p, func(_ *dispatch.Message, r dispatch.Result) {
+		h.note(r)
+		res = append(res, r)
+	})
 	return res
 }
 
@@ -107,19 +132,27 @@ func runDispatch(msgs []dispatch.Message) *harness {
 	return h
 }
 
-func (h *harness) bucket() []dispatch.Verdict { return h.sinks.Outcome.Verdicts }
-func (h *harness) killed() bool               { return h.sinks.Outcome.Killed }
-func (h *harness) sysRdyRemaining() bool      { return !h.sinks.Outcome.SysRdy }
-func (h *harness) snapshotPending() int       { return len(h.sinks.Outcome.SnapshotRequests) }
+func (h *harness) out() *dispatch.Outcome    { return h.s.Outcome() }
+func (h *harness) bucket() []dispatch.Verdict { return h.out().Verdicts }
+func (h *harness) killed() bool               { return h.out().Killed }
+func (h *harness) sysRdyRemaining() bool      { return !h.out().SysRdy }
+func (h *harness) snapshotPending() int       { return len(h.out().SnapshotRequests) }
 
 // dispatchStream feeds p whole into a fresh assembler and dispatches
 // everything, returning the harness and the finished stream stats.
 func dispatchStream(t *testing.T, p []byte) *harness {
 	t.Helper()
-	a := dispatch.NewAssembler()
 	h := newHarness()
-	h.run(feed(a, p))
-	h.sinks.Outcome.SetStreamStats(a.Finish())
-	require.LessOrEqual(t, a.BufferCap(), dispatch.MaxBuffered)
+	h.feed(p)
+	require.LessOrEqual(t, h.s.BufferCap(), dispatch.MaxBuffered)
+	h.s.Finish()
 	return h
+}
+
+// assertHolds asserts that verdict v stands for payload: the entry keeps
+// its length and digest (the Rust original kept the bytes themselves).
+func assertHolds(t *testing.T, v dispatch.Verdict, payload []byte) {
+	t.Helper()
+	assert.Equal(t, len(payload), v.Len, "verdict length")
+	assert.Equal(t, dispatch.Digest(sha256.Sum256(payload)), v.SHA256, "verdict digest of %q", payload)
 }

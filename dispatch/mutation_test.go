@@ -17,7 +17,7 @@ import (
 // docs/mutation.md) showed the other tests left loose.
 
 // TestMessageIntactNeedsBoth: a frame is intact iff its crc matches AND
-// its pad is zero (ARCHITECTURE §3).
+// its pad is zero (docs/protocol.md).
 func TestMessageIntactNeedsBoth(t *testing.T) {
 	for _, tc := range []struct {
 		crc, pad, want bool
@@ -119,7 +119,7 @@ func TestOutcomeDiffFindsEachDifference(t *testing.T) {
 	base := func() dispatch.Outcome {
 		o := dispatch.NewOutcome()
 		o.KASLR = &dispatch.KASLR{PhysBase: 1, PageOffsetBase: 2, TextAddr: 3}
-		o.Verdicts = []dispatch.Verdict{dispatch.NewVerdict(wire.Stimulus, []byte("abc"), true)}
+		o.Verdicts = []dispatch.Verdict{dispatch.NewVerdict(wire.Stimulus, []byte("abc"))}
 		return o
 	}
 	b := base()
@@ -127,9 +127,9 @@ func TestOutcomeDiffFindsEachDifference(t *testing.T) {
 	for name, change := range map[string]func(o *dispatch.Outcome){
 		"kaslr unset":     func(o *dispatch.Outcome) { o.KASLR = nil },
 		"kaslr differs":   func(o *dispatch.Outcome) { o.KASLR = &dispatch.KASLR{PhysBase: 9, PageOffsetBase: 2, TextAddr: 3} },
-		"verdict tag":     func(o *dispatch.Outcome) { o.Verdicts[0] = dispatch.NewVerdict(wire.StepEnd, []byte("abc"), true) },
+		"verdict tag":     func(o *dispatch.Outcome) { o.Verdicts[0] = dispatch.NewVerdict(wire.StepEnd, []byte("abc")) },
 		"verdict len":     func(o *dispatch.Outcome) { o.Verdicts[0].Len = 4 },
-		"verdict payload": func(o *dispatch.Outcome) { o.Verdicts[0] = dispatch.NewVerdict(wire.Stimulus, []byte("abd"), false) },
+		"verdict payload": func(o *dispatch.Outcome) { o.Verdicts[0] = dispatch.NewVerdict(wire.Stimulus, []byte("abd")) },
 	} {
 		got := base()
 		change(&got)
@@ -208,7 +208,7 @@ func TestResyncFramesInPlace(t *testing.T) {
 // TestFinishCountsEveryUnframedByte: Finish counts as truncated tail
 // every byte it is left holding — a partial frame in its buffer and
 // pieces fed but never framed — so every byte fed is accounted for
-// exactly once (ARCHITECTURE §3); a second Finish adds and loses nothing.
+// exactly once (docs/protocol.md); a second Finish adds and loses nothing.
 func TestFinishCountsEveryUnframedByte(t *testing.T) {
 	f := frameWithCRC(wire.Stimulus, []byte("0123456789"))
 	for _, tc := range []struct {
@@ -244,11 +244,10 @@ func TestFinishCountsEveryUnframedByte(t *testing.T) {
 
 // TestWatchdogPauseSpansAdd: watchdog_pauses counts accepted SCPP and
 // watchdog_pause_ns adds up every closed pause span on the run clock
-// (ARCHITECTURE §4); a pause not yet resumed adds nothing.
+// (docs/protocol.md); a pause not yet resumed adds nothing.
 func TestWatchdogPauseSpansAdd(t *testing.T) {
 	pause, resume := frameWithCRC(wire.WatchdogPause, nil), frameWithCRC(wire.WatchdogResume, nil)
 	h := newHarness()
-	a := dispatch.NewAssembler()
 	for _, step := range []struct {
 		at     int64
 		frame  []byte
@@ -262,11 +261,11 @@ func TestWatchdogPauseSpansAdd(t *testing.T) {
 		{2000, pause, 3, 750},
 	} {
 		h.now = step.at
-		for _, r := range h.run(feed(a, step.frame)) {
+		for _, r := range h.feed(step.frame) {
 			require.True(t, r.Accepted())
 		}
-		assert.Equal(t, step.pauses, h.sinks.Outcome.WatchdogPauses, "at %d", step.at)
-		assert.Equal(t, step.ns, h.sinks.Outcome.WatchdogPauseNS, "at %d", step.at)
+		assert.Equal(t, step.pauses, h.out().WatchdogPauses, "at %d", step.at)
+		assert.Equal(t, step.ns, h.out().WatchdogPauseNS, "at %d", step.at)
 	}
 	assert.Equal(t, []int64{100, 1000, 2000}, h.wd.pauses)
 	assert.Equal(t, []int64{250, 1600}, h.wd.resumes)

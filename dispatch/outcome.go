@@ -11,7 +11,7 @@ import (
 )
 
 // Outcome is everything a run's frames did, in the JSON form of
-// ARCHITECTURE §4. Live runs store it in the trace's END record; replay
+// docs/protocol.md. Live runs store it in the trace's END record; replay
 // recomputes it and compares.
 type Outcome struct {
 	Killed           bool              `json:"killed"`
@@ -24,12 +24,44 @@ type Outcome struct {
 	WatchdogPauses   uint64            `json:"watchdog_pauses"`
 	WatchdogPauseNS  int64             `json:"watchdog_pause_ns"`
 	Verdicts         []Verdict         `json:"verdicts"`
-	Rejected         Rejected          `json:"rejected"`
+	// VerdictsDropped counts accepted verdicts past MaxVerdicts; each
+	// is folded, in stream order, into VerdictsDroppedSHA256 (the
+	// SHA-256 of tag u32 LE ‖ len u32 LE ‖ payload per dropped verdict),
+	// so every verdict is covered by exactly one digest.
+	VerdictsDropped       uint64   `json:"verdicts_dropped"`
+	VerdictsDroppedSHA256 Digest   `json:"verdicts_dropped_sha256"`
+	Rejected              Rejected `json:"rejected"`
 }
 
-// NewOutcome returns an empty Outcome whose lists marshal as [].
+// Digest is a SHA-256 digest; it marshals as lower-case hex.
+type Digest [sha256.Size]byte
+
+// EmptyDigest returns the SHA-256 of no bytes: the dropped-verdict
+// digest of a run that dropped none.
+func EmptyDigest() Digest { return sha256.Sum256(nil) }
+
+// String returns the digest in lower-case hex.
+func (d Digest) String() string { return hex.EncodeToString(d[:]) }
+
+// MarshalText encodes the digest as lower-case hex.
+func (d Digest) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText decodes 64 hex digits.
+func (d *Digest) UnmarshalText(b []byte) error {
+	if len(b) != 2*sha256.Size {
+		return fmt.Errorf("digest %q is not 64 hex digits", b)
+	}
+	if _, err := hex.Decode(d[:], b); err != nil {
+		return fmt.Errorf("digest %q is not 64 hex digits", b)
+	}
+	return nil
+}
+
+// NewOutcome returns an empty Outcome whose lists marshal as [] and
+// whose dropped-verdict digest is that of no verdicts.
 func NewOutcome() Outcome {
-	return Outcome{SnapshotRequests: []SnapshotRequest{}, KernelOps: []KernelOp{}, Verdicts: []Verdict{}}
+	return Outcome{SnapshotRequests: []SnapshotRequest{}, KernelOps: []KernelOp{}, Verdicts: []Verdict{},
+		VerdictsDroppedSHA256: EmptyDigest()}
 }
 
 // SnapshotRequest is an accepted SNRQ.
@@ -121,74 +153,49 @@ func (o *Outcome) SetStreamStats(st Stats) {
 	o.Rejected.TruncatedTailBytes = st.TruncatedTailBytes
 }
 
-// Verdict is one bucketed verdict frame. Payload holds a copy of the
-// frame's payload unless the Sinks were DigestOnly; then only the
-// digest is kept, computed at once, and Payload is nil. The entry holds
-// its digest inline so a long replay keeps one small allocation-free
-// record per verdict.
+// Verdict is one bucketed verdict frame: its tag, its length and the
+// SHA-256 of its payload. The payload itself is never kept: a guest
+// chooses its size, the host does not hold it.
 type Verdict struct {
-	Tag     wire.Tag
-	Len     int
-	Payload []byte // nil when only the digest was kept
-	sum     [sha256.Size]byte
+	Tag    wire.Tag
+	Len    int
+	SHA256 Digest
 }
 
-// NewVerdict returns an entry for payload under tag, keeping a copy of
-// the payload (keep) or only its digest.
-func NewVerdict(tag wire.Tag, payload []byte, keep bool) Verdict {
-	v := Verdict{Tag: tag, Len: len(payload)}
-	if keep {
-		v.Payload = append([]byte{}, payload...) // never nil: nil marks digest-only
-	} else {
-		v.sum = sha256.Sum256(payload)
-	}
-	return v
-}
-
-// Sum returns the SHA-256 of the verdict's payload.
-func (v *Verdict) Sum() [sha256.Size]byte {
-	if v.Payload != nil {
-		return sha256.Sum256(v.Payload)
-	}
-	return v.sum
+// NewVerdict returns the entry for payload under tag.
+func NewVerdict(tag wire.Tag, payload []byte) Verdict {
+	return Verdict{Tag: tag, Len: len(payload), SHA256: sha256.Sum256(payload)}
 }
 
 type verdictJSON struct {
 	Tag    string `json:"tag"`
 	Len    int    `json:"len"`
-	SHA256 string `json:"sha256"`
+	SHA256 Digest `json:"sha256"`
 }
 
 // MarshalJSON encodes {"tag", "len", "sha256"}.
 func (v Verdict) MarshalJSON() ([]byte, error) {
-	sum := v.Sum()
-	return json.Marshal(verdictJSON{Tag: v.Tag.String(), Len: v.Len, SHA256: hex.EncodeToString(sum[:])})
+	return json.Marshal(verdictJSON{Tag: v.Tag.String(), Len: v.Len, SHA256: v.SHA256})
 }
 
-// UnmarshalJSON decodes {"tag", "len", "sha256"}; the payload is not
-// restored, only its digest.
+// UnmarshalJSON decodes {"tag", "len", "sha256"}.
 func (v *Verdict) UnmarshalJSON(b []byte) error {
 	var j verdictJSON
 	if err := json.Unmarshal(b, &j); err != nil {
-		return err
+		return fmt.Errorf("verdict: %w", err)
 	}
 	tag, ok := wire.ParseTag(j.Tag)
 	if !ok {
 		return fmt.Errorf("verdict tag %q is not four characters", j.Tag)
 	}
-	sum, err := hex.DecodeString(j.SHA256)
-	if err != nil || len(sum) != sha256.Size {
-		return fmt.Errorf("verdict sha256 %q is not 64 hex digits", j.SHA256)
-	}
 	if j.Len < 0 || j.Len > wire.MaxPayload {
 		return fmt.Errorf("verdict len %d is out of range", j.Len)
 	}
-	*v = Verdict{Tag: tag, Len: j.Len}
-	copy(v.sum[:], sum)
+	*v = Verdict{Tag: tag, Len: j.Len, SHA256: j.SHA256}
 	return nil
 }
 
-// MarshalJSON encodes o as in ARCHITECTURE §4; empty lists encode as [].
+// MarshalJSON encodes o as in docs/protocol.md; empty lists encode as [].
 func (o Outcome) MarshalJSON() ([]byte, error) {
 	type plain Outcome
 	p := plain(o)
@@ -204,8 +211,20 @@ func (o Outcome) MarshalJSON() ([]byte, error) {
 	return json.Marshal(p)
 }
 
-// Equal reports whether o and want are the same outcome, comparing
-// verdicts by tag, length and digest as Diff does. Unlike Diff it
+// UnmarshalJSON decodes o. An outcome written before the verdict budget
+// existed has no verdicts_dropped_sha256; it dropped nothing, so it
+// reads as EmptyDigest.
+func (o *Outcome) UnmarshalJSON(b []byte) error {
+	type plain Outcome
+	p := plain(NewOutcome())
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*o = Outcome(p)
+	return nil
+}
+
+// Equal reports whether o and want are the same outcome, as Diff does. Unlike Diff it
 // allocates nothing, so a fuzz target can call it on every input.
 func (o *Outcome) Equal(want *Outcome) bool {
 	if o.Killed != want.Killed || o.KillSignals != want.KillSignals || o.SysRdy != want.SysRdy ||
@@ -213,20 +232,13 @@ func (o *Outcome) Equal(want *Outcome) bool {
 		o.WatchdogPauseNS != want.WatchdogPauseNS || o.Rejected != want.Rejected ||
 		!slices.Equal(o.SnapshotRequests, want.SnapshotRequests) || !slices.Equal(o.KernelOps, want.KernelOps) ||
 		(o.KASLR == nil) != (want.KASLR == nil) || o.KASLR != nil && *o.KASLR != *want.KASLR ||
-		len(o.Verdicts) != len(want.Verdicts) {
+		o.VerdictsDropped != want.VerdictsDropped || o.VerdictsDroppedSHA256 != want.VerdictsDroppedSHA256 {
 		return false
 	}
-	for i := range o.Verdicts {
-		g, w := &o.Verdicts[i], &want.Verdicts[i]
-		if g.Tag != w.Tag || g.Len != w.Len || g.Sum() != w.Sum() {
-			return false
-		}
-	}
-	return true
+	return slices.Equal(o.Verdicts, want.Verdicts)
 }
 
 // Diff lists, one line each, how o differs from want; nil means equal.
-// Verdicts compare by tag, length and digest.
 func (o *Outcome) Diff(want *Outcome) []string {
 	var d []string
 	f := func(name string, got, exp any) {
@@ -257,11 +269,12 @@ func (o *Outcome) Diff(want *Outcome) []string {
 	f("watchdog_pause_ns", o.WatchdogPauseNS, want.WatchdogPauseNS)
 	f("verdicts count", len(o.Verdicts), len(want.Verdicts))
 	for i := range min(len(o.Verdicts), len(want.Verdicts)) {
-		g, w := &o.Verdicts[i], &want.Verdicts[i]
-		if g.Tag != w.Tag || g.Len != w.Len || g.Sum() != w.Sum() {
-			d = append(d, fmt.Sprintf("verdicts[%d]: got %s/%d bytes, want %s/%d bytes (or payload differs)", i, g.Tag, g.Len, w.Tag, w.Len))
+		if g, w := o.Verdicts[i], want.Verdicts[i]; g != w {
+			d = append(d, fmt.Sprintf("verdicts[%d]: got %s/%d bytes/%.12s, want %s/%d bytes/%.12s", i, g.Tag, g.Len, g.SHA256, w.Tag, w.Len, w.SHA256))
 		}
 	}
+	f("verdicts_dropped", o.VerdictsDropped, want.VerdictsDropped)
+	f("verdicts_dropped_sha256", o.VerdictsDroppedSHA256, want.VerdictsDroppedSHA256)
 	f("rejected", o.Rejected, want.Rejected)
 	return d
 }

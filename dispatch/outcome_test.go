@@ -43,22 +43,26 @@ func goldenStream() []byte {
 }
 
 // TestOutcomeJSONGolden: the Outcome marshals to the JSON of
-// ARCHITECTURE §4, field for field (testdata/outcome.golden.json).
+// docs/protocol.md, field for field (testdata/outcome.golden.json).
 func TestOutcomeJSONGolden(t *testing.T) {
 	stream := goldenStream()
-	a := dispatch.NewAssembler()
 	h := newHarness()
-	a.Feed(stream)
-	for {
-		m, ok := a.Next()
-		if !ok {
-			break
-		}
+	// One piece per frame, each delivered 1000 ns after the last, so the
+	// watchdog pause spans a measurable time.
+	var frames []int
+	h.s.Feed(0, stream, func(m *dispatch.Message, _ dispatch.Result) {
+		frames = append(frames, int(m.Offset))
+	})
+	h = newHarness()
+	frames = append(frames, len(stream))
+	prev := 0
+	for _, end := range frames[1:] {
 		h.now += 1000
-		dispatch.Dispatch(&m, h.sinks)
+		h.feed(stream[prev:end])
+		prev = end
 	}
-	h.sinks.Outcome.SetStreamStats(a.Finish())
-	got, err := json.MarshalIndent(h.sinks.Outcome, "", "  ")
+	out := h.s.Finish()
+	got, err := json.MarshalIndent(out, "", "  ")
 	require.NoError(t, err)
 	golden := filepath.Join("testdata", "outcome.golden.json")
 	if *update {
@@ -71,18 +75,21 @@ func TestOutcomeJSONGolden(t *testing.T) {
 	// Round trip: the recorded form decodes to an equal outcome.
 	var back dispatch.Outcome
 	require.NoError(t, json.Unmarshal(got, &back))
-	assert.Empty(t, back.Diff(&h.sinks.Outcome))
-	assert.Empty(t, h.sinks.Outcome.Diff(&back))
+	assert.Empty(t, back.Diff(&out))
+	assert.Empty(t, out.Diff(&back))
+	assert.True(t, back.Equal(&out))
 }
 
 // TestOutcomeJSONFieldOrder pins the key order and the empty-list and
 // null forms of §4 for a run where nothing happened.
 func TestOutcomeJSONFieldOrder(t *testing.T) {
-	var o dispatch.Outcome // nil lists must still print []
+	o := dispatch.NewOutcome()
+	o.SnapshotRequests, o.KernelOps, o.Verdicts = nil, nil, nil // nil lists must still print []
 	got, err := json.Marshal(o)
 	require.NoError(t, err)
 	want := `{"killed":false,"kill_signals":0,"sys_rdy":false,"snapshot_requests":[],"kernel_ops":[],` +
 		`"kaslr":null,"step":0,"watchdog_pauses":0,"watchdog_pause_ns":0,"verdicts":[],` +
+		`"verdicts_dropped":0,"verdicts_dropped_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",` +
 		`"rejected":{"crc":0,"pad":0,"unknown_tag":0,"forged_tag":0,"shape":0,"oneshot_repeat":0,` +
 		`"overflow":0,"out_of_order":0,"oversize":0,"resync_bytes":0,"truncated_tail_bytes":0}}`
 	assert.Equal(t, want, string(got))
@@ -90,11 +97,11 @@ func TestOutcomeJSONFieldOrder(t *testing.T) {
 
 // TestOutcomeDiff reports each difference, and nothing for equal ones.
 func TestOutcomeDiff(t *testing.T) {
-	a := dispatchStream(t, goldenStream()).sinks.Outcome
-	b := dispatchStream(t, goldenStream()).sinks.Outcome
+	a := *dispatchStream(t, goldenStream()).out()
+	b := *dispatchStream(t, goldenStream()).out()
 	assert.Empty(t, a.Diff(&b))
 	b.Killed = false
-	b.Verdicts[0].Payload = []byte("other")
+	b.Verdicts[0].SHA256[0]++
 	b.KASLR = nil
 	d := a.Diff(&b)
 	assert.Len(t, d, 3)
@@ -113,14 +120,13 @@ func TestVerdictUnmarshalRejectsBadInput(t *testing.T) {
 	var v dispatch.Verdict
 	require.NoError(t, json.Unmarshal([]byte(`{"tag":"STIM","len":0,"sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}`), &v))
 	assert.Equal(t, wire.Stimulus, v.Tag)
-	empty := dispatch.NewVerdict(wire.Stimulus, nil, true)
-	assert.Equal(t, empty.Sum(), v.Sum())
+	assert.Equal(t, dispatch.NewVerdict(wire.Stimulus, nil), v)
 }
 
 // TestOutcomeEqualAgreesWithDiff: Equal is false exactly when Diff
 // reports something, for a change to any one field, both ways round.
 func TestOutcomeEqualAgreesWithDiff(t *testing.T) {
-	base := func() dispatch.Outcome { return dispatchStream(t, goldenStream()).sinks.Outcome }
+	base := func() dispatch.Outcome { return *dispatchStream(t, goldenStream()).out() }
 	a, b := base(), base()
 	require.True(t, a.Equal(&b), "the same stream twice (control)")
 	require.Empty(t, a.Diff(&b))
@@ -140,7 +146,9 @@ func TestOutcomeEqualAgreesWithDiff(t *testing.T) {
 		"verdict dropped":   func(o *dispatch.Outcome) { o.Verdicts = o.Verdicts[1:] },
 		"verdict tag":       func(o *dispatch.Outcome) { o.Verdicts[0].Tag = wire.Stdout },
 		"verdict len":       func(o *dispatch.Outcome) { o.Verdicts[0].Len++ },
-		"verdict payload":   func(o *dispatch.Outcome) { o.Verdicts[0].Payload = []byte("other") },
+		"verdict digest":    func(o *dispatch.Outcome) { o.Verdicts[0].SHA256[31]++ },
+		"verdicts_dropped":  func(o *dispatch.Outcome) { o.VerdictsDropped++ },
+		"dropped digest":    func(o *dispatch.Outcome) { o.VerdictsDroppedSHA256[0]++ },
 		"rejected crc":      func(o *dispatch.Outcome) { o.Rejected.CRC++ },
 		"rejected tail":     func(o *dispatch.Outcome) { o.Rejected.TruncatedTailBytes++ },
 	}

@@ -39,7 +39,7 @@ func TestSchedExitWithValidCRCDoesPromoteKill(t *testing.T) {
 	assert.EqualValues(t, 1, h.kill, "kill notifier fires once")
 	require.Len(t, h.bucket(), 1, "intact SCHED_EXIT buckets exactly once")
 	assert.Equal(t, wire.SchedExit, h.bucket()[0].Tag)
-	assert.Equal(t, []byte("exit-payload"), h.bucket()[0].Payload)
+	assertHolds(t, h.bucket()[0], []byte("exit-payload"))
 }
 
 // The gate is per message: torn SCHED_EXITs around an intact STIMULUS
@@ -85,8 +85,8 @@ func TestSnapshotRequestWithValidCRCIsPushed(t *testing.T) {
 	assert.True(t, msgs[0].CRCOK)
 	h := runDispatch(msgs)
 	require.Equal(t, 1, h.snapshotPending(), "intact SNAPSHOT_REQUEST must push")
-	assert.EqualValues(t, 42, h.sinks.Outcome.SnapshotRequests[0].ID, "request id round-trips")
-	assert.Equal(t, "valid_tag", h.sinks.Outcome.SnapshotRequests[0].Tag)
+	assert.EqualValues(t, 42, h.out().SnapshotRequests[0].ID, "request id round-trips")
+	assert.Equal(t, "valid_tag", h.out().SnapshotRequests[0].Tag)
 	assert.Empty(t, h.bucket(), "SNAPSHOT_REQUEST never buckets")
 }
 
@@ -105,7 +105,7 @@ func TestSnapshotRequestTornCRCDroppedInMixedBatch(t *testing.T) {
 	h := runDispatch(msgs)
 	require.Equal(t, 2, h.snapshotPending(), "exactly the two intact requests push")
 	var ids []uint32
-	for _, r := range h.sinks.Outcome.SnapshotRequests {
+	for _, r := range h.out().SnapshotRequests {
 		ids = append(ids, r.ID)
 	}
 	assert.Equal(t, []uint32{1, 3}, ids, "torn id=2 is filtered out")
@@ -169,7 +169,7 @@ func TestSysRdyWithValidCRCFiresOnceThenSubsequentDrops(t *testing.T) {
 	h := runDispatch(msgs)
 	assert.EqualValues(t, 1, h.bootComplete, "the second SYS_RDY must not fire")
 	assert.False(t, h.sysRdyRemaining())
-	assert.EqualValues(t, 1, h.sinks.Outcome.Rejected.OneshotRepeat)
+	assert.EqualValues(t, 1, h.out().Rejected.OneshotRepeat)
 }
 
 // Intact SYS_RDY and SCHED_EXIT in one drain fire independently.

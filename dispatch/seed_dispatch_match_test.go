@@ -26,7 +26,7 @@ func TestUnknownMsgTypeDropsWithoutBucketing(t *testing.T) {
 	assert.False(t, h.killed(), "unknown tag must not promote kill")
 	assert.Zero(t, h.bootComplete, "unknown tag must not fire SYS_RDY")
 	assert.True(t, h.sysRdyRemaining(), "unknown tag leaves the SYS_RDY one-shot intact")
-	assert.EqualValues(t, 1, h.sinks.Outcome.Rejected.UnknownTag)
+	assert.EqualValues(t, 1, h.out().Rejected.UnknownTag)
 }
 
 // A torn SCHED_EXIT must not bucket.
@@ -51,7 +51,7 @@ func TestSchedExitValidCRCBucketsWithPayload(t *testing.T) {
 	h := runDispatch(msgs)
 	require.Len(t, h.bucket(), 1, "intact SCHED_EXIT buckets exactly once")
 	assert.Equal(t, wire.SchedExit, h.bucket()[0].Tag)
-	assert.Equal(t, payload, h.bucket()[0].Payload)
+	assertHolds(t, h.bucket()[0], payload)
 	assert.True(t, h.killed())
 	assert.EqualValues(t, 1, h.kill)
 }
@@ -66,7 +66,7 @@ func TestSnapshotReplyOnTXDoesNotBucket(t *testing.T) {
 	assert.Empty(t, h.bucket(), "SNAPSHOT_REPLY is host→guest only")
 	assert.Zero(t, h.snapshotPending(), "a reply is not a request")
 	assert.Equal(t, wire.HostToGuest, wire.SnapshotReply.Class(), "SNRP is classified host→guest")
-	assert.EqualValues(t, 1, h.sinks.Outcome.Rejected.ForgedTag)
+	assert.EqualValues(t, 1, h.out().Rejected.ForgedTag)
 }
 
 // An intact SYS_RDY with a payload must not promote, and must not bucket.
@@ -80,7 +80,7 @@ func TestSysRdyWithNonemptyPayloadDoesNotPromote(t *testing.T) {
 	assert.Zero(t, h.bootComplete, "the shape gate blocks the smuggle")
 	assert.True(t, h.sysRdyRemaining(), "the one-shot stays for a well-formed SYS_RDY")
 	assert.Empty(t, h.bucket(), "SYS_RDY never buckets")
-	assert.EqualValues(t, 1, h.sinks.Outcome.Rejected.Shape)
+	assert.EqualValues(t, 1, h.out().Rejected.Shape)
 }
 
 // The SYS_RDY one-shot lives in the sinks, not the assembler: two feeds
@@ -149,11 +149,11 @@ func TestMultipleSchedExitFramesPumpEventfdPerFrame(t *testing.T) {
 	h := runDispatch(msgs)
 	assert.True(t, h.killed(), "kill flag is set")
 	assert.EqualValues(t, 3, h.kill, "one notification per intact SCHED_EXIT")
-	assert.EqualValues(t, 3, h.sinks.Outcome.KillSignals)
+	assert.EqualValues(t, 3, h.out().KillSignals)
 	require.Len(t, h.bucket(), 3, "every intact SCHED_EXIT buckets")
 	for i, want := range []string{"first", "second", "third"} {
 		assert.Equal(t, wire.SchedExit, h.bucket()[i].Tag)
-		assert.Equal(t, []byte(want), h.bucket()[i].Payload)
+		assertHolds(t, h.bucket()[i], []byte(want))
 	}
 }
 
@@ -171,8 +171,8 @@ func TestSchedExitMixedCRCBatchFiltersTornFrame(t *testing.T) {
 	assert.True(t, msgs[2].CRCOK)
 	h := runDispatch(msgs)
 	require.Len(t, h.bucket(), 2, "the torn middle frame drops; the bookends bucket")
-	assert.Equal(t, []byte("valid-1"), h.bucket()[0].Payload)
-	assert.Equal(t, []byte("valid-2"), h.bucket()[1].Payload)
+	assertHolds(t, h.bucket()[0], []byte("valid-1"))
+	assertHolds(t, h.bucket()[1], []byte("valid-2"))
 	assert.True(t, h.killed())
 	assert.EqualValues(t, 2, h.kill, "exactly the two intact frames poke the kill notifier")
 }

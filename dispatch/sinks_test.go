@@ -2,6 +2,9 @@ package dispatch_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -12,81 +15,170 @@ import (
 	"github.com/ktstr/ktstr/dispatch/wire"
 )
 
-// dispatchAll feeds stream to a and dispatches every frame into s.
-func dispatchAll(a *dispatch.Assembler, s *dispatch.Sinks, stream []byte) {
-	a.Feed(stream)
-	for {
-		m, ok := a.Next()
-		if !ok {
-			return
-		}
-		dispatch.Dispatch(&m, s)
+// droppedDigest computes verdicts_dropped_sha256 from the protocol's
+// words: per dropped verdict, in stream order, tag u32 LE ‖ len u32 LE ‖
+// payload.
+func droppedDigest(tags []wire.Tag, payloads [][]byte) dispatch.Digest {
+	h := sha256.New()
+	for i, tag := range tags {
+		h.Write(binary.LittleEndian.AppendUint32(nil, uint32(tag)))
+		h.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(payloads[i]))))
+		h.Write(payloads[i])
 	}
+	var d dispatch.Digest
+	h.Sum(d[:0])
+	return d
 }
 
-// TestVerdictPayloadsAreIndependentCopies: verdict payloads share
-// storage, yet each holds its own frame's bytes, outlives the fed
-// buffer, and cannot be overwritten through another's append.
-func TestVerdictPayloadsAreIndependentCopies(t *testing.T) {
-	sizes := []int{0, 1, 100, 4096, 5000, 65536, 70000, 3}
+// fillBudget returns MaxVerdicts empty STIM frames.
+func fillBudget() []byte {
+	return bytes.Repeat(wire.AppendFrame(nil, wire.Stimulus, nil), dispatch.MaxVerdicts)
+}
+
+// TestVerdictBudget: the bucket keeps MaxVerdicts entries; a verdict past
+// it keeps its row's effect, counts in verdicts_dropped and is folded
+// into the dropped digest, so every verdict is in exactly one digest.
+func TestVerdictBudget(t *testing.T) {
+	big := bytes.Repeat([]byte{0x5a}, 5000) // larger than the digest's gather buffer
+	past := []struct {
+		tag     wire.Tag
+		payload []byte
+	}{
+		{wire.Stimulus, []byte("a")},
+		{wire.GuestProfile, []byte("bc")},
+		{wire.Stdout, big},
+		{wire.ScenarioStart, nil},
+		{wire.SchedExit, []byte{7, 0, 0, 0}},
+	}
 	var stream []byte
-	var want [][]byte
-	for i, n := range sizes {
-		p := bytes.Repeat([]byte{byte('a' + i)}, n)
-		want = append(want, p)
-		stream = wire.AppendFrame(stream, wire.Stdout, p)
+	var tags []wire.Tag
+	var payloads [][]byte
+	for _, p := range past {
+		stream = wire.AppendFrame(stream, p.tag, p.payload)
+		tags, payloads = append(tags, p.tag), append(payloads, p.payload)
 	}
-	s := dispatch.NewSinks(nil)
-	dispatchAll(dispatch.NewAssembler(), s, stream)
-	clear(stream) // the caller reuses its read buffer
 
-	v := s.Outcome.Verdicts
-	require.Len(t, v, len(sizes))
-	for i := range v {
-		require.NotNil(t, v[i].Payload, "verdict %d kept no payload", i)
-		assert.Equal(t, want[i], v[i].Payload, "verdict %d", i)
-		assert.Equal(t, len(v[i].Payload), cap(v[i].Payload), "verdict %d: payload capacity reaches into the next", i)
-	}
-	v[1].Payload = append(v[1].Payload, "overwrite"...)
-	assert.Equal(t, want[2], v[2].Payload, "an append to one payload changed the next")
+	t.Run("exactly the budget drops nothing", func(t *testing.T) {
+		h := newHarness()
+		h.feed(fillBudget())
+		o := h.s.Finish()
+		assert.Len(t, o.Verdicts, dispatch.MaxVerdicts)
+		assert.Zero(t, o.VerdictsDropped)
+		assert.Equal(t, dispatch.EmptyDigest(), o.VerdictsDroppedSHA256)
+	})
+	t.Run("past the budget", func(t *testing.T) {
+		h := newHarness()
+		h.feed(fillBudget())
+		h.now = 500
+		results := h.feed(stream)
+		o := h.s.Finish()
+		require.Len(t, results, len(past))
+		assert.Equal(t, dispatch.EffectKill, results[len(past)-1].Effect, "SCDX still kills")
+		assert.True(t, o.Killed)
+		assert.EqualValues(t, 1, o.KillSignals)
+		assert.Equal(t, []int64{500}, h.wd.rearms, "SCST still re-arms")
+		assert.EqualValues(t, 500, h.s.ScenarioStart())
+		assert.Len(t, o.Verdicts, dispatch.MaxVerdicts)
+		assert.EqualValues(t, len(past), o.VerdictsDropped)
+		assert.Equal(t, droppedDigest(tags, payloads), o.VerdictsDroppedSHA256)
+		// The JSON carries both, and reads back to an equal outcome.
+		js, err := json.Marshal(o)
+		require.NoError(t, err)
+		assert.Contains(t, string(js), fmt.Sprintf(`"verdicts_dropped":%d,"verdicts_dropped_sha256":"%s"`, len(past), droppedDigest(tags, payloads)))
+		var back dispatch.Outcome
+		require.NoError(t, json.Unmarshal(js, &back))
+		assert.True(t, back.Equal(&o))
+		// Control: the digest depends on every dropped byte and on order.
+		assert.NotEqual(t, droppedDigest(tags[1:], payloads[1:]), o.VerdictsDroppedSHA256)
+		assert.NotEqual(t, droppedDigest([]wire.Tag{tags[1], tags[0]}, [][]byte{payloads[1], payloads[0]}),
+			droppedDigest(tags[:2], payloads[:2]))
+	})
+	t.Run("split anywhere gives the same digest", func(t *testing.T) {
+		want := func() dispatch.Outcome { h := newHarness(); h.feed(fillBudget()); h.feed(stream); return h.s.Finish() }()
+		all := append(fillBudget(), stream...)
+		for _, step := range []int{1, 7, 4093, 65536} {
+			h := newHarness()
+			for i := 0; i < len(all); i += step {
+				h.feed(all[i:min(i+step, len(all))])
+			}
+			got := h.s.Finish()
+			assert.True(t, got.Equal(&want), "pieces of %d: %v", step, got.Diff(&want))
+		}
+	})
+	t.Run("rejected frames past the budget change nothing", func(t *testing.T) {
+		torn := wire.AppendFrame(nil, wire.Stimulus, []byte("x"))
+		torn[len(torn)-1] ^= 1
+		h := newHarness()
+		h.feed(fillBudget())
+		h.feed(torn)
+		h.feed(frameWithPad(wire.SchedExit, []byte{1, 0, 0, 0}, 1))
+		o := h.s.Finish()
+		assert.Zero(t, o.VerdictsDropped)
+		assert.False(t, o.Killed)
+		assert.Equal(t, dispatch.EmptyDigest(), o.VerdictsDroppedSHA256)
+		assert.EqualValues(t, 1, o.Rejected.CRC)
+		assert.EqualValues(t, 1, o.Rejected.Pad)
+	})
+	t.Run("internal frames never spend the budget", func(t *testing.T) {
+		h := newHarness()
+		h.feed(bytes.Repeat(wire.AppendFrame(nil, wire.Step, []byte{1, 0}), dispatch.MaxVerdicts+10))
+		h.feed(wire.AppendFrame(nil, wire.Stimulus, nil))
+		o := h.s.Finish()
+		assert.Len(t, o.Verdicts, 1)
+		assert.Zero(t, o.VerdictsDropped)
+	})
 }
 
-// TestReleaseVerdictsReusesStorage: after ReleaseVerdicts the bucket is
-// empty and a steady stream of verdicts allocates nothing; without it
-// (the control) every verdict's copy is new memory.
-func TestReleaseVerdictsReusesStorage(t *testing.T) {
-	for _, size := range []int{64, 4096, 65536} {
-		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			batch := bytes.Repeat(wire.AppendFrame(nil, wire.Stimulus, bytes.Repeat([]byte{7}, size)), 8)
-			a := dispatch.NewAssembler()
-			s := dispatch.NewSinks(nil)
-			dispatchAll(a, s, batch)
-			require.Len(t, s.Outcome.Verdicts, 8)
-			s.ReleaseVerdicts()
-			assert.Empty(t, s.Outcome.Verdicts)
-			// Warm up to the largest chunk, then measure.
-			for range 20 {
-				dispatchAll(a, s, batch)
-				s.ReleaseVerdicts()
-			}
-			released := testing.AllocsPerRun(50, func() {
-				dispatchAll(a, s, batch)
-				s.ReleaseVerdicts()
-			})
-			assert.Zero(t, released, "allocations per batch of 8 verdicts with ReleaseVerdicts")
+// TestSessionMemoryIsBounded: a flood of intact verdict frames far past
+// the budget leaves the Session holding what the budget allows, and
+// steady-state feeding past it allocates nothing.
+func TestSessionMemoryIsBounded(t *testing.T) {
+	h := newHarness()
+	h.feed(fillBudget())
+	flood := bytes.Repeat(wire.AppendFrame(nil, wire.Stimulus, nil), 1<<16)
+	allocs := testing.AllocsPerRun(20, func() { h.s.Feed(0, flood, nil) })
+	assert.Zero(t, allocs, "allocations per 64 Ki dropped verdicts")
+	o := h.s.Finish()
+	assert.Len(t, o.Verdicts, dispatch.MaxVerdicts)
+	assert.LessOrEqual(t, cap(o.Verdicts), 2*dispatch.MaxVerdicts)
+	assert.EqualValues(t, 21<<16, o.VerdictsDropped)
+	// Control: below the budget each verdict is an entry.
+	c := newHarness()
+	c.feed(bytes.Repeat(wire.AppendFrame(nil, wire.Stimulus, nil), 100))
+	assert.Len(t, c.s.Finish().Verdicts, 100)
+}
 
-			// Control: without ReleaseVerdicts nothing is reused; every
-			// payload of every batch is still held.
-			kept := dispatch.NewSinks(nil)
-			for range 51 {
-				dispatchAll(a, kept, batch)
-			}
-			var total uint64
-			for i := range kept.Outcome.Verdicts {
-				total += uint64(cap(kept.Outcome.Verdicts[i].Payload))
-			}
-			assert.EqualValues(t, 51*8*size, total, "without ReleaseVerdicts every payload is kept")
-			assert.Equal(t, bytes.Repeat([]byte{7}, size), kept.Outcome.Verdicts[0].Payload)
-		})
+// TestFeedJoinedClocksByDelivery: a piece joining several deliveries
+// stamps each frame with the time of the delivery holding its last byte,
+// as separate feeds do.
+func TestFeedJoinedClocksByDelivery(t *testing.T) {
+	f := wire.AppendFrame(nil, wire.Stimulus, []byte("0123"))
+	stream := bytes.Repeat(f, 4) // frames end at 19, 39, 59, 79
+	deliveries := []struct {
+		off  int
+		time int64
+	}{{0, 10}, {30, 20}, {40, 30}, {70, 40}}
+	var want []int64
+	sep := dispatch.NewSession()
+	for i, d := range deliveries {
+		end := len(stream)
+		if i+1 < len(deliveries) {
+			end = deliveries[i+1].off
+		}
+		sep.Feed(d.time, stream[d.off:end], func(m *dispatch.Message, _ dispatch.Result) { want = append(want, m.Time) })
 	}
+	require.Equal(t, []int64{10, 20, 30, 40}, want, "control: separate feeds")
+
+	var got []int64
+	marks := make([]dispatch.Mark, len(deliveries))
+	for i, d := range deliveries {
+		marks[i] = dispatch.Mark{Off: d.off - 5, Time: d.time}
+	}
+	marks[0].Off = 0
+	j := dispatch.NewSession()
+	j.Feed(10, stream[:5], nil)
+	j.FeedJoined(stream[5:], marks, func(m *dispatch.Message, _ dispatch.Result) { got = append(got, m.Time) })
+	assert.Equal(t, want, got)
+	a, b := sep.Finish(), j.Finish()
+	assert.True(t, a.Equal(&b))
 }

@@ -61,16 +61,22 @@ func (r frameRecord) String() string {
 func checkAssembler(stream, splitA, splitB []byte) []string {
 	var p problems
 	a := dispatch.NewAssembler()
-	sinksA, sinksB := dispatch.NewSinks(nil), dispatch.NewSinks(nil)
-	framesA, statsA := assemble(a, stream, splitA, sinksA, &p)
+	framesA, statsA := assemble(a, stream, splitA, &p)
 	a.Reset()
-	a.SetKeeper(sinksB)
-	framesB, statsB := assemble(a, stream, splitB, sinksB, &p)
-	framesW, statsW := assemble(dispatch.NewAssembler(), stream, nil, nil, &p)
+	framesB, statsB := assemble(a, stream, splitB, &p)
+	framesW, statsW := assemble(dispatch.NewAssembler(), stream, nil, &p)
 	p.compare("split A", "split B", framesA, framesB, statsA, statsB)
 	p.compare("split A", "one feed", framesA, framesW, statsA, statsW)
-	for _, d := range sinksB.Outcome.Diff(&sinksA.Outcome) {
-		p.addf("dispatch with a Keeper (split B) differs from without (split A): %s", d)
+	// The Session frames as its Assembler does, and judges alike
+	// however it is fed.
+	sa, sb := dispatch.NewSession(), dispatch.NewSession()
+	framesSA := sessionFrames(sa, stream, splitA)
+	framesSB := sessionFrames(sb, stream, splitB)
+	outA, outB := sa.Finish(), sb.Finish()
+	p.compare("Assembler, split A", "Session, split A", framesA, framesSA, statsA, sa.Stats())
+	p.compare("Session, split A", "Session, split B", framesSA, framesSB, sa.Stats(), sb.Stats())
+	for _, d := range outB.Diff(&outA) {
+		p.addf("the Session's outcome for split B differs from split A's: %s", d)
 	}
 	return p.list
 }
@@ -106,11 +112,22 @@ func splitSpec(n int) []byte {
 	return spec
 }
 
+// sessionFrames feeds stream to s split per spec (a Session drains
+// every feed) and returns the frames it handed back.
+func sessionFrames(s *dispatch.Session, stream, spec []byte) []frameRecord {
+	var frames []frameRecord
+	split(stream, spec, func(piece []byte, _ bool) {
+		s.Feed(0, piece, func(m *dispatch.Message, _ dispatch.Result) {
+			frames = append(frames, frameRecord{Tag: m.Tag, Payload: string(m.Payload), CRC: m.CRC, CRCOK: m.CRCOK, PadOK: m.PadOK, Offset: m.Offset})
+		})
+	})
+	return frames
+}
+
 // assemble frames stream with a, split per spec, checking each message
 // against the stream and the buffer bound, and returns the messages and
-// the final counts. With non-nil sinks it dispatches each message
-// before asking for the next, as live runs and replay do.
-func assemble(a *dispatch.Assembler, stream, spec []byte, sinks *dispatch.Sinks, p *problems) ([]frameRecord, dispatch.Stats) {
+// the final counts.
+func assemble(a *dispatch.Assembler, stream, spec []byte, p *problems) ([]frameRecord, dispatch.Stats) {
 	var frames []frameRecord
 	var framed int64 // header and payload bytes of the frames returned
 	split(stream, spec, func(piece []byte, drain bool) {
@@ -123,9 +140,6 @@ func assemble(a *dispatch.Assembler, stream, spec []byte, sinks *dispatch.Sinks,
 			r := frameRecord{Tag: m.Tag, Payload: string(m.Payload), CRC: m.CRC, CRCOK: m.CRCOK, PadOK: m.PadOK, Offset: m.Offset}
 			p.message(stream, r, frames)
 			frames = append(frames, r)
-			if sinks != nil {
-				dispatch.Dispatch(&m, sinks)
-			}
 			framed += int64(wire.HeaderSize + len(m.Payload))
 		}
 		if b := a.Buffered(); b > dispatch.MaxBuffered || a.BufferCap() > dispatch.MaxBuffered {
@@ -219,8 +233,8 @@ func TestAssemblerChecksCatchDifferences(t *testing.T) {
 	one := wire.AppendFrame(nil, wire.Stimulus, []byte("payload"))
 	two := append(wire.AppendFrame(nil, wire.SysRdy, nil), one...)
 	var p problems
-	fa, sa := assemble(dispatch.NewAssembler(), one, nil, nil, &p)
-	fb, sb := assemble(dispatch.NewAssembler(), two, nil, nil, &p)
+	fa, sa := assemble(dispatch.NewAssembler(), one, nil, &p)
+	fb, sb := assemble(dispatch.NewAssembler(), two, nil, &p)
 	if len(p.list) > 0 {
 		t.Fatalf("negative: two clean streams framed with problems: %v", p.list)
 	}

@@ -59,22 +59,12 @@ func BenchmarkCheckDispatch(b *testing.B) {
 	})
 }
 
-// feedDispatch runs s through the production Assembler and Dispatch the
-// way a live run does, with no checks.
+// feedDispatch runs s through a Session the way a live run does, with
+// no checks.
 func feedDispatch(s *replay.Stream) dispatch.Outcome {
-	a := dispatch.NewAssembler()
-	sinks := dispatch.NewSinks(nil)
-	sinks.DigestOnly = true
+	sess := dispatch.NewSession()
 	for d := range s.Deliveries() {
-		a.Feed(s.Delivery(d))
-		for {
-			m, ok := a.Next()
-			if !ok {
-				break
-			}
-			dispatch.Dispatch(&m, sinks)
-		}
+		sess.Feed(s.Times[d], s.Delivery(d), nil)
 	}
-	sinks.Outcome.SetStreamStats(a.Finish())
-	return sinks.Outcome
+	return sess.Finish()
 }

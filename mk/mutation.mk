@@ -1,6 +1,6 @@
 # Mutation testing of the dispatch core (docs/mutation.md).
 #
-#   make mutation   run gremlins over dispatch, dispatch/wire and dispatch/internal/crccopy, each
+#   make mutation   run gremlins over dispatch and dispatch/wire, each
 #                   against its own package's tests, write the JSON reports
 #                   to out/mutation/, and print per package the mutants
 #                   killed, lived, timed out and not covered, the efficacy,
@@ -47,10 +47,8 @@ GREMLINS_UNLEASH = GOFLAGS=-count=1 $(MUTATION_NICE) $(GREMLINS) unleash $(MUTAT
 .PHONY: mutation
 mutation:
 	@mkdir -p $(MUTATION_OUT)
-	$(GREMLINS_UNLEASH) --exclude-files '^(wire|internal)/' -o $(MUTATION_OUT)/dispatch.json ./dispatch
+	$(GREMLINS_UNLEASH) --exclude-files '^wire/' -o $(MUTATION_OUT)/dispatch.json ./dispatch
 	$(GREMLINS_UNLEASH) -o $(MUTATION_OUT)/wire.json ./dispatch/wire
-	$(GREMLINS_UNLEASH) -o $(MUTATION_OUT)/crccopy.json ./dispatch/internal/crccopy
 	$(MUTATION_NICE) $(GO) run ./tools/mutreport -min $(MUTATION_MIN) \
 		-rerun '$(MUTATION_RERUN)' -timeout $(MUTATION_RERUN_TIMEOUT) \
-		dispatch=$(MUTATION_OUT)/dispatch.json dispatch/wire=$(MUTATION_OUT)/wire.json \
-		dispatch/internal/crccopy=$(MUTATION_OUT)/crccopy.json
+		dispatch=$(MUTATION_OUT)/dispatch.json dispatch/wire=$(MUTATION_OUT)/wire.json

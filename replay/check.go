@@ -115,6 +115,8 @@ func modelOutcomeDiff(o *dispatch.Outcome, m *model.Outcome) string {
 		return "watchdog_pause_ns"
 	case len(o.Verdicts) != len(m.Verdicts):
 		return "verdicts"
+	case o.VerdictsDropped != m.VerdictsDropped:
+		return "verdicts_dropped"
 	}
 	for i, r := range o.SnapshotRequests {
 		if w := m.SnapshotRequests[i]; r.ID != w.ID || r.Kind != w.Kind || r.Tag != w.Tag {
@@ -129,11 +131,14 @@ func modelOutcomeDiff(o *dispatch.Outcome, m *model.Outcome) string {
 	var hexSum [2 * sha256.Size]byte
 	for i := range o.Verdicts {
 		g, w := &o.Verdicts[i], &m.Verdicts[i]
-		sum := g.Sum()
-		hex.Encode(hexSum[:], sum[:])
+		hex.Encode(hexSum[:], g.SHA256[:])
 		if g.Len != int(w.Len) || g.Tag.String() != w.Tag || string(hexSum[:]) != w.SHA256 {
 			return fmt.Sprintf("verdicts[%d]", i)
 		}
+	}
+	hex.Encode(hexSum[:], o.VerdictsDroppedSHA256[:])
+	if string(hexSum[:]) != m.VerdictsDroppedSHA256 {
+		return "verdicts_dropped_sha256"
 	}
 	r, w := &o.Rejected, &m.Rejected
 	switch {

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+
+	"github.com/ktstr/ktstr/dispatch"
 )
 
 // Chunking says how replay splits the recorded bytes into feeds. The
@@ -60,51 +62,69 @@ func (c Chunking) String() string {
 	return "recorded"
 }
 
-// splitter cuts deliveries into feeds per a Chunking. Random chunking
-// both splits deliveries and, by holding pieces back, merges across
-// delivery boundaries.
+// splitter cuts deliveries into feeds per a Chunking and feeds them to
+// an engine, each piece with the time of the delivery its bytes came
+// from. Random chunking both splits deliveries and, by holding a tail
+// back, joins it with the next delivery: that piece goes in with a mark
+// for each delivery, so every frame keeps its delivery's time however
+// the bytes are cut. ChunkWhole is not a splitter's: the caller feeds the
+// whole stream, joined, itself.
 type splitter struct {
-	c    Chunking
-	rng  *rand.Rand
-	held []byte // random: bytes held back to merge with the next delivery
+	c     Chunking
+	e     *engine
+	rng   *rand.Rand
+	held  []byte // random: a tail held back to join with the next delivery
+	heldT int64  // its delivery's time
+	joined []byte
+	marks  [2]dispatch.Mark
 }
 
-func newSplitter(c Chunking) *splitter {
-	return &splitter{c: c, rng: rand.New(rand.NewPCG(c.Seed, 0x6b74737472))}
+func newSplitter(c Chunking, e *engine) *splitter {
+	return &splitter{c: c, e: e, rng: rand.New(rand.NewPCG(c.Seed, 0x6b74737472))}
 }
 
-// split calls feed with the pieces of one delivery. For ChunkWhole it
-// feeds nothing; the caller feeds the whole stream at the end.
-func (sp *splitter) split(b []byte, feed func([]byte)) {
+// split feeds the pieces of one delivery of b received at t.
+func (sp *splitter) split(t int64, b []byte) {
 	switch sp.c.Kind {
 	case ChunkRecorded:
-		feed(b)
+		sp.e.feed(t, b)
 	case ChunkBytes:
 		for i := range b {
-			feed(b[i : i+1])
+			sp.e.feed(t, b[i:i+1])
 		}
 	case ChunkRandom:
+		boundary := 0 // bytes of b[...] that came from the held tail
 		if len(sp.held) > 0 {
-			b = append(sp.held, b...)
-			sp.held = nil
+			sp.joined = append(append(sp.joined[:0], sp.held...), b...)
+			boundary, b = len(sp.held), sp.joined
+			sp.held = sp.held[:0]
 		}
-		for len(b) > 0 {
-			n := 1 + sp.rng.IntN(min(len(b), 1+sp.rng.IntN(4096)))
-			if n == len(b) && sp.rng.IntN(4) == 0 {
-				// Hold the tail back: it is merged with the next delivery.
-				sp.held = append([]byte(nil), b...)
+		off := 0
+		for off < len(b) {
+			n := 1 + sp.rng.IntN(min(len(b)-off, 1+sp.rng.IntN(4096)))
+			if off+n == len(b) && off >= boundary && sp.rng.IntN(4) == 0 {
+				// Hold the tail back: it joins the next delivery.
+				sp.held, sp.heldT = append(sp.held[:0], b[off:]...), t
 				return
 			}
-			feed(b[:n])
-			b = b[n:]
+			switch piece := b[off : off+n]; {
+			case off+n <= boundary:
+				sp.e.feed(sp.heldT, piece)
+			case off >= boundary:
+				sp.e.feed(t, piece)
+			default:
+				sp.marks = [2]dispatch.Mark{{Off: 0, Time: sp.heldT}, {Off: boundary - off, Time: t}}
+				sp.e.feedJoined(piece, sp.marks[:])
+			}
+			off += n
 		}
 	}
 }
 
 // flush feeds anything held back.
-func (sp *splitter) flush(feed func([]byte)) {
+func (sp *splitter) flush() {
 	if len(sp.held) > 0 {
-		feed(sp.held)
-		sp.held = nil
+		sp.e.feed(sp.heldT, sp.held)
+		sp.held = sp.held[:0]
 	}
 }

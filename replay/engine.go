@@ -18,98 +18,85 @@ type FrameResult struct {
 	Result dispatch.Result
 }
 
-// engine drives one stream through the production Assembler and Dispatch
-// and checks invariants 1–5, 7 and 8 frame by frame. Deliveries arrive
-// with their recorded times; the clock a frame sees is the time of the
-// delivery holding its last byte, so any re-split of the same deliveries
-// sees the same clock.
+// engine drives one stream through a dispatch.Session, the same one a
+// live run feeds, and checks invariants 1–5, 7 and 8 frame by frame from
+// what the Session hands back. Its own state is a fixed set of counters:
+// it holds nothing per frame or per delivery unless keepFrames asks for
+// the frame list (an in-memory stream's model check).
 type engine struct {
-	a     *dispatch.Assembler
-	sinks *dispatch.Sinks
-	n     notifiers
+	s       *dispatch.Session
+	onFrame dispatch.FrameFunc // e.frame, bound once so feeding allocates nothing
+	last    fingerprint        // the state after the previous frame
 
-	starts, times []int64 // recorded deliveries, for the clock
-	fed           int64   // bytes registered as deliveries so far
-	frameEnd      int64   // offset of the last byte of the frame being dispatched
+	effects [dispatch.EffectBucket + 1]uint64 // accepted frames per effect, as a live run acts on them
+	// verdictsAccepted counts accepted verdict-class frames: each must
+	// be a kept entry or a dropped one (every verdict in one digest).
+	verdictsAccepted uint64
 
 	keepFrames bool
 	frames     []FrameResult
 
-	srdyAccepted, kadrAccepted int
-	v                          *violations
-}
-
-type notifiers struct {
-	kill, boot, physBase, kaslr dispatch.Counter
+	v *violations
 }
 
 func newEngine(keepFrames bool, v *violations) *engine {
-	e := &engine{a: dispatch.NewAssembler(), keepFrames: keepFrames, v: v}
-	e.sinks = dispatch.NewSinks(dispatch.ClockFunc(func() int64 {
-		return timeAt(e.starts, e.times, e.frameEnd)
-	}))
-	e.sinks.DigestOnly = true
-	e.sinks.Kill, e.sinks.BootComplete = &e.n.kill, &e.n.boot
-	e.sinks.PhysBase, e.sinks.KASLR = &e.n.physBase, &e.n.kaslr
+	e := &engine{s: dispatch.NewSession(), keepFrames: keepFrames, v: v}
+	e.onFrame = e.frame
+	e.last = e.fingerprint()
 	return e
 }
 
-// delivery registers a recorded delivery of n bytes received at t; its
-// bytes are fed separately, split however the chunking says.
-func (e *engine) delivery(t int64, n int) {
-	e.starts = append(e.starts, e.fed)
-	e.times = append(e.times, t)
-	e.fed += int64(n)
-}
-
-// fingerprint is every observable effect of Dispatch, compared before
-// and after each frame: a rejected or torn frame must change none of it.
+// fingerprint is every observable effect of the gates, compared from
+// one frame to the next: a rejected or torn frame must change none of it.
 type fingerprint struct {
-	killed                bool
-	killSignals           uint64
-	sysRdy                bool
-	snapshots, kernelOps  int
-	kaslr                 bool
-	step                  uint16
-	pauses                uint64
-	pauseNS               int64
-	verdicts              int
-	paused                bool
-	scenarioStart         int64
-	kill, boot, phys, kas dispatch.Counter
+	killed               bool
+	killSignals          uint64
+	sysRdy               bool
+	snapshots, kernelOps int
+	kaslr                bool
+	step                 uint16
+	pauses               uint64
+	pauseNS              int64
+	verdicts             int
+	dropped              uint64
+	paused               bool
+	scenarioStart        int64
 }
 
 func (e *engine) fingerprint() fingerprint {
-	o := &e.sinks.Outcome
+	o := e.s.Outcome()
 	return fingerprint{
 		killed: o.Killed, killSignals: o.KillSignals, sysRdy: o.SysRdy,
 		snapshots: len(o.SnapshotRequests), kernelOps: len(o.KernelOps), kaslr: o.KASLR != nil,
-		step: o.Step, pauses: o.WatchdogPauses, pauseNS: o.WatchdogPauseNS, verdicts: len(o.Verdicts),
-		paused: e.sinks.Paused(), scenarioStart: e.sinks.ScenarioStart(),
-		kill: e.n.kill, boot: e.n.boot, phys: e.n.physBase, kas: e.n.kaslr,
+		step: o.Step, pauses: o.WatchdogPauses, pauseNS: o.WatchdogPauseNS,
+		verdicts: len(o.Verdicts), dropped: o.VerdictsDropped,
+		paused: e.s.Paused(), scenarioStart: e.s.ScenarioStart(),
 	}
 }
 
-// feed feeds one piece and dispatches every frame it completes.
-func (e *engine) feed(p []byte) {
-	e.a.Feed(p)
-	for {
-		m, ok := e.a.Next()
-		if !ok {
-			break
-		}
-		e.dispatch(&m)
-	}
-	if c := e.a.BufferCap(); c > dispatch.MaxBuffered {
+// feed feeds one piece delivered at t.
+func (e *engine) feed(t int64, p []byte) {
+	e.s.Feed(t, p, e.onFrame)
+	e.checkBuffer()
+}
+
+// feedJoined feeds a piece joining several deliveries.
+func (e *engine) feedJoined(p []byte, marks []dispatch.Mark) {
+	e.s.FeedJoined(p, marks, e.onFrame)
+	e.checkBuffer()
+}
+
+func (e *engine) checkBuffer() {
+	if c := e.s.BufferCap(); c > dispatch.MaxBuffered {
 		e.v.add(7, "assembler buffer grew to %d bytes, past the bound of %d", c, dispatch.MaxBuffered)
 	}
 }
 
-func (e *engine) dispatch(m *dispatch.Message) {
-	e.frameEnd = m.Offset + int64(wire.HeaderSize+len(m.Payload)) - 1
-	before := e.fingerprint()
-	res := dispatch.Dispatch(m, e.sinks)
+// frame checks one frame the Session judged.
+func (e *engine) frame(m *dispatch.Message, res dispatch.Result) {
+	before := e.last
 	after := e.fingerprint()
+	e.last = after
 	at := func() string { return fmt.Sprintf("frame %s at offset %d", m.Tag, m.Offset) }
 
 	switch {
@@ -117,7 +104,7 @@ func (e *engine) dispatch(m *dispatch.Message) {
 		e.v.add(1, "%s is torn (crc ok %v, pad ok %v) but was accepted", at(), m.CRCOK, m.PadOK)
 	case !m.Intact() && after != before:
 		e.v.add(1, "%s is torn but changed the run's state", at())
-	case !res.Accepted() && after != before:
+	case !res.Accepted() && (after != before || res.Effect != dispatch.EffectNone):
 		e.v.add(1, "%s was rejected (%s) but changed the run's state", at(), res.Reject)
 	}
 	switch m.Tag.Class() {
@@ -130,46 +117,57 @@ func (e *engine) dispatch(m *dispatch.Message) {
 			e.v.add(3, "%s has an unknown tag but took effect", at())
 		}
 	case wire.Internal:
-		if after.verdicts != before.verdicts {
+		if after.verdicts != before.verdicts || after.dropped != before.dropped {
 			e.v.add(4, "%s is internal but entered the verdict bucket", at())
 		}
-	}
-	if res.Accepted() {
-		switch m.Tag {
-		case wire.SysRdy:
-			e.srdyAccepted++
-			if e.srdyAccepted > 1 {
-				e.v.add(5, "%s: SYS_RDY accepted %d times", at(), e.srdyAccepted)
-			}
-		case wire.KernelAddrs:
-			e.kadrAccepted++
-			if e.kadrAccepted > 1 {
-				e.v.add(5, "%s: KADR accepted %d times", at(), e.kadrAccepted)
-			}
+	case wire.Verdict:
+		if res.Accepted() {
+			e.verdictsAccepted++
 		}
 	}
-	if n := len(e.sinks.Outcome.SnapshotRequests); n > dispatch.MaxSnapshotRequests {
-		e.v.add(7, "%d snapshot requests accepted, past the bound of %d", n, dispatch.MaxSnapshotRequests)
+	if res.Accepted() && int(res.Effect) < len(e.effects) {
+		e.effects[res.Effect]++
+		switch {
+		case res.Effect == dispatch.EffectBootComplete && e.effects[res.Effect] > 1:
+			e.v.add(5, "%s: SYS_RDY accepted %d times", at(), e.effects[res.Effect])
+		case res.Effect == dispatch.EffectKernelAddrs && e.effects[res.Effect] > 1:
+			e.v.add(5, "%s: KADR accepted %d times", at(), e.effects[res.Effect])
+		}
 	}
-	if n := len(e.sinks.Outcome.KernelOps); n > dispatch.MaxKernelOps {
-		e.v.add(7, "%d kernel ops accepted, past the bound of %d", n, dispatch.MaxKernelOps)
+	if after.snapshots > dispatch.MaxSnapshotRequests {
+		e.v.add(7, "%d snapshot requests accepted, past the bound of %d", after.snapshots, dispatch.MaxSnapshotRequests)
+	}
+	if after.kernelOps > dispatch.MaxKernelOps {
+		e.v.add(7, "%d kernel ops accepted, past the bound of %d", after.kernelOps, dispatch.MaxKernelOps)
+	}
+	if after.verdicts > dispatch.MaxVerdicts {
+		e.v.add(7, "%d verdict entries kept, past the budget of %d", after.verdicts, dispatch.MaxVerdicts)
 	}
 	if e.keepFrames {
 		e.frames = append(e.frames, FrameResult{
-			Offset: m.Offset, Time: timeAt(e.starts, e.times, e.frameEnd), Tag: m.Tag, Len: len(m.Payload),
+			Offset: m.Offset, Time: m.Time, Tag: m.Tag, Len: len(m.Payload),
 			CRCOK: m.CRCOK, PadOK: m.PadOK, Result: res,
 		})
 	}
 }
 
-// finish ends the stream and returns the outcome.
+// finish ends the stream and returns the outcome, checking that every
+// accepted verdict is covered by exactly one digest: a kept entry's or
+// the dropped-verdict digest.
 func (e *engine) finish() dispatch.Outcome {
-	e.sinks.Outcome.SetStreamStats(e.a.Finish())
-	return e.sinks.Outcome
+	out := e.s.Finish()
+	if kept := uint64(len(out.Verdicts)); kept+out.VerdictsDropped != e.verdictsAccepted {
+		e.v.add(7, "%d verdicts accepted, but %d kept and %d dropped", e.verdictsAccepted, kept, out.VerdictsDropped)
+	}
+	if out.VerdictsDropped == 0 && out.VerdictsDroppedSHA256 != dispatch.EmptyDigest() {
+		e.v.add(7, "no verdict dropped, yet the dropped-verdict digest is %s", out.VerdictsDroppedSHA256)
+	}
+	return out
 }
 
 // violations collects broken invariants, keeping the first few messages
-// of each so a report stays readable on a pathological stream.
+// of each so a report stays readable (and bounded) on a pathological
+// stream.
 type violations struct {
 	list  []string
 	count map[int]int
@@ -200,16 +198,19 @@ func runStream(s *Stream, c Chunking, keepFrames bool, v *violations) (out dispa
 			v.add(8, "panic while replaying: %v", r)
 		}
 	}()
-	sp := newSplitter(c)
-	for i := range s.Deliveries() {
-		d := s.Delivery(i)
-		e.delivery(s.Times[i], len(d))
-		sp.split(d, e.feed)
-	}
-	sp.flush(e.feed)
 	if c.Kind == ChunkWhole {
-		e.feed(s.Data)
+		marks := make([]dispatch.Mark, s.Deliveries())
+		for i := range marks {
+			marks[i] = dispatch.Mark{Off: int(s.Starts[i]), Time: s.Times[i]}
+		}
+		e.feedJoined(s.Data, marks)
+	} else {
+		sp := newSplitter(c, e)
+		for i := range s.Deliveries() {
+			sp.split(s.Times[i], s.Delivery(i))
+		}
+		sp.flush()
 	}
 	out = e.finish()
-	return out, e.frames, e.a.Stats()
+	return out, e.frames, e.s.Stats()
 }

@@ -20,19 +20,14 @@ type span struct {
 	tag      wire.Tag
 }
 
-// frameSpans frames s with the production Assembler (mutations target
-// frame boundaries, so they need them, not gate results).
+// frameSpans frames s with a Session, as every path does (mutations
+// target frame boundaries, so they need those, not gate results).
 func frameSpans(data []byte) []span {
-	a := dispatch.NewAssembler()
-	a.Feed(data)
 	var out []span
-	for {
-		m, ok := a.Next()
-		if !ok {
-			return out
-		}
+	dispatch.NewSession().Feed(0, data, func(m *dispatch.Message, _ dispatch.Result) {
 		out = append(out, span{off: int(m.Offset), len: wire.HeaderSize + len(m.Payload), tag: m.Tag})
-	}
+	})
+	return out
 }
 
 // Operator mutates a stream. It returns false when the stream offers it

@@ -60,15 +60,17 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 	if limit == 0 {
 		limit = DefaultModelLimit
 	}
+	if opt.Chunking.Kind == ChunkWhole && limit <= 0 {
+		return nil, fmt.Errorf("%s: chunking whole feeds the stream in one piece, which needs it in memory; use recorded, bytes or random:SEED", name)
+	}
 	rep := &Report{Trace: name, Meta: r.Meta(), Violations: []string{}}
 	v := &violations{}
 	e := newEngine(false, v)
-	sp := newSplitter(opt.Chunking)
+	sp := newSplitter(opt.Chunking, e)
 	var held *Stream // the stream in memory while it fits the limit
 	if limit > 0 {
 		held = &Stream{}
 	}
-	var whole []byte
 	pipe := newRecordPipe(r)
 	defer pipe.close()
 
@@ -97,18 +99,18 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 					continue
 				}
 				rep.Deliveries++
-				e.delivery(rec.TimeNS, len(rec.Data))
 				if held != nil {
 					if int64(len(held.Data)+len(rec.Data)) > limit {
+						if opt.Chunking.Kind == ChunkWhole {
+							return fmt.Errorf("chunking whole feeds the stream in one piece, and this one exceeds %d bytes; use recorded, bytes or random:SEED", limit)
+						}
 						held = nil
 					} else {
 						held.Append(rec.TimeNS, rec.Data)
 					}
 				}
-				if opt.Chunking.Kind == ChunkWhole {
-					whole = append(whole, rec.Data...)
-				} else {
-					sp.split(rec.Data, e.feed)
+				if opt.Chunking.Kind != ChunkWhole {
+					sp.split(rec.TimeNS, rec.Data)
 				}
 				// The Assembler keeps no reference once Next has reported
 				// false, so the buffer can go back to the decoder.
@@ -122,13 +124,18 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 		return nil, fmt.Errorf("%s: %w: %w", name, ErrBadTrace, err)
 	}
 	if v.count[8] == 0 {
-		sp.flush(e.feed)
 		if opt.Chunking.Kind == ChunkWhole {
-			e.feed(whole)
+			marks := make([]dispatch.Mark, held.Deliveries())
+			for i := range marks {
+				marks[i] = dispatch.Mark{Off: int(held.Starts[i]), Time: held.Times[i]}
+			}
+			e.feedJoined(held.Data, marks)
+		} else {
+			sp.flush()
 		}
 	}
 	rep.Outcome = e.finish()
-	rep.Stats = e.a.Stats()
+	rep.Stats = e.s.Stats()
 	rep.Frames, rep.Bytes = rep.Stats.Frames, rep.Stats.Bytes
 
 	if held != nil && v.count[8] == 0 {

@@ -18,22 +18,11 @@ import (
 // liveOutcome dispatches deliveries the way the live coordinator does:
 // each delivery fed as it arrives, the clock reading its arrival time.
 func liveOutcome(deliveries [][]byte, times []int64) dispatch.Outcome {
-	a := dispatch.NewAssembler()
-	var now int64
-	s := dispatch.NewSinks(dispatch.ClockFunc(func() int64 { return now }))
+	s := dispatch.NewSession()
 	for i, d := range deliveries {
-		now = times[i]
-		a.Feed(d)
-		for {
-			m, ok := a.Next()
-			if !ok {
-				break
-			}
-			dispatch.Dispatch(&m, s)
-		}
+		s.Feed(times[i], d, nil)
 	}
-	s.Outcome.SetStreamStats(a.Finish())
-	return s.Outcome
+	return s.Finish()
 }
 
 // traceOf writes deliveries (at 1 ms steps) as a trace with an END

@@ -21,14 +21,19 @@ import (
 
 // Reasons a run ends, stored in the trace's END record.
 const (
-	EndPoweroff  = "poweroff"    // the guest powered off by itself
-	EndSchedExit = "sched_exit"  // an accepted SCDX made the host stop the guest
-	EndWatchdog  = "watchdog"    // the run watchdog expired
-	EndTimeout   = "timeout"     // the overall timeout expired
-	EndSignal    = "signal"      // the recorder was interrupted
-	EndGuestDied = "guest_died"  // the guest reset, panicked or its VMM failed
-	EndTraceErr  = "trace_error" // the trace could not be written
+	EndPoweroff  = "poweroff"     // the guest powered off by itself
+	EndSchedExit = "sched_exit"   // an accepted SCDX made the host stop the guest
+	EndWatchdog  = "watchdog"     // the run watchdog expired
+	EndTimeout   = "timeout"      // the overall timeout expired
+	EndSignal    = "signal"       // the recorder was interrupted
+	EndGuestDied = "guest_died"   // the guest reset, panicked or its VMM failed
+	EndTraceErr  = "trace_error"  // the trace could not be written
+	EndTraceFull = "trace_budget" // the guest would have written past Run.MaxTrace
 )
+
+// DefaultMaxTrace is the trace budget of a run: the most TX bytes it
+// records (and dispatches) before it stops the guest with EndTraceFull.
+const DefaultMaxTrace = 4 << 30
 
 // Run is one live recording: it boots a guest through Backend, taps
 // every bulk-port delivery into a trace, and dispatches it with live
@@ -45,6 +50,10 @@ type Run struct {
 	// Watchdog is the run watchdog period: armed at start, re-armed by
 	// SCST, paused by SCPP and resumed by SCRR. 0 disables it.
 	Watchdog time.Duration
+	// MaxTrace is the most TX bytes the run records; a guest that would
+	// write past it is stopped with EndTraceFull, and what it wrote up
+	// to the budget is recorded and dispatched. 0 means DefaultMaxTrace.
+	MaxTrace int64
 	// Progress, if set, is called from the run's goroutine whenever the
 	// run's state changes; it must return quickly.
 	Progress func(Progress)
@@ -157,19 +166,20 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 
 // coordinator is the state of one Execute.
 type coordinator struct {
-	run   *Run
-	start time.Time // the run clock's zero
-	m     Machine
-	trace *capture.Writer
-	sinks *dispatch.Sinks
-	asm   *dispatch.Assembler
-	wd    liveWatchdog
-	now   int64 // timestamp of the delivery being dispatched
-	res   Result
-	rx    chan []byte // frames for the guest's RX side
-	rxWG  sync.WaitGroup
-	phase string
-	stop  struct {
+	run     *Run
+	start   time.Time // the run clock's zero
+	m       Machine
+	trace   *capture.Writer
+	sess    *dispatch.Session
+	onFrame dispatch.FrameFunc // c.frame, bound once
+	wd      liveWatchdog
+	now     int64 // timestamp of the delivery being dispatched
+	txBytes int64 // TX bytes recorded, against the trace budget
+	res     Result
+	rx      chan []byte // frames for the guest's RX side
+	rxWG    sync.WaitGroup
+	phase   string
+	stop    struct {
 		reason, detail string
 	}
 }
@@ -216,14 +226,10 @@ func (c *coordinator) execute(ctx context.Context) (Result, error) {
 		}
 	}
 
-	c.asm = dispatch.NewAssembler()
-	c.sinks = dispatch.NewSinks(dispatch.ClockFunc(func() int64 { return c.now }))
-	// The END outcome holds digests only; the payloads the Result keeps
-	// (TEST, EXIT, CRSH) are copied as they are dispatched.
-	c.sinks.DigestOnly = true
+	c.sess = dispatch.NewSession()
+	c.onFrame = c.frame
 	if r.Watchdog > 0 {
 		c.wd = liveWatchdog{period: int64(r.Watchdog), deadline: c.clock() + int64(r.Watchdog), armed: true}
-		c.sinks.Watchdog = &c.wd
 	}
 	c.rx = make(chan []byte, 2*dispatch.MaxSnapshotRequests)
 	c.rxWG.Add(1)
@@ -342,30 +348,44 @@ func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery, free
 	}
 }
 
-// deliver taps one delivery into the trace and dispatches it.
+// deliver taps one delivery into the trace and feeds it to the Session.
+// Past the trace budget nothing more is recorded or dispatched: the
+// guest is stopped, and what it still sends until it is gone is read
+// and dropped, so the port never backs up.
 func (c *coordinator) deliver(d delivery) {
+	b := d.b
+	if left := c.maxTrace() - c.txBytes; int64(len(b)) > left {
+		b = b[:max(left, 0)]
+		defer c.halt(EndTraceFull, fmt.Sprintf("the guest wrote past the trace budget of %d bytes (--max-trace)", c.maxTrace()))
+	}
+	if len(b) == 0 {
+		return
+	}
 	c.now = d.t
-	if err := c.trace.WriteData(capture.TX, capture.BulkPort, d.t, d.b); err != nil {
+	c.txBytes += int64(len(b))
+	if err := c.trace.WriteData(capture.TX, capture.BulkPort, d.t, b); err != nil {
 		c.halt(EndTraceErr, "cannot write the trace: "+err.Error())
 	}
-	c.asm.Feed(d.b)
-	for {
-		msg, ok := c.asm.Next()
-		if !ok {
-			break
-		}
-		res := dispatch.Dispatch(&msg, c.sinks)
-		if !res.Accepted() {
-			continue
-		}
-		c.effect(&msg, res.Effect, d.t)
-	}
+	c.sess.Feed(d.t, b, c.onFrame)
 	c.progress()
 }
 
-// effect carries out what an accepted frame asks of the live run.
-func (c *coordinator) effect(msg *dispatch.Message, e dispatch.Effect, t int64) {
-	switch e {
+func (c *coordinator) maxTrace() int64 {
+	if c.run.MaxTrace > 0 {
+		return c.run.MaxTrace
+	}
+	return DefaultMaxTrace
+}
+
+// frame carries out what an accepted frame asks of the live run: its
+// Result's Effect is the one channel by which the gates reach the world,
+// the same one replay counts.
+func (c *coordinator) frame(msg *dispatch.Message, r dispatch.Result) {
+	if !r.Accepted() {
+		return
+	}
+	t := msg.Time
+	switch r.Effect {
 	case dispatch.EffectBootComplete:
 		c.res.SysRdyNS = t
 		c.phase = "running"
@@ -377,11 +397,17 @@ func (c *coordinator) effect(msg *dispatch.Message, e dispatch.Effect, t int64) 
 			c.halt(EndSchedExit, fmt.Sprintf("the guest reported its scheduler died (SCDX, status %s)", statusText(msg.Payload)))
 		}
 	case dispatch.EffectSnapshotQueued:
-		reqs := c.sinks.Outcome.SnapshotRequests
+		reqs := c.sess.Outcome().SnapshotRequests
 		c.snapshot(reqs[len(reqs)-1])
 	case dispatch.EffectKernelOpQueued:
-		ops := c.sinks.Outcome.KernelOps
+		ops := c.sess.Outcome().KernelOps
 		c.event("kernel_op", map[string]any{"op": ops[len(ops)-1], "supported": false})
+	case dispatch.EffectScenarioStart:
+		c.wd.rearm(t)
+	case dispatch.EffectWatchdogPause:
+		c.wd.pause(t)
+	case dispatch.EffectWatchdogResume:
+		c.wd.resume(t)
 	case dispatch.EffectBucket:
 		switch msg.Tag {
 		case wire.TestResult:
@@ -501,10 +527,8 @@ func (c *coordinator) halt(reason, detail string) {
 
 // finish writes the END record.
 func (c *coordinator) finish(exit Exit, werr error) {
-	st := c.asm.Finish()
-	c.sinks.Outcome.SetStreamStats(st)
-	c.res.Stats = st
-	c.res.Outcome = c.sinks.Outcome
+	c.res.Outcome = c.sess.Finish()
+	c.res.Stats = c.sess.Stats()
 	c.res.Reason, c.res.Detail = c.stop.reason, c.stop.detail
 	if c.res.Reason == "" {
 		switch exit.Reason {
@@ -559,10 +583,10 @@ func (c *coordinator) progress() {
 		return
 	}
 	p := Progress{Phase: c.phase, SysRdyNS: c.res.SysRdyNS, Snapshots: c.res.Snapshots, NowNS: c.clock()}
-	if c.asm != nil {
-		st := c.asm.Stats()
+	if c.sess != nil {
+		st := c.sess.Stats()
 		p.Frames, p.Bytes = st.Frames, st.Bytes
-		rj := c.sinks.Outcome.Rejected
+		rj := c.sess.Outcome().Rejected
 		p.Rejected = rj.CRC + rj.Pad + rj.UnknownTag + rj.ForgedTag + rj.Shape + rj.OneshotRepeat + rj.Overflow + rj.OutOfOrder
 	}
 	c.run.Progress(p)
@@ -583,8 +607,8 @@ func statusText(p []byte) string {
 	return fmt.Sprintf("unknown: %d-byte payload", len(p))
 }
 
-// liveWatchdog is the run watchdog on the run clock. Dispatch drives it
-// through the dispatch.Watchdog interface; the loop asks when it is due.
+// liveWatchdog is the run watchdog on the run clock. The effects of
+// SCST, SCPP and SCRR move it; the loop asks when it is due.
 type liveWatchdog struct {
 	period    int64
 	deadline  int64 // run clock at which it fires, while armed and running
@@ -593,9 +617,9 @@ type liveWatchdog struct {
 	paused    bool
 }
 
-// Rearm restarts the full period (SCST). A paused watchdog stays paused
+// rearm restarts the full period (SCST). A paused watchdog stays paused
 // with the full period left.
-func (w *liveWatchdog) Rearm(now int64) {
+func (w *liveWatchdog) rearm(now int64) {
 	if !w.armed {
 		return
 	}
@@ -606,8 +630,8 @@ func (w *liveWatchdog) Rearm(now int64) {
 	w.deadline = now + w.period
 }
 
-// Pause stops the countdown (SCPP).
-func (w *liveWatchdog) Pause(now int64) {
+// pause stops the countdown (SCPP).
+func (w *liveWatchdog) pause(now int64) {
 	if !w.armed || w.paused {
 		return
 	}
@@ -615,8 +639,8 @@ func (w *liveWatchdog) Pause(now int64) {
 	w.remaining = max(w.deadline-now, 0)
 }
 
-// Resume continues the countdown (SCRR).
-func (w *liveWatchdog) Resume(now int64) {
+// resume continues the countdown (SCRR).
+func (w *liveWatchdog) resume(now int64) {
 	if !w.armed || !w.paused {
 		return
 	}

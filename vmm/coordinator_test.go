@@ -186,29 +186,17 @@ func readTrace(t *testing.T, b []byte) (capture.Meta, []capture.Record) {
 	return r.Meta(), recs
 }
 
-// redispatch runs the recorded TX deliveries through a fresh Assembler
-// and Dispatch with the recorded timestamps as the clock.
+// redispatch runs the recorded TX deliveries through a fresh Session
+// with the recorded timestamps as the clock.
 func redispatch(recs []capture.Record) dispatch.Outcome {
-	var now int64
-	s := dispatch.NewSinks(dispatch.ClockFunc(func() int64 { return now }))
-	s.DigestOnly = true
-	a := dispatch.NewAssembler()
+	s := dispatch.NewSession()
 	for _, rec := range recs {
 		if rec.Kind != capture.KindData || rec.Dir != capture.TX {
 			continue
 		}
-		now = rec.TimeNS
-		a.Feed(rec.Data)
-		for {
-			m, ok := a.Next()
-			if !ok {
-				break
-			}
-			dispatch.Dispatch(&m, s)
-		}
+		s.Feed(rec.TimeNS, rec.Data, nil)
 	}
-	s.Outcome.SetStreamStats(a.Finish())
-	return s.Outcome
+	return s.Finish()
 }
 
 func endOf(t *testing.T, recs []capture.Record) *capture.End {
@@ -425,14 +413,14 @@ func TestLiveWatchdog(t *testing.T) {
 	d, ok := w.due(30)
 	require.True(t, ok)
 	assert.Equal(t, time.Duration(70), d)
-	w.Rearm(50)
+	w.rearm(50)
 	d, _ = w.due(50)
 	assert.Equal(t, time.Duration(100), d)
-	w.Pause(80) // 70 left
+	w.pause(80) // 70 left
 	_, ok = w.due(1000)
 	assert.False(t, ok, "paused: never due")
-	w.Rearm(90) // still paused, full period left
-	w.Resume(500)
+	w.rearm(90) // still paused, full period left
+	w.resume(500)
 	d, _ = w.due(500)
 	assert.Equal(t, time.Duration(100), d)
 	w.extend(25)
@@ -442,9 +430,9 @@ func TestLiveWatchdog(t *testing.T) {
 	assert.Equal(t, time.Duration(-75), d, "overdue")
 
 	off := liveWatchdog{}
-	off.Rearm(1)
-	off.Pause(1)
-	off.Resume(2)
+	off.rearm(1)
+	off.pause(1)
+	off.resume(2)
 	_, ok = off.due(1 << 40)
 	assert.False(t, ok, "a disabled watchdog is never due")
 }

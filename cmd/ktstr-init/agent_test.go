@@ -63,20 +63,11 @@ func frames(t *testing.T, stream []byte) []frameSeen {
 	return out
 }
 
-// dispatchAll runs a stream through the real Assembler and Dispatch.
-func dispatchAll(stream []byte) *dispatch.Sinks {
-	s := dispatch.NewSinks(nil)
-	a := dispatch.NewAssembler()
-	a.Feed(stream)
-	for {
-		m, ok := a.Next()
-		if !ok {
-			break
-		}
-		dispatch.Dispatch(&m, s)
-	}
-	s.Outcome.SetStreamStats(a.Finish())
-	return s
+// dispatchAll runs a stream through a Session, as the host does.
+func dispatchAll(stream []byte) dispatch.Outcome {
+	s := dispatch.NewSession()
+	s.Feed(0, stream, nil)
+	return s.Finish()
 }
 
 func TestParseCmdline(t *testing.T) {
@@ -101,7 +92,7 @@ func TestParseCmdline(t *testing.T) {
 func TestRegistry(t *testing.T) {
 	r, err := newRegistry(builtinScenarios())
 	require.NoError(t, err)
-	assert.Equal(t, []string{"crash", "hostile", "sched-exit", "sched-ext", "snapshot", "steady", "throughput"}, r.names())
+	assert.Equal(t, []string{"crash", "flood", "flood-mixed", "hostile", "sched-exit", "sched-ext", "snapshot", "steady", "throughput"}, r.names())
 	s, ok := r.lookup("steady")
 	require.True(t, ok)
 	assert.Equal(t, "steady", s.name)
@@ -178,7 +169,7 @@ func TestHostileSequenceProvokesWhatItClaims(t *testing.T) {
 	// A closing intact frame proves the stream is back in sync.
 	stream = wire.AppendFrame(stream, wire.TestResult, []byte(`{"end":1}`))
 	s := dispatchAll(stream)
-	o := s.Outcome
+	o := s
 	r := o.Rejected
 
 	assert.Equal(t, provoked{CRC: 3, Pad: 2, UnknownTag: 2, ForgedTag: 2, Shape: 7, OneshotRepeat: 2,
@@ -227,7 +218,7 @@ func TestRacingUnitsStayAligned(t *testing.T) {
 		}
 		stream = wire.AppendFrame(stream, wire.TestResult, []byte("end"))
 		s := dispatchAll(stream)
-		o := s.Outcome
+		o := s
 		require.NotEmpty(t, o.Verdicts)
 		last := o.Verdicts[len(o.Verdicts)-1]
 		require.Equal(t, wire.TestResult, last.Tag, "trial %d: the frame after the race is framed intact", trial)
@@ -242,7 +233,7 @@ func TestRacingUnitsStayAligned(t *testing.T) {
 		h, p := racingUnits(0, i)
 		stream = append(append(stream, h...), p...)
 	}
-	assert.Len(t, dispatchAll(stream).Outcome.Verdicts, 5)
+	assert.Len(t, dispatchAll(stream).Verdicts, 5)
 }
 
 func TestRaceWritesEveryUnit(t *testing.T) {

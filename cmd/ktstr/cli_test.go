@@ -28,9 +28,8 @@ func ktstr(args ...string) (code int, stdout, stderr string) {
 // holding the outcome a live run would have produced (or a wrong one).
 func writeSeedTrace(t *testing.T, dir, name string, seed corpus.Seed, tamper bool) string {
 	t.Helper()
-	a := dispatch.NewAssembler()
 	var now int64
-	s := dispatch.NewSinks(dispatch.ClockFunc(func() int64 { return now }))
+	s := dispatch.NewSession()
 	path := filepath.Join(dir, name)
 	f, err := os.Create(path)
 	require.NoError(t, err)
@@ -39,20 +38,13 @@ func writeSeedTrace(t *testing.T, dir, name string, seed corpus.Seed, tamper boo
 	for i, d := range seed.Deliveries {
 		now = int64(i+1) * 1000
 		require.NoError(t, w.WriteData(capture.TX, capture.BulkPort, now, d))
-		a.Feed(d)
-		for {
-			m, ok := a.Next()
-			if !ok {
-				break
-			}
-			dispatch.Dispatch(&m, s)
-		}
+		s.Feed(now, d, nil)
 	}
-	s.Outcome.SetStreamStats(a.Finish())
+	out := s.Finish()
 	if tamper {
-		s.Outcome.Step = 77
+		out.Step = 77
 	}
-	js, err := json.Marshal(s.Outcome)
+	js, err := json.Marshal(out)
 	require.NoError(t, err)
 	require.NoError(t, w.WriteEnd(capture.End{TimeNS: now, Reason: "test", Outcome: js}))
 	require.NoError(t, w.Close())

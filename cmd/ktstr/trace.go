@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -45,30 +46,55 @@ type frameEvent struct {
 	result dispatch.Result
 }
 
-// walkTrace frames a trace's bulk-port deliveries in both directions and
-// judges TX frames with the production Dispatch, clocked by the recorded
-// times as replay does. RX frames (host→guest) are framed but not judged.
-func walkTrace(path string, onFrame func(frameEvent), onRecord func(capture.Record)) (capture.Meta, error) {
+// walked is what walkTrace read: the metadata, the outcome its TX
+// frames give, and where the trace ended early, if it did.
+type walked struct {
+	meta      capture.Meta
+	outcome   dispatch.Outcome
+	stats     dispatch.Stats // of the TX stream
+	truncated error // the trace ends early; what came before it was walked
+}
+
+// walkTrace frames a trace's bulk-port deliveries in both directions
+// through Sessions clocked by the recorded times, as replay does: TX
+// frames are judged by the gates; RX frames (host→guest, written by the
+// host) are framed by a Session of their own and not judged. It holds
+// nothing per frame or per record: onFrame and onRecord see each once.
+func walkTrace(path string, onFrame func(frameEvent), onRecord func(capture.Record)) (walked, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return capture.Meta{}, err
+		return walked{}, err
 	}
 	defer f.Close()
 	r, err := capture.NewReader(f)
 	if err != nil {
-		return capture.Meta{}, fmt.Errorf("%s: %w", path, err)
+		return walked{}, fmt.Errorf("%s: %w", path, err)
 	}
-	var now int64
-	sinks := dispatch.NewSinks(dispatch.ClockFunc(func() int64 { return now }))
-	sinks.DigestOnly = true
-	tx, rx := dispatch.NewAssembler(), dispatch.NewAssembler()
+	var w walked
+	tx, rx := dispatch.NewSession(), dispatch.NewSession()
+	var dir capture.Direction
+	emit := func(m *dispatch.Message, res dispatch.Result) {
+		if onFrame == nil {
+			return
+		}
+		ev := frameEvent{offset: m.Offset, timeNS: m.Time, dir: dir, tag: m.Tag, len: len(m.Payload), intact: m.Intact()}
+		if dir == capture.TX {
+			ev.result = res
+		}
+		onFrame(ev)
+	}
 	for {
 		rec, err := r.Next()
 		if errors.Is(err, io.EOF) {
-			return r.Meta(), nil
+			break
+		}
+		if errors.Is(err, capture.ErrTruncated) {
+			w.truncated = err
+			break
 		}
 		if err != nil {
-			return r.Meta(), fmt.Errorf("%s: %w", path, err)
+			w.meta = r.Meta()
+			return w, fmt.Errorf("%s: %w", path, err)
 		}
 		if onRecord != nil {
 			onRecord(rec)
@@ -76,26 +102,15 @@ func walkTrace(path string, onFrame func(frameEvent), onRecord func(capture.Reco
 		if rec.Kind != capture.KindData || rec.Port != capture.BulkPort {
 			continue
 		}
-		now = rec.TimeNS
-		a := tx
-		if rec.Dir == capture.RX {
-			a = rx
+		dir = rec.Dir
+		s := tx
+		if dir == capture.RX {
+			s = rx
 		}
-		a.Feed(rec.Data)
-		for {
-			m, ok := a.Next()
-			if !ok {
-				break
-			}
-			ev := frameEvent{offset: m.Offset, timeNS: rec.TimeNS, dir: rec.Dir, tag: m.Tag, len: len(m.Payload), intact: m.Intact()}
-			if rec.Dir == capture.TX {
-				ev.result = dispatch.Dispatch(&m, sinks)
-			}
-			if onFrame != nil {
-				onFrame(ev)
-			}
-		}
+		s.Feed(rec.TimeNS, rec.Data, emit)
 	}
+	w.meta, w.outcome, w.stats = r.Meta(), tx.Finish(), tx.Stats()
+	return w, nil
 }
 
 func dirName(d capture.Direction) string {
@@ -105,6 +120,8 @@ func dirName(d capture.Direction) string {
 	return "TX"
 }
 
+// traceShow prints one line per frame and event as it reads them, in
+// fixed-width columns (a tabwriter would hold every line until the end).
 func traceShow(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("trace show", "TRACE", stderr)
 	if help, err := parseFlags(fs, args); help || err != nil {
@@ -113,10 +130,17 @@ func traceShow(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usagef("trace show: give exactly one trace")
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "OFFSET\tTIME\tDIR\tTAG\tLEN\tINTACT\tACTION")
+	out := bufio.NewWriter(stdout)
+	header := false
+	line := func(off, t, dir, tag, n, intact, action string) {
+		if !header {
+			header = true
+			fmt.Fprintf(out, "%-12s %-12s %-3s %-10s %-8s %-6s %s\n", "OFFSET", "TIME", "DIR", "TAG", "LEN", "INTACT", "ACTION")
+		}
+		fmt.Fprintf(out, "%-12s %-12s %-3s %-10s %-8s %-6s %s\n", off, t, dir, tag, n, intact, action)
+	}
 	var end *capture.End
-	meta, err := walkTrace(fs.Arg(0), func(ev frameEvent) {
+	w, err := walkTrace(fs.Arg(0), func(ev frameEvent) {
 		action := "host→guest"
 		if ev.dir == capture.TX {
 			action = ev.result.Effect.String()
@@ -128,29 +152,46 @@ func traceShow(args []string, stdout, stderr io.Writer) error {
 		if ev.intact {
 			intact = "yes"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", ev.offset, fmtTime(ev.timeNS), dirName(ev.dir), ev.tag, ev.len, intact, action)
+		line(fmt.Sprint(ev.offset), fmtTime(ev.timeNS), dirName(ev.dir), ev.tag.String(), fmt.Sprint(ev.len), intact, action)
 	}, func(rec capture.Record) {
 		switch rec.Kind {
 		case capture.KindEvent:
-			fmt.Fprintf(tw, "-\t%s\tEV\t%s\t-\t-\t%s\n", fmtTime(rec.TimeNS), rec.Name, string(rec.Detail))
+			line("-", fmtTime(rec.TimeNS), "EV", rec.Name, "-", "-", string(rec.Detail))
 		case capture.KindEnd:
 			end = rec.End
 		}
 	})
-	tw.Flush()
 	if err != nil {
+		out.Flush()
 		return usageErr(fmt.Errorf("trace show: %w", err))
 	}
-	if end != nil {
-		fmt.Fprintf(stdout, "END at %s: %s, exit status %d\n", fmtTime(end.TimeNS), end.Reason, end.ExitStatus)
+	o := &w.outcome
+	fmt.Fprintf(out, "TX: %d frames in %d bytes; verdicts kept %d, dropped %d past the budget of %d\n",
+		w.stats.Frames, w.stats.Bytes, len(o.Verdicts), o.VerdictsDropped, dispatch.MaxVerdicts)
+	if t := o.Rejected.TruncatedTailBytes; t > 0 {
+		fmt.Fprintf(out, "stream ends inside a frame: %d bytes left unframed\n", t)
 	}
-	fmt.Fprintf(stdout, "trace of %s run, scenario %q\n", meta.Backend, meta.Scenario)
+	if end != nil {
+		fmt.Fprintf(out, "END at %s: %s, exit status %d\n", fmtTime(end.TimeNS), end.Reason, end.ExitStatus)
+	}
+	fmt.Fprintf(out, "trace of %s run, scenario %q\n", w.meta.Backend, w.meta.Scenario)
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("trace show: writing the output: %w", err)
+	}
+	if w.truncated != nil {
+		return usageErr(fmt.Errorf("trace show: %s: %w (the lines above are what it holds)", fs.Arg(0), w.truncated))
+	}
 	return nil
 }
 
 func fmtTime(ns int64) string {
 	return fmt.Sprintf("%.6fs", float64(ns)/1e9)
 }
+
+// otherTags is the row trace stat folds every unlisted tag into: a
+// trace may hold four billion of them, and a row each is memory a
+// trace file would choose.
+const otherTags = "other"
 
 func traceStat(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("trace stat", "TRACE", stderr)
@@ -163,21 +204,27 @@ func traceStat(args []string, stdout, stderr io.Writer) error {
 	type tagStat struct {
 		frames, bytes, accepted, rejected int64
 	}
-	tags := map[wire.Tag]*tagStat{}
+	// One row per listed tag and one for every other: bounded whatever
+	// the trace holds.
+	tags := map[string]*tagStat{}
 	reasons := map[dispatch.Reason]int64{}
 	var deliveries [2]int64
 	var dataBytes [2]int64
 	var last int64
 	var events int
 	var end *capture.End
-	meta, err := walkTrace(fs.Arg(0), func(ev frameEvent) {
+	w, err := walkTrace(fs.Arg(0), func(ev frameEvent) {
 		if ev.dir != capture.TX {
 			return
 		}
-		s := tags[ev.tag]
+		key := otherTags
+		if ev.tag.Listed() {
+			key = ev.tag.String()
+		}
+		s := tags[key]
 		if s == nil {
 			s = &tagStat{}
-			tags[ev.tag] = s
+			tags[key] = s
 		}
 		s.frames++
 		s.bytes += int64(ev.len)
@@ -206,39 +253,53 @@ func traceStat(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageErr(fmt.Errorf("trace stat: %w", err))
 	}
-	fmt.Fprintf(stdout, "trace %s: backend %s %s, scenario %q, kernel %s\n", fs.Arg(0), meta.Backend, meta.Accel, meta.Scenario, meta.KernelRelease)
+	out := bufio.NewWriter(stdout)
+	meta := w.meta
+	fmt.Fprintf(out, "trace %s: backend %s %s, scenario %q, kernel %s\n", fs.Arg(0), meta.Backend, meta.Accel, meta.Scenario, meta.KernelRelease)
 	if !meta.StartTime.IsZero() {
-		fmt.Fprintf(stdout, "started %s, last record at %s\n", meta.StartTime.Format(time.RFC3339), fmtTime(last))
+		fmt.Fprintf(out, "started %s, last record at %s\n", meta.StartTime.Format(time.RFC3339), fmtTime(last))
 	}
-	fmt.Fprintf(stdout, "TX: %d deliveries, %d bytes; RX: %d deliveries, %d bytes; %d events\n",
+	fmt.Fprintf(out, "TX: %d deliveries, %d bytes; RX: %d deliveries, %d bytes; %d events\n",
 		deliveries[0], dataBytes[0], deliveries[1], dataBytes[1], events)
-	if end != nil {
-		fmt.Fprintf(stdout, "ended: %s at %s, exit status %d\n", end.Reason, fmtTime(end.TimeNS), end.ExitStatus)
-	} else {
-		fmt.Fprintln(stdout, "ended: no END record (imported or cut short)")
+	switch {
+	case w.truncated != nil:
+		fmt.Fprintf(out, "ended: cut short (%v); the counts are of what it holds\n", w.truncated)
+	case end != nil:
+		fmt.Fprintf(out, "ended: %s at %s, exit status %d\n", end.Reason, fmtTime(end.TimeNS), end.ExitStatus)
+	default:
+		fmt.Fprintln(out, "ended: no END record (imported or cut short)")
 	}
-	keys := make([]wire.Tag, 0, len(tags))
+	o := &w.outcome
+	fmt.Fprintf(out, "verdicts: %d kept, %d dropped past the budget of %d (dropped digest %s)\n",
+		len(o.Verdicts), o.VerdictsDropped, dispatch.MaxVerdicts, o.VerdictsDroppedSHA256)
+	keys := make([]string, 0, len(tags))
 	for t := range tags {
 		keys = append(keys, t)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	sort.Strings(keys)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "TAG\tFRAMES\tPAYLOAD BYTES\tACCEPTED\tREJECTED\t")
 	for _, t := range keys {
 		s := tags[t]
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", t, s.frames, s.bytes, s.accepted, s.rejected)
 	}
 	tw.Flush()
-	fmt.Fprintln(stdout, "rejected by reason:")
+	fmt.Fprintln(out, "rejected by reason:")
 	anyReason := false
 	for _, r := range dispatch.Reasons() {
 		if n := reasons[r]; n > 0 {
-			fmt.Fprintf(stdout, "  %-15s %d\n", r, n)
+			fmt.Fprintf(out, "  %-15s %d\n", r, n)
 			anyReason = true
 		}
 	}
 	if !anyReason {
-		fmt.Fprintln(stdout, "  none")
+		fmt.Fprintln(out, "  none")
+	}
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("trace stat: writing the output: %w", err)
+	}
+	if w.truncated != nil {
+		return usageErr(fmt.Errorf("trace stat: %s: %w (the counts above are what it holds)", fs.Arg(0), w.truncated))
 	}
 	return nil
 }

@@ -63,27 +63,19 @@ func runGuest(t *testing.T, elf, cmdline string) guestRun {
 	t.Cleanup(func() { m.Stop() })
 
 	r := guestRun{m: m}
-	a := dispatch.NewAssembler()
-	sinks := dispatch.NewSinks(nil)
-	for !sinks.Outcome.Killed {
+	sess := dispatch.NewSession()
+	for !sess.Outcome().Killed {
 		d, err := m.Console().ReadDelivery()
 		if err != nil {
 			log, _ := os.ReadFile(logPath)
 			require.NoError(t, err, "the guest ended before SCDX; console:\n%s", log)
 		}
-		a.Feed(d.Data)
-		for {
-			msg, ok := a.Next()
-			if !ok {
-				break
-			}
-			dispatch.Dispatch(&msg, sinks)
-		}
+		sess.Feed(0, d.Data, nil)
 		r.deliveries = append(r.deliveries, d)
 		r.dispatched = append(r.dispatched, time.Now())
 	}
 	require.NoError(t, m.Stop())
-	r.outcome = sinks.Outcome
+	r.outcome = sess.Finish()
 	log, err := os.ReadFile(logPath)
 	require.NoError(t, err)
 	r.log = string(log)
