@@ -26,11 +26,10 @@ var ErrTooLarge = errors.New("TX stream over the export limit")
 // trace itself wrap replay.ErrBadTrace.
 func ExportTrace(src io.Reader, limit int64) ([]byte, *replay.Stream, error) {
 	s, _, _, err := replay.ReadStream(src, limit)
+	if errors.Is(err, replay.ErrTooLong) {
+		return nil, nil, fmt.Errorf("%w: the stream exceeds %d bytes", ErrTooLarge, limit)
+	}
 	if err != nil {
-		if !errors.Is(err, replay.ErrBadTrace) {
-			// ReadStream's only other error is the size limit.
-			return nil, nil, fmt.Errorf("%w: the stream exceeds %d bytes", ErrTooLarge, limit)
-		}
 		return nil, nil, err
 	}
 	return EncodeDispatchInput(s), s, nil

@@ -6,7 +6,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
 	"github.com/ktstr/ktstr/replay/model"
 )
@@ -47,7 +46,8 @@ func everyFieldStream(t *testing.T) *Stream {
 // (the control), and names the field when any one of them differs.
 func TestModelOutcomeDiffNamesTheField(t *testing.T) {
 	s := everyFieldStream(t)
-	out, _, _ := runStream(s, Chunking{Kind: ChunkRecorded}, false, &violations{})
+	r := runStream(s, Chunking{Kind: ChunkRecorded}, nil, &violations{})
+	out := r.out
 	base := func() model.Outcome { return model.Evaluate(s.Data, s.Starts, s.Times).Outcome }
 	m := base()
 	require.Equal(t, "", modelOutcomeDiff(&out, &m), "streaming path and model agree")
@@ -81,6 +81,8 @@ func TestModelOutcomeDiffNamesTheField(t *testing.T) {
 		{"verdicts[0]", func(m *model.Outcome) { m.Verdicts[0].Tag = "STDO" }},
 		{"verdicts[0]", func(m *model.Outcome) { m.Verdicts[0].Len++ }},
 		{"verdicts[0]", func(m *model.Outcome) { m.Verdicts[0].SHA256 = "00" + m.Verdicts[0].SHA256[2:] }},
+		{"verdicts_dropped", func(m *model.Outcome) { m.VerdictsDropped++ }},
+		{"verdicts_dropped_sha256", func(m *model.Outcome) { m.VerdictsDroppedSHA256 = "00" + m.VerdictsDroppedSHA256[2:] }},
 		{"rejected (a reject counter)", func(m *model.Outcome) { m.Rejected.OneshotRepeat++ }},
 		{"rejected (a reject counter)", func(m *model.Outcome) { m.Rejected.CRC++ }},
 		{"rejected (a stream counter)", func(m *model.Outcome) { m.Rejected.TruncatedTailBytes++ }},
@@ -95,7 +97,7 @@ func TestModelOutcomeDiffNamesTheField(t *testing.T) {
 	m = base()
 	m.Step++
 	v := &violations{}
-	compareModel(v, out, nil, dispatch.Stats{}, model.Result{Outcome: m})
+	compareModel(v, streamRun{out: out}, model.Result{Outcome: m})
 	require.NotEmpty(t, v.list)
 	assert.Contains(t, v.list[len(v.list)-1], "invariant 10: outcome differs from the model's in step")
 }

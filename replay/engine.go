@@ -1,10 +1,14 @@
 package replay
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash"
+	"hash/fnv"
 
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/replay/model"
 )
 
 // FrameResult is what happened to one frame in a replay.
@@ -33,14 +37,19 @@ type engine struct {
 	// be a kept entry or a dropped one (every verdict in one digest).
 	verdictsAccepted uint64
 
-	keepFrames bool
-	frames     []FrameResult
+	// With expect set (an in-memory stream's model check), each frame is
+	// compared with the model's as it comes, so neither side's frame list
+	// is held twice. seq digests the frame sequence for the split check.
+	expect    []model.Frame
+	framed    int
+	modelDiff string // the first frame the model disagrees on, described
+	seq       hash.Hash64
 
 	v *violations
 }
 
-func newEngine(keepFrames bool, v *violations) *engine {
-	e := &engine{s: dispatch.NewSession(), keepFrames: keepFrames, v: v}
+func newEngine(expect []model.Frame, v *violations) *engine {
+	e := &engine{s: dispatch.NewSession(), expect: expect, v: v, seq: fnv.New64a()}
 	e.onFrame = e.frame
 	e.last = e.fingerprint()
 	return e
@@ -143,12 +152,43 @@ func (e *engine) frame(m *dispatch.Message, res dispatch.Result) {
 	if after.verdicts > dispatch.MaxVerdicts {
 		e.v.add(7, "%d verdict entries kept, past the budget of %d", after.verdicts, dispatch.MaxVerdicts)
 	}
-	if e.keepFrames {
-		e.frames = append(e.frames, FrameResult{
-			Offset: m.Offset, Time: m.Time, Tag: m.Tag, Len: len(m.Payload),
-			CRCOK: m.CRCOK, PadOK: m.PadOK, Result: res,
-		})
+	if e.expect != nil {
+		e.compare(FrameResult{Offset: m.Offset, Time: m.Time, Tag: m.Tag, Len: len(m.Payload), CRCOK: m.CRCOK, PadOK: m.PadOK, Result: res})
 	}
+}
+
+// compare checks frame f against the model's frame of the same index and
+// folds it into the sequence digest.
+func (e *engine) compare(f FrameResult) {
+	i := e.framed
+	e.framed++
+	var b [8 + 8 + 4 + 4 + 4]byte
+	binary.LittleEndian.PutUint64(b[0:], uint64(f.Offset))
+	binary.LittleEndian.PutUint64(b[8:], uint64(f.Time))
+	binary.LittleEndian.PutUint32(b[16:], uint32(f.Tag))
+	binary.LittleEndian.PutUint32(b[20:], uint32(f.Len))
+	b[24], b[25], b[26], b[27] = boolByte(f.CRCOK), boolByte(f.PadOK), byte(f.Result.Effect), byte(f.Result.Reject)
+	e.seq.Write(b[:])
+	if e.modelDiff != "" || i >= len(e.expect) {
+		return
+	}
+	g := e.expect[i]
+	verdict := ""
+	if !f.Result.Accepted() {
+		verdict = f.Result.Reject.String()
+	}
+	if f.Offset != g.Offset || uint32(f.Tag) != g.Tag || uint32(f.Len) != g.Len || f.CRCOK != g.CRCOK ||
+		f.PadOK != g.PadOK || verdict != g.Verdict || f.Time != g.Time {
+		e.modelDiff = fmt.Sprintf("frame %d at offset %d: streaming path says %s/%d bytes/%s at t=%d, the model says %s/%d bytes/%s at t=%d",
+			i, f.Offset, f.Tag, f.Len, orAccepted(verdict), f.Time, wire.Tag(g.Tag), g.Len, orAccepted(g.Verdict), g.Time)
+	}
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // finish ends the stream and returns the outcome, checking that every
@@ -189,13 +229,23 @@ func (v *violations) add(inv int, format string, a ...any) {
 
 func (v *violations) empty() bool { return len(v.list) == 0 }
 
+// streamRun is what one pass over an in-memory stream gave.
+type streamRun struct {
+	out       dispatch.Outcome
+	st        dispatch.Stats
+	framed    int    // frames seen
+	modelDiff string // the first frame the model disagrees on, or ""
+	seq       uint64 // digest of the frame sequence
+}
+
 // runStream replays an in-memory stream with the given chunking, guarding
-// against panics (invariant 8).
-func runStream(s *Stream, c Chunking, keepFrames bool, v *violations) (out dispatch.Outcome, frames []FrameResult, st dispatch.Stats) {
-	e := newEngine(keepFrames, v)
+// against panics (invariant 8); with expect, it compares every frame
+// with the model's.
+func runStream(s *Stream, c Chunking, expect []model.Frame, v *violations) (r streamRun) {
+	e := newEngine(expect, v)
 	defer func() {
-		if r := recover(); r != nil {
-			v.add(8, "panic while replaying: %v", r)
+		if p := recover(); p != nil {
+			v.add(8, "panic while replaying: %v", p)
 		}
 	}()
 	if c.Kind == ChunkWhole {
@@ -211,6 +261,7 @@ func runStream(s *Stream, c Chunking, keepFrames bool, v *violations) (out dispa
 		}
 		sp.flush()
 	}
-	out = e.finish()
-	return out, e.frames, e.s.Stats()
+	r.out = e.finish()
+	r.st, r.framed, r.modelDiff, r.seq = e.s.Stats(), e.framed, e.modelDiff, e.seq.Sum64()
+	return r
 }

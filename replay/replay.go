@@ -65,7 +65,7 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 	}
 	rep := &Report{Trace: name, Meta: r.Meta(), Violations: []string{}}
 	v := &violations{}
-	e := newEngine(false, v)
+	e := newEngine(nil, v)
 	sp := newSplitter(opt.Chunking, e)
 	var held *Stream // the stream in memory while it fits the limit
 	if limit > 0 {
@@ -171,28 +171,43 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// ErrTooLong reports a TX stream longer than the caller's limit.
+var ErrTooLong = errors.New("the TX stream is longer than the limit")
+
 // ReadStream reads a trace's TX bulk-port deliveries into memory, for
-// mutation and inspection; it refuses streams over limit bytes.
+// mutation and inspection; it refuses streams over limit bytes with an
+// error wrapping ErrTooLong.
 func ReadStream(src io.Reader, limit int64) (*Stream, capture.Meta, *capture.End, error) {
+	s, meta, end, more, err := ReadPrefix(src, limit)
+	if err == nil && more {
+		return nil, meta, nil, fmt.Errorf("%w: it exceeds %d bytes", ErrTooLong, limit)
+	}
+	return s, meta, end, err
+}
+
+// ReadPrefix reads a trace's TX bulk-port deliveries into memory up to
+// limit bytes, stopping before the first delivery that would pass it;
+// more reports that the stream goes on. The END record is returned only
+// when the whole stream was read.
+func ReadPrefix(src io.Reader, limit int64) (s *Stream, meta capture.Meta, end *capture.End, more bool, err error) {
 	r, err := capture.NewReader(src)
 	if err != nil {
-		return nil, capture.Meta{}, nil, fmt.Errorf("%w: %w", ErrBadTrace, err)
+		return nil, capture.Meta{}, nil, false, fmt.Errorf("%w: %w", ErrBadTrace, err)
 	}
-	s := &Stream{}
-	var end *capture.End
+	s = &Stream{}
 	for {
 		rec, err := r.Next()
 		if errors.Is(err, io.EOF) || errors.Is(err, capture.ErrTruncated) {
-			return s, r.Meta(), end, nil
+			return s, r.Meta(), end, false, nil
 		}
 		if err != nil {
-			return nil, r.Meta(), nil, fmt.Errorf("%w: %w", ErrBadTrace, err)
+			return nil, r.Meta(), nil, false, fmt.Errorf("%w: %w", ErrBadTrace, err)
 		}
 		switch rec.Kind {
 		case capture.KindData:
 			if rec.Dir == capture.TX && rec.Port == capture.BulkPort {
 				if int64(len(s.Data)+len(rec.Data)) > limit {
-					return nil, r.Meta(), nil, fmt.Errorf("the TX stream exceeds %d bytes; mutate a smaller trace", limit)
+					return s, r.Meta(), nil, true, nil
 				}
 				s.Append(rec.TimeNS, rec.Data)
 			}

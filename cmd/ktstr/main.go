@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 )
@@ -23,15 +24,29 @@ import (
 type command struct {
 	summary string
 	run     func(args []string, stdout, stderr io.Writer) error
+	// softLimit is the Go heap's soft limit while the command runs
+	// (runtime/debug.SetMemoryLimit), so that garbage never carries the
+	// process past its memory bound: what the command keeps is bounded
+	// by construction (docs/protocol.md), what it discards is collected
+	// before it piles up. 0 leaves the runtime's default. GOMEMLIMIT in
+	// the environment overrides it.
+	softLimit int64
 }
+
+// Soft heap limits: a reader of traces stays under 64 MiB of RSS, a
+// recorder under 256 MiB, whatever the guest or the trace holds.
+const (
+	readSoftLimit   = 32 << 20
+	recordSoftLimit = 160 << 20
+)
 
 func commands() map[string]command {
 	return map[string]command{
-		"record": {"boot a kernel with the guest agent and record the bulk port", runRecord},
-		"replay": {"replay traces through the dispatch core and check them", runReplay},
-		"trace":  {"show, summarise or import traces", runTrace},
-		"corpus": {"export traces as Go fuzz corpus files", runCorpus},
-		"kernel": {"fetch or build guest kernels", runKernel},
+		"record": {"boot a kernel with the guest agent and record the bulk port", runRecord, recordSoftLimit},
+		"replay": {"replay traces through the dispatch core and check them", runReplay, readSoftLimit},
+		"trace":  {"show, summarise or import traces", runTrace, readSoftLimit},
+		"corpus": {"export traces as Go fuzz corpus files", runCorpus, readSoftLimit},
+		"kernel": {"fetch or build guest kernels", runKernel, 0},
 	}
 }
 
@@ -53,6 +68,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		fmt.Fprintf(stderr, "ktstr: unknown command %q; run 'ktstr help' for the list\n", args[0])
 		return ExitUsage
+	}
+	if c.softLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(c.softLimit))
 	}
 	err := c.run(args[1:], stdout, stderr)
 	return report(stderr, err)

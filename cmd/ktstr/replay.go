@@ -14,8 +14,11 @@ import (
 	"github.com/ktstr/ktstr/replay"
 )
 
-// mutateLimit bounds the TX stream a mutation campaign holds in memory.
-const mutateLimit = 64 << 20
+// mutateLimit bounds the TX stream a mutation campaign holds in memory:
+// each mutant is a copy, checked against the model frame by frame. A
+// longer trace is mutated over its first mutateLimit bytes, and the
+// report says so. (The recorded traces of corpus/real are 2–60 KB.)
+const mutateLimit = 1 << 20
 
 func runReplay(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("replay", "TRACE...", stderr)
@@ -220,9 +223,14 @@ func mutateOne(path string, n int, seed uint64, saveDir string, asJSON bool, std
 		return false, fmt.Errorf("replay --mutate: %w", err)
 	}
 	defer f.Close()
-	s, meta, _, err := replay.ReadStream(f, mutateLimit)
+	s, meta, _, more, err := replay.ReadPrefix(f, mutateLimit)
 	if err != nil {
 		return false, fmt.Errorf("replay --mutate: %s: %w", path, err)
+	}
+	f.Close()
+	if more {
+		fmt.Fprintf(os.Stderr, "replay --mutate: %s: its TX stream is longer than %d bytes; mutating its first %d bytes (%d deliveries)\n",
+			path, mutateLimit, len(s.Data), s.Deliveries())
 	}
 	c := replay.Mutate(s, n, seed)
 	mutants, failing := c.Total()
