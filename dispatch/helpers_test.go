@@ -1,8 +1,8 @@
 package dispatch_test
 
 import (
-	"crypto/sha256"
 	"bytes"
+	"crypto/sha256"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -132,7 +132,7 @@ func runDispatch(msgs []dispatch.Message) *harness {
 	return h
 }
 
-func (h *harness) out() *dispatch.Outcome    { return h.s.Outcome() }
+func (h *harness) out() *dispatch.Outcome     { return h.s.Outcome() }
 func (h *harness) bucket() []dispatch.Verdict { return h.out().Verdicts }
 func (h *harness) killed() bool               { return h.out().Killed }
 func (h *harness) sysRdyRemaining() bool      { return !h.out().SysRdy }

@@ -70,11 +70,11 @@ func (c Chunking) String() string {
 // the bytes are cut. ChunkWhole is not a splitter's: the caller feeds the
 // whole stream, joined, itself.
 type splitter struct {
-	c     Chunking
-	e     *engine
-	rng   *rand.Rand
-	held  []byte // random: a tail held back to join with the next delivery
-	heldT int64  // its delivery's time
+	c      Chunking
+	e      *engine
+	rng    *rand.Rand
+	held   []byte // random: a tail held back to join with the next delivery
+	heldT  int64  // its delivery's time
 	joined []byte
 	marks  [2]dispatch.Mark
 }

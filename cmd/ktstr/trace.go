@@ -52,7 +52,7 @@ type walked struct {
 	meta      capture.Meta
 	outcome   dispatch.Outcome
 	stats     dispatch.Stats // of the TX stream
-	truncated error // the trace ends early; what came before it was walked
+	truncated error          // the trace ends early; what came before it was walked
 }
 
 // walkTrace frames a trace's bulk-port deliveries in both directions
