@@ -551,6 +551,12 @@ func (c *coordinator) finish(exit Exit, werr error) {
 	if c.res.Crash != nil {
 		c.res.ExitStatus = 1
 	}
+	// Invariant 11: a run whose guest never reported boot complete is
+	// not a success, however it ended; the detail says so.
+	if c.res.SysRdyNS < 0 {
+		c.res.ExitStatus = 1
+		c.res.Detail += "; the guest never sent an accepted SYS_RDY, so the agent never ran its scenario (the console log shows how far the boot got)"
+	}
 	ev := map[string]any{"reason": exit.Reason, "code": exit.Code}
 	if exit.Detail != "" {
 		ev["detail"] = exit.Detail

@@ -515,3 +515,82 @@ func TestReaderKeepsUpWhileLoopIsBusy(t *testing.T) {
 	assert.Equal(t, len(script), data, "one DATA record per read, none merged or lost")
 	assert.Equal(t, res.Outcome, redispatch(recs))
 }
+
+// TestRunStopsAtTraceBudget: a guest that would write past MaxTrace is
+// stopped with EndTraceFull; the trace holds exactly the budget's bytes,
+// and replaying them gives the END outcome. A budget the run stays
+// inside (the control) changes nothing.
+func TestRunStopsAtTraceBudget(t *testing.T) {
+	stim := frame(wire.Stimulus, nil)
+	chunk := bytes.Repeat(stim, 64) // 1 KiB a delivery
+	script := func() []step {
+		s := []step{{b: frame(wire.SysRdy, nil)}}
+		for range 100 {
+			s = append(s, step{b: chunk})
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name   string
+		budget int64
+		reason string
+	}{
+		{"past the budget", 10*1024 + 16 + 5, EndTraceFull},
+		{"inside the budget", 1 << 20, EndPoweroff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newFake(true, script()...)
+			if tc.reason == EndPoweroff {
+				m.hang = false
+			}
+			res, tr := record(t, context.Background(), m, Run{Timeout: time.Minute, MaxTrace: tc.budget})
+			assert.Equal(t, tc.reason, res.Reason, res.Detail)
+			_, recs := readTrace(t, tr)
+			var tx int64
+			for _, r := range recs {
+				if r.Kind == capture.KindData && r.Dir == capture.TX {
+					tx += int64(len(r.Data))
+				}
+			}
+			assert.Equal(t, tc.reason, endOf(t, recs).Reason)
+			got := redispatch(recs)
+			assert.True(t, got.Equal(&res.Outcome), "replay of the recorded bytes: %v", got.Diff(&res.Outcome))
+			if tc.reason == EndTraceFull {
+				assert.Equal(t, tc.budget, tx, "the trace holds the budget exactly")
+				assert.Contains(t, res.Detail, "--max-trace")
+				assert.NotZero(t, res.ExitStatus, "a run cut short by its budget is not a success")
+				assert.EqualValues(t, 5, res.Outcome.Rejected.TruncatedTailBytes, "the cut frame is the tail")
+			} else {
+				assert.EqualValues(t, 16+100*1024, tx)
+			}
+		})
+	}
+}
+
+// TestRunWithoutSysRdyFails (invariant 11): a guest that powers off
+// without an accepted SYS_RDY ends with a non-zero status and says why;
+// a torn SRDY does not count. The same run with an intact SRDY is the
+// control.
+func TestRunWithoutSysRdyFails(t *testing.T) {
+	torn := frame(wire.SysRdy, nil)
+	torn[12] = 1 // pad ≠ 0
+	for _, tc := range []struct {
+		name   string
+		first  []byte
+		status int32
+	}{
+		{"no SRDY", frame(wire.Stdout, []byte("booting")), 1},
+		{"torn SRDY", torn, 1},
+		{"intact SRDY", frame(wire.SysRdy, nil), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newFake(false, step{b: tc.first}, step{b: frame(wire.Exit, i32(0))})
+			res, _ := record(t, context.Background(), m, Run{Timeout: time.Minute})
+			assert.Equal(t, EndPoweroff, res.Reason)
+			assert.Equal(t, tc.status, res.ExitStatus)
+			if tc.status != 0 {
+				assert.Contains(t, res.Detail, "SYS_RDY")
+			}
+		})
+	}
+}

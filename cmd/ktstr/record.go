@@ -54,6 +54,7 @@ type recordOptions struct {
 	cmdline      string
 	forceSlowKVM bool
 	unpackKernel bool
+	maxTrace     byteSize
 
 	// set holds the names of the flags given on the command line.
 	set map[string]bool
@@ -96,6 +97,8 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.force, "force", false, "overwrite the -o file if it exists")
 	fs.StringVar(&o.cmdline, "cmdline", "", "kernel command line (default: the agent's options, from the flags above); for a freestanding ELF guest, its arguments")
 	fs.BoolVar(&o.forceSlowKVM, "force-slow-kvm", false, "--backend native: boot a Linux kernel even where KVM only emulates guest code (hours, not seconds)")
+	o.maxTrace = vmm.DefaultMaxTrace
+	fs.Var(&o.maxTrace, "max-trace", "most TX bytes to record, e.g. 512MiB or 4GiB; a guest writing past it is stopped (END reason trace_budget)")
 	fs.BoolVar(&o.unpackKernel, "unpack-kernel", false, "--backend native: unpack a zstd bzImage on the host and enter the kernel at startup_64, skipping its decompressor")
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
@@ -211,6 +214,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 		},
 		Timeout:  o.timeout,
 		Watchdog: o.watchdog,
+		MaxTrace: int64(o.maxTrace),
 		Progress: pr.update,
 	}
 	// Where the guest can fill every host core, the recorder makes room:
