@@ -43,7 +43,7 @@ demo: build
 	$(BIN)/ktstr replay $(DEMO_TRACE)
 	$(BIN)/ktstr replay --mutate 2000 $(DEMO_TRACE)
 
-bench: bench-dispatch bench-replay bench-record
+bench: bench-dispatch bench-replay bench-record bench-flood
 
 # The dispatch benchmarks run in BENCHROUNDS rounds of the whole set, one
 # test binary run each, so subject and reference alternate; benchratio

@@ -109,6 +109,8 @@ type Result struct {
 	GoneNS      int64 // run clock when the guest was seen gone (Stop returned, or the port ended)
 	EndNS       int64 // run clock of the END record
 
+	Usage Usage // what the recording process cost (SelfUsage at the end)
+
 	Snapshots  int    // snapshot requests answered
 	TestResult []byte // payload of the last accepted TEST frame
 	GuestExit  *int32 // status in the last accepted EXIT frame
@@ -562,6 +564,10 @@ func (c *coordinator) finish(exit Exit, werr error) {
 		ev["detail"] = exit.Detail
 	}
 	c.event("vm_exit", ev)
+	if u, err := SelfUsage(); err == nil {
+		c.res.Usage = u
+		c.event("recorder", u)
+	}
 	out, err := json.Marshal(c.res.Outcome)
 	if err != nil {
 		out = nil

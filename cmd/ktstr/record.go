@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktstr/ktstr/capture"
+	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/kernel"
 	"github.com/ktstr/ktstr/vmm"
 	"github.com/ktstr/ktstr/vmm/kvm"
@@ -517,6 +518,12 @@ func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, backend, backen
 	}
 	fmt.Fprintf(w, ", %d frames, %d bytes, %d verdicts, %d snapshot requests answered, run %.2f s\n",
 		res.Stats.Frames, res.Stats.Bytes, len(res.Outcome.Verdicts), res.Snapshots, float64(res.EndNS)/1e9)
+	if d := res.Outcome.VerdictsDropped; d > 0 {
+		fmt.Fprintf(w, "  %d verdicts past the budget of %d kept no entry (verdicts_dropped_sha256 %.12s…)\n", d, dispatch.MaxVerdicts, res.Outcome.VerdictsDroppedSHA256)
+	}
+	if u := res.Usage; u.PeakRSSKiB > 0 {
+		fmt.Fprintf(w, "  recorder: peak RSS %.1f MiB, CPU %.2f s user + %.2f s system\n", float64(u.PeakRSSKiB)/1024, float64(u.UserMS)/1e3, float64(u.SysMS)/1e3)
+	}
 	if res.SchedExitNS >= 0 {
 		fmt.Fprintf(w, "  SCDX at %d ms, guest gone %.1f ms later\n", res.SchedExitNS/1e6, float64(res.GoneNS-res.SchedExitNS)/1e6)
 	}

@@ -159,6 +159,9 @@ func summarize(o *dispatch.Outcome) string {
 		parts = append(parts, fmt.Sprintf("killed (%d SCDX)", o.KillSignals))
 	}
 	parts = append(parts, fmt.Sprintf("%d verdicts", len(o.Verdicts)))
+	if o.VerdictsDropped > 0 {
+		parts = append(parts, fmt.Sprintf("%d more past the budget of %d (dropped digest %.12s…)", o.VerdictsDropped, dispatch.MaxVerdicts, o.VerdictsDroppedSHA256))
+	}
 	if n := len(o.SnapshotRequests); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d snapshot requests", n))
 	}

@@ -1,0 +1,28 @@
+package vmm
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSelfUsage(t *testing.T) {
+	before, err := SelfUsage()
+	require.NoError(t, err)
+	assert.Positive(t, before.PeakRSSKiB)
+	// Touch 32 MiB: the peak must rise by about that much.
+	b := make([]byte, 32<<20)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	after, err := SelfUsage()
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, after.PeakRSSKiB-before.PeakRSSKiB, int64(24<<10), "touching 32 MiB raised VmHWM")
+	assert.Equal(t, byte(7), b[7])
+	_, err = statusKiB([]byte("VmRSS:\t 12 kB\n"), "VmHWM:")
+	assert.Error(t, err)
+	v, err := statusKiB([]byte("Name:\tx\nVmHWM:\t  4242 kB\n"), "VmHWM:")
+	require.NoError(t, err)
+	assert.EqualValues(t, 4242, v)
+}
