@@ -32,6 +32,8 @@ func builtinScenarios() []scenario {
 		crashScenario(),
 		schedExtScenario(),
 		throughputScenario(),
+		floodScenario(),
+		floodMixedScenario(),
 	}
 }
 
