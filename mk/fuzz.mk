@@ -1,6 +1,6 @@
 # Native Go fuzzing (docs/fuzzing.md).
 #
-#   make fuzz              every fuzz target of ./fuzz, then FUZZ_EXTRA (capture), FUZZTIME each
+#   make fuzz              every fuzz target of ./fuzz, then FUZZ_EXTRA (capture, dispatch), FUZZTIME each
 #   make fuzz-smoke        the same, FUZZSMOKE (100000) executions each (CI)
 #   make fuzz-brokengate   proof that fuzzing finds a real gate bug: BROKENGATE_TARGET
 #                          (FuzzDispatch) built with the deliberately broken SNRQ gate, from the
@@ -23,7 +23,7 @@
 FUZZMINIMIZETIME ?= 1000x
 
 # Fuzz targets outside ./fuzz/... that `make fuzz` runs too, as package:Target.
-FUZZ_EXTRA ?= ./capture:FuzzReader
+FUZZ_EXTRA ?= ./capture:FuzzReader ./dispatch:FuzzSessionPastBudget
 
 # The targets of ./fuzz/... are listed by `go test -list`, so a new one
 # is fuzzed without editing this file; FuzzBaseline, the reference of
