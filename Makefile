@@ -60,7 +60,7 @@ bench-dispatch:
 	$(GO) test -c -o $(BIN)/dispatch.test ./dispatch
 	for i in $$(seq $(BENCHROUNDS)); do \
 		$(BIN)/dispatch.test -test.run '^$$' -test.bench 'FeedDispatch|CRC32' -test.benchtime=$(BENCHTIME) || exit 1; \
-	done | tee $(BIN)/bench-dispatch.txt | $(GO) run ./tools/benchratio FeedDispatch:CRC32SHA256 FeedDispatchRejected:CRC32
+	done | tee $(BIN)/bench-dispatch.txt | $(GO) run ./tools/benchratio FeedDispatch:CRC32SHA256 FeedDispatchRejected:CRC32 FeedDispatchPastBudget:CRC32
 
 # Replay throughput against a plain zstd decode of the same trace (the
 # ratio metric), and the peak RSS of `ktstr replay` on 256 MiB of TX.

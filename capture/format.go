@@ -170,7 +170,7 @@ type End struct {
 	// Reason says why the run ended, e.g. "sched_exit", "poweroff",
 	// "watchdog", "signal".
 	Reason string
-	// Outcome is the live outcome as JSON (ARCHITECTURE §4); empty when
+	// Outcome is the live outcome as JSON (docs/protocol.md); empty when
 	// the run produced none.
 	Outcome json.RawMessage
 }

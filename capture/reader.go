@@ -107,6 +107,10 @@ func badMagic(m []byte) error {
 // Meta returns the trace's metadata.
 func (r *Reader) Meta() Meta { return r.meta }
 
+// Offset returns the decompressed byte offset of the next record: after
+// an error wrapping ErrTruncated, where the readable prefix ends.
+func (r *Reader) Offset() int64 { return r.off }
+
 // Next returns the next record. Record kinds it does not know are
 // skipped. It returns io.EOF at the clean end of the trace (with or
 // without an END record). A trace that ends inside a record or a zstd

@@ -156,7 +156,7 @@ func assemble(a *dispatch.Assembler, stream, spec []byte, p *problems) ([]frameR
 	// An oversize header is not plausible, so the resync it starts drops
 	// at least its first byte. Not necessarily all 16: a plausible header
 	// may start inside it, and at the end of the stream the bytes a
-	// resync has not judged are tail (ARCHITECTURE §3).
+	// resync has not judged are tail (docs/protocol.md).
 	if st.Oversize > st.ResyncBytes {
 		p.addf("%d oversize headers but only %d resync bytes (each drops at least its first byte)", st.Oversize, st.ResyncBytes)
 	}

@@ -6,7 +6,7 @@
 //
 //   - FuzzDispatch runs each input (a delivery table and a TX stream,
 //     corpus.DecodeDispatchInput) through replay.CheckStream: invariants
-//     1–8 and 10 of ARCHITECTURE §5, and 6 against a second split.
+//     1–8 and 10 of docs/protocol.md, and 6 against a second split.
 //   - FuzzAssembler frames one stream under two splittings and whole,
 //     and requires the same messages and counts (invariant 6).
 //   - FuzzPayloads checks the SNRQ, KORQ and KADR codecs of

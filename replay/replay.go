@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
@@ -22,7 +23,7 @@ type Options struct {
 }
 
 // Report is the result of replaying one trace. It marshals to the JSON
-// Lines object of ARCHITECTURE §4.
+// Lines object of docs/protocol.md.
 type Report struct {
 	Trace      string            `json:"trace"`
 	Frames     int64             `json:"frames"`
@@ -31,6 +32,9 @@ type Report struct {
 	Recorded   *dispatch.Outcome `json:"recorded"`
 	Match      bool              `json:"match"`
 	Violations []string          `json:"violations"`
+	// Truncation says where a trace that ends early stopped being
+	// readable; nil for a complete trace.
+	Truncation *Truncation `json:"truncated"`
 
 	Meta         capture.Meta   `json:"-"`
 	End          *capture.End   `json:"-"` // nil for a trace without END (imported)
@@ -39,6 +43,12 @@ type Report struct {
 	ModelChecked bool           `json:"-"` // the stream fit in ModelLimit: invariants 6 and 10 were checked
 	Truncated    error          `json:"-"` // the trace ended early (a recorder killed mid-run)
 	Deliveries   int            `json:"-"`
+}
+
+// Truncation is where and why a trace's readable prefix ends.
+type Truncation struct {
+	At     int64  `json:"at"`     // decompressed byte offset where reading stopped
+	Reason string `json:"reason"` // what the reader found there
 }
 
 // OK reports whether the replay matched and broke no invariant.
@@ -87,6 +97,7 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 			}
 			if errors.Is(err, capture.ErrTruncated) {
 				rep.Truncated = err
+				rep.Truncation = &Truncation{At: r.Offset(), Reason: strings.TrimPrefix(err.Error(), "capture: ")}
 				return nil
 			}
 			if err != nil {

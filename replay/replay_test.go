@@ -3,6 +3,7 @@ package replay_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -87,7 +88,7 @@ func TestReplayReportsMismatch(t *testing.T) {
 	assert.Empty(t, rep.Violations, "a mismatch is not an invariant violation")
 }
 
-// TestReportJSON pins the JSON Lines object of ARCHITECTURE §4.
+// TestReportJSON pins the JSON Lines object of docs/protocol.md.
 func TestReportJSON(t *testing.T) {
 	seed := corpus.Seeds()[1]
 	rep, err := replay.Trace(bytes.NewReader(traceOf(t, seed.Deliveries, nil)), "run.zst", replay.Options{})
@@ -103,9 +104,19 @@ func TestReportJSON(t *testing.T) {
 		var skip json.RawMessage
 		require.NoError(t, dec.Decode(&skip))
 	}
-	assert.Equal(t, []string{"trace", "frames", "bytes", "outcome", "recorded", "match", "violations"}, keys)
+	assert.Equal(t, []string{"trace", "frames", "bytes", "outcome", "recorded", "match", "violations", "truncated"}, keys)
 	assert.Contains(t, string(js), `"trace":"run.zst","frames":1,"bytes":28`)
-	assert.Contains(t, string(js), `"match":true,"violations":[]`)
+	assert.Contains(t, string(js), `"match":true,"violations":[],"truncated":null`)
+
+	// A trace cut short says where: the readable prefix was replayed.
+	full := traceOf(t, seed.Deliveries, nil)
+	rep, err = replay.Trace(bytes.NewReader(full[:len(full)-3]), "cut.zst", replay.Options{})
+	require.NoError(t, err)
+	require.NotNil(t, rep.Truncation)
+	js, _ = json.Marshal(rep)
+	assert.Contains(t, string(js), fmt.Sprintf(`"truncated":{"at":%d,"reason":"`, rep.Truncation.At))
+	assert.Contains(t, rep.Truncation.Reason, "truncated")
+	assert.NotContains(t, rep.Truncation.Reason, "capture:")
 
 	// A trace without END: recorded is null.
 	var buf bytes.Buffer

@@ -3,7 +3,7 @@
 // recorded timestamps as the clock, and checks the result: that it
 // reproduces the live outcome (invariant 9), that the independent
 // reference model agrees (invariant 10), and that the safety invariants
-// 1–8 of ARCHITECTURE §5 hold. It also turns one stream into many torn
+// 1–8 of docs/protocol.md hold. It also turns one stream into many torn
 // and forged mutants and checks each the same way.
 //
 // In the data flow (bytes → tap → Assembler → Dispatch → Sinks →

@@ -30,7 +30,7 @@ func hostileScenario() scenario {
 }
 
 // provoked counts what the deterministic part of the hostile stream
-// provokes, under the reject reasons of ARCHITECTURE §3 (SRDY already
+// provokes, under the reject reasons of docs/protocol.md (SRDY already
 // sent). The racing writers add crc rejects on top, as many as their
 // interleaving tears.
 type provoked struct {

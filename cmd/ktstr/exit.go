@@ -7,7 +7,7 @@ import (
 	"io"
 )
 
-// Exit statuses (ARCHITECTURE §4).
+// Exit statuses (docs/protocol.md).
 const (
 	ExitOK    = 0 // success
 	ExitCheck = 1 // a check failed: mismatch, violation, failed test

@@ -22,7 +22,7 @@ const mutateLimit = 1 << 20
 
 func runReplay(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("replay", "TRACE...", stderr)
-	asJSON := fs.Bool("json", false, "print one JSON object per trace (JSON Lines, ARCHITECTURE §4)")
+	asJSON := fs.Bool("json", false, "print one JSON object per trace (JSON Lines, docs/protocol.md)")
 	chunking := fs.String("chunking", "recorded", "how to split the bytes into feeds: recorded, whole, bytes or random:SEED")
 	mutate := fs.Int("mutate", 0, "also run a mutation campaign of N torn/forged mutants per trace")
 	seed := fs.Uint64("seed", 1, "seed of the mutation campaign")

@@ -65,7 +65,7 @@ func TestTagStringPrintableRange(t *testing.T) {
 	assert.False(t, ok)
 }
 
-// TestMaxPayloadIsOneMiB: the contract's bound (ARCHITECTURE §3).
+// TestMaxPayloadIsOneMiB: the contract's bound (docs/protocol.md).
 func TestMaxPayloadIsOneMiB(t *testing.T) {
 	assert.Equal(t, 1<<20, wire.MaxPayload)
 }

@@ -6,7 +6,7 @@ import "strconv"
 // u32 ("SCDX" = 0x53434458), sent little-endian on the wire.
 type Tag uint32
 
-// Tags of the gate table (ARCHITECTURE §3). Values follow the original
+// Tags of the gate table (docs/protocol.md). Values follow the original
 // tool where the meaning is the same.
 const (
 	// Internal tags: they steer the host and never reach the verdict.

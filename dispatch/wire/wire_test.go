@@ -12,7 +12,7 @@ import (
 )
 
 // TestTagValues pins every tag of the gate table to the value and the
-// class ARCHITECTURE §3 gives it.
+// class docs/protocol.md gives it.
 func TestTagValues(t *testing.T) {
 	tests := []struct {
 		tag   wire.Tag

@@ -240,7 +240,7 @@ func summarize(out dispatch.Outcome, st dispatch.Stats) summary {
 
 // expect computes the summary a well-framed sequence must produce from
 // the generator's choices alone, restating the gate table of
-// ARCHITECTURE §3 row by row. Payload shapes are judged with this
+// docs/protocol.md row by row. Payload shapes are judged with this
 // package's own restatements (oracle.SnapshotRequestValid, oracle.KernelAddrsValid), not wire's
 // decoders, so the expectation shares nothing with Dispatch or the
 // reference model but the constants.

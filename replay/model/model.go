@@ -1,5 +1,5 @@
 // Package model is the independent reference model of the host's frame
-// assembler and gate evaluator (ARCHITECTURE §3–§4, invariant 10).
+// assembler and gate evaluator (docs/protocol.md, invariant 10).
 //
 // The production data flow is bytes → tap → Assembler → Dispatch → Sinks
 // → Outcome. This package is a second path from the same bytes to the
@@ -38,7 +38,7 @@ const MaxQueued = 64
 // MaxVerdicts is how many verdict entries are kept per run. An accepted
 // verdict frame past it still has its row's effect but keeps no entry:
 // it is counted in Outcome.VerdictsDropped and folded into
-// Outcome.VerdictsDroppedSHA256 (ARCHITECTURE §3, "Verdict budget").
+// Outcome.VerdictsDroppedSHA256 (docs/protocol.md).
 const MaxVerdicts = 65536
 
 // emptySHA256 is the lower-case hex SHA-256 of no bytes: the
@@ -46,7 +46,7 @@ const MaxVerdicts = 65536
 const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 // Reject reason names, as they appear in Frame.Verdict and as the keys of
-// the "rejected" object of ARCHITECTURE §4.
+// the "rejected" object of docs/protocol.md.
 const (
 	ReasonCRC           = "crc"
 	ReasonPad           = "pad"
@@ -82,7 +82,7 @@ type Result struct {
 	ScenarioStarts []int64
 }
 
-// Outcome is the "outcome" object of ARCHITECTURE §4. It marshals to
+// Outcome is the "outcome" object of docs/protocol.md. It marshals to
 // exactly that JSON: the same field names in the same order, kaslr null
 // until set, and empty arrays (never null) for the three lists.
 //
@@ -107,7 +107,7 @@ type Outcome struct {
 	Rejected              Rejected          `json:"rejected"`
 }
 
-// MarshalJSON encodes o as in ARCHITECTURE §4, writing nil lists as []
+// MarshalJSON encodes o as in docs/protocol.md, writing nil lists as []
 // and, when nothing was dropped, an empty VerdictsDroppedSHA256 as the
 // SHA-256 of no bytes (so the zero Outcome marshals like the outcome of
 // an empty stream).
@@ -287,7 +287,7 @@ const (
 	classHostToGuest              // forged when seen on TX
 )
 
-// classOf looks tag up in the gate table of ARCHITECTURE §3.
+// classOf looks tag up in the gate table of docs/protocol.md.
 func classOf(tag uint32) class {
 	switch tag {
 	case uint32(wire.SysRdy), uint32(wire.SnapshotRequest), uint32(wire.KernelOpRequest),
@@ -330,7 +330,7 @@ func newState() *state {
 
 // judge applies the gate table to one complete frame and, if it is
 // accepted, its effect. It returns the reject reason, or "" if accepted.
-// The checks run in the order of ARCHITECTURE §3: crc, pad, tag, shape,
+// The checks run in the order of docs/protocol.md: crc, pad, tag, shape,
 // then the stateful gates.
 func (s *state) judge(f Frame, p []byte) string {
 	if !f.CRCOK {

@@ -1,5 +1,5 @@
 // Package oracle restates, in plain code that shares nothing with
-// dispatch/wire, the payload rows of the gate table (ARCHITECTURE §3):
+// dispatch/wire, the payload rows of the gate table (docs/protocol.md):
 // the rules FuzzPayloads and FuzzFrames hold the production decoders to.
 //
 // In the data flow (bytes → tap → Assembler → Dispatch → Sinks →
