@@ -22,7 +22,7 @@ import (
 
 // Bounds of a flooded recorder (docs/protocol.md, invariant 7).
 const (
-	recorderRSSBound = 256 << 20      // peak RSS of `ktstr record`
+	recorderRSSBound = 256 << 20       // peak RSS of `ktstr record`
 	floodEndBound    = 2 * time.Second // from the guest's last flood write to the END record
 )
 
