@@ -12,14 +12,47 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
-// Debian's cloud kernel: virtio-pci and virtio-console built in, small.
+// Debian's kernel packages by release and flavour. The default, 6.12
+// cloud, builds virtio-pci and virtio-console in; 6.1's kernels and the
+// generic flavours build them as modules, which a run then packs.
 const (
 	debianPrefix = "linux-image-6.12."
 	debianSuffix = "-cloud-amd64-unsigned"
 )
+
+// Releases and Flavours are what `ktstr kernel fetch --release
+// --flavour` takes.
+func Releases() []string { return []string{"6.12", "6.1"} }
+
+// Flavours lists the Debian kernel flavours fetch takes.
+func Flavours() []string { return []string{"cloud", "generic", "rt"} }
+
+// debianPattern matches the unsigned linux-image packages of one
+// Debian release and flavour: 6.12.N+deb12-cloud-amd64, 6.1.0-N-amd64…
+func debianPattern(release, flavour string) (*regexp.Regexp, error) {
+	var rel string
+	switch release {
+	case "6.12":
+		rel = `6\.12\.[0-9]+\+deb[0-9]+`
+	case "6.1":
+		rel = `6\.1\.0-[0-9]+`
+	default:
+		return nil, fmt.Errorf("release %q: want one of %v", release, Releases())
+	}
+	fl := ""
+	switch flavour {
+	case "cloud", "rt":
+		fl = "-" + flavour
+	case "generic":
+	default:
+		return nil, fmt.Errorf("flavour %q: want one of %v", flavour, Flavours())
+	}
+	return regexp.MustCompile(`^linux-image-` + rel + fl + `-amd64-unsigned$`), nil
+}
 
 // ErrNoApt reports that the host has no apt-get/apt-cache/dpkg-deb, so
 // the Debian kernel cannot be fetched.
@@ -43,23 +76,34 @@ type Package struct {
 // FindDebianPackage asks apt for the newest installable
 // linux-image-6.12.*-cloud-amd64-unsigned package.
 func FindDebianPackage(ctx context.Context) (Package, error) {
+	return FindDebianKernel(ctx, "6.12", "cloud")
+}
+
+// FindDebianKernel asks apt for the newest installable unsigned kernel
+// package of a Debian release ("6.12", "6.1") and flavour ("cloud",
+// "generic", "rt").
+func FindDebianKernel(ctx context.Context, release, flavour string) (Package, error) {
+	pat, err := debianPattern(release, flavour)
+	if err != nil {
+		return Package{}, err
+	}
 	for _, tool := range []string{"apt-cache", "apt-get", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return Package{}, fmt.Errorf("%w (%s is missing); pass --kernel PATH to use a bzImage you have", ErrNoApt, tool)
 		}
 	}
-	out, err := command(ctx, "", "apt-cache", "pkgnames", debianPrefix)
+	out, err := command(ctx, "", "apt-cache", "pkgnames", "linux-image-"+release+".")
 	if err != nil {
 		return Package{}, err
 	}
 	var names []string
 	for _, n := range strings.Fields(string(out)) {
-		if strings.HasSuffix(n, debianSuffix) {
+		if pat.MatchString(n) {
 			names = append(names, n)
 		}
 	}
 	if len(names) == 0 {
-		return Package{}, fmt.Errorf("%w; run: apt-get update", ErrNoPackage)
+		return Package{}, fmt.Errorf("%w (release %s, flavour %s); run: apt-get update", ErrNoPackage, release, flavour)
 	}
 	out, err = command(ctx, "", "apt-cache", append([]string{"policy"}, names...)...)
 	if err != nil {
@@ -106,8 +150,8 @@ func newestCandidate(cands map[string]string) (Package, bool) {
 }
 
 // FetchDebian downloads pkg with `apt-get download` and installs its
-// /boot/vmlinuz-* (and /boot/config-*) into dir. Progress from apt goes
-// to log.
+// /boot/vmlinuz-*, /boot/config-* and module tree into dir. Progress
+// from apt goes to log.
 func FetchDebian(ctx context.Context, dir string, pkg Package, log io.Writer) (Kernel, error) {
 	tmp, err := os.MkdirTemp("", "ktstr-kernel-")
 	if err != nil {
@@ -129,47 +173,30 @@ func FetchDebian(ctx context.Context, dir string, pkg Package, log io.Writer) (K
 	if len(debs) != 1 {
 		return Kernel{}, fmt.Errorf("apt-get download %s left %d .deb files, want 1", pkg.Name, len(debs))
 	}
-	image, config, err := ExtractDeb(ctx, debs[0])
+	unpacked := filepath.Join(tmp, "root")
+	if err := UnpackDeb(debs[0], unpacked); err != nil {
+		return Kernel{}, err
+	}
+	src, err := openDir(unpacked)
 	if err != nil {
 		return Kernel{}, err
 	}
-	return Install(dir, image, config, Kernel{Origin: "debian:" + pkg.Name, Version: pkg.Version})
-}
-
-// ExtractDeb returns the /boot/vmlinuz-* image and /boot/config-* file
-// (nil if absent) of a Debian kernel package, reading its data archive
-// with `dpkg-deb --fsys-tarfile`.
-func ExtractDeb(ctx context.Context, deb string) (image, config []byte, err error) {
-	cmd := exec.CommandContext(ctx, "dpkg-deb", "--fsys-tarfile", deb)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
+	image, err := os.ReadFile(src.Path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dpkg-deb: %w", err)
+		return Kernel{}, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("dpkg-deb: %w; install it with: apt-get install dpkg", err)
+	var config []byte
+	if src.Kernel.Config != "" {
+		if config, err = os.ReadFile(src.Kernel.Config); err != nil {
+			return Kernel{}, err
+		}
 	}
-	image, config, terr := scanBoot(out)
-	// Drain so dpkg-deb does not die of a broken pipe before Wait.
-	_, _ = io.Copy(io.Discard, out)
-	werr := cmd.Wait()
-	if werr != nil {
-		return nil, nil, fmt.Errorf("dpkg-deb --fsys-tarfile %s: %w: %s", deb, werr, lastLine(stderr.Bytes()))
-	}
-	if terr != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", deb, terr)
-	}
-	if image == nil {
-		return nil, nil, fmt.Errorf("%s holds no /boot/vmlinuz-*", deb)
-	}
-	return image, config, nil
+	return Install(dir, image, config, Kernel{Origin: "debian:" + pkg.Name, Version: pkg.Version, ModulesDir: src.Kernel.ModulesDir})
 }
 
-// scanBoot reads a tar stream and returns the contents of boot/vmlinuz-*
-// and boot/config-*.
-func scanBoot(r io.Reader) (image, config []byte, err error) {
-	tr := tar.NewReader(r)
+// scanBoot reads a package's data archive and returns the contents of
+// boot/vmlinuz-* and boot/config-*.
+func scanBoot(tr *tar.Reader) (image, config []byte, err error) {
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -36,13 +37,16 @@ import (
 
 // Kernel describes one bootable kernel image.
 type Kernel struct {
-	Path    string    `json:"path"`              // the bzImage
-	Release string    `json:"release"`           // as `uname -r` prints it in the guest
-	SHA256  string    `json:"sha256"`            // lower-case hex of the image
-	Config  string    `json:"config,omitempty"`  // the kernel's .config file, where known
-	Origin  string    `json:"origin,omitempty"`  // where it came from: a Debian package, a source tree
-	Version string    `json:"version,omitempty"` // package version, where it came from a package
-	Added   time.Time `json:"added"`             // when it entered the cache
+	Path    string `json:"path"`             // the bzImage
+	Release string `json:"release"`          // as `uname -r` prints it in the guest
+	SHA256  string `json:"sha256"`           // lower-case hex of the image
+	Config  string `json:"config,omitempty"` // the kernel's .config file, where known
+	// ModulesDir is the kernel's module tree (lib/modules/RELEASE),
+	// where known: a modular kernel's virtio modules come from it.
+	ModulesDir string    `json:"modules,omitempty"`
+	Origin     string    `json:"origin,omitempty"`  // where it came from: a Debian package, a source tree
+	Version    string    `json:"version,omitempty"` // package version, where it came from a package
+	Added      time.Time `json:"added"`             // when it entered the cache
 }
 
 // ErrNoKernel reports that the cache holds no kernel.
@@ -142,6 +146,18 @@ func Install(dir string, image []byte, config []byte, k Kernel) (Kernel, error) 
 	if err := writeAtomic(k.Path, image); err != nil {
 		return Kernel{}, err
 	}
+	if k.ModulesDir != "" {
+		// The module tree moves in whole, next to the image, replacing
+		// an older copy.
+		dst := filepath.Join(ent, "modules")
+		_ = os.RemoveAll(dst)
+		if err := os.Rename(k.ModulesDir, dst); err != nil {
+			if err := copyTree(k.ModulesDir, dst); err != nil {
+				return Kernel{}, fmt.Errorf("install the module tree: %w", err)
+			}
+		}
+		k.ModulesDir = dst
+	}
 	k.Config = ""
 	if config != nil {
 		k.Config = filepath.Join(ent, "config")
@@ -214,6 +230,9 @@ func List(dir string) ([]Kernel, error) {
 		}
 		if k.Config != "" {
 			k.Config = filepath.Join(dir, e.Name(), "config")
+		}
+		if k.ModulesDir != "" {
+			k.ModulesDir = filepath.Join(dir, e.Name(), "modules")
 		}
 		ks = append(ks, k)
 	}
@@ -291,4 +310,29 @@ func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("larger than %d bytes", limit)
 	}
 	return b, nil
+}
+
+// copyTree copies the regular files and directories under src to dst.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		out := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(out, 0o755)
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(out, b, 0o644)
+		}
+		return nil
+	})
 }

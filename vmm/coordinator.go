@@ -557,7 +557,18 @@ func (c *coordinator) finish(exit Exit, werr error) {
 	// not a success, however it ended; the detail says so.
 	if c.res.SysRdyNS < 0 {
 		c.res.ExitStatus = 1
-		c.res.Detail += "; the guest never sent an accepted SYS_RDY, so the agent never ran its scenario (the console log shows how far the boot got)"
+		reason, why := consoleWhy(c.run.Config.ConsoleLog)
+		if reason != "" && (c.res.Reason == EndPoweroff || c.res.Reason == EndGuestDied) {
+			c.res.Reason = reason
+		}
+		switch {
+		case reason == EndNoBulkPort:
+			c.res.Detail = "the agent found no bulk port (" + why + "): the kernel lacks the virtio console or virtio-pci, or their modules; give a kernel that builds them in, or its package or module tree (--kernel linux-image-*.deb, --kernel DIR, --modules DIR)"
+		case why != "":
+			c.res.Detail += "; the guest never sent an accepted SYS_RDY; the console says: " + why
+		default:
+			c.res.Detail += "; the guest never sent an accepted SYS_RDY, so the agent never ran its scenario (the console log shows how far the boot got)"
+		}
 	}
 	ev := map[string]any{"reason": exit.Reason, "code": exit.Code}
 	if exit.Detail != "" {

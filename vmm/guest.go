@@ -109,13 +109,28 @@ func Cmdline(o GuestOptions) string {
 	return strings.Join(parts, " ")
 }
 
+// GuestModulesDir is where BuildInitramfs packs kernel modules; the
+// agent loads what it finds there, in name order, before it looks for
+// the bulk port.
+const GuestModulesDir = "lib/ktstr/modules"
+
+// GuestModule is a kernel module (decompressed) for the agent to load.
+type GuestModule struct {
+	Name string // the kernel's name for it, e.g. virtio_console
+	Data []byte
+}
+
 // BuildInitramfs writes a zstd-compressed initramfs to dst holding the
-// agent as /init and, if scheduler is not empty, that binary at
-// GuestSchedulerPath(scheduler).
-func BuildInitramfs(dst, agent, scheduler string) error {
+// agent as /init, if scheduler is not empty that binary at
+// GuestSchedulerPath(scheduler), and modules in load order (dependencies
+// first) under GuestModulesDir.
+func BuildInitramfs(dst, agent, scheduler string, modules ...GuestModule) error {
 	files := []initramfs.File{{Name: "init", Src: agent}}
 	if scheduler != "" {
 		files = append(files, initramfs.File{Name: GuestSchedulerPath(scheduler), Src: scheduler})
+	}
+	for i, m := range modules {
+		files = append(files, initramfs.File{Name: fmt.Sprintf("%s/%02d-%s.ko", GuestModulesDir, i, m.Name), Data: m.Data, Perm: 0o644})
 	}
 	if err := initramfs.Build(dst, initramfs.Zstd, files); err != nil {
 		return err

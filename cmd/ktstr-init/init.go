@@ -50,9 +50,12 @@ func runInit(scens []scenario) {
 	}
 	cfg, cfgErr := parseCmdline(string(cmdline))
 
+	// A modular kernel's virtio modules, packed by the host: without
+	// them there is no bulk port to find.
+	loadModules(console, ModulesDir)
 	dev, err := findPort(BulkPortName, 30*time.Second)
 	if err != nil {
-		fmt.Fprintf(console, "ktstr-init: %v; nothing to report to, powering off\n", err)
+		fmt.Fprintf(console, "%s %v; nothing to report to, powering off\n", wire.NoBulkPortMarker, err)
 		return
 	}
 	p, err := openPort(dev)
@@ -166,17 +169,34 @@ func setupSystem() io.Writer {
 
 // findPort waits for the virtio-console port called name and returns
 // its device node.
+//
+// A kernel with no virtio-console driver registered at all (built
+// without it, or its module not loaded) cannot grow the port later:
+// after noDriverGrace without the driver the wait ends early.
 func findPort(name string, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	for {
 		if dev, ok := lookupPort("/sys/class/virtio-ports", name); ok {
 			return "/dev/" + dev, nil
+		}
+		if time.Since(start) > noDriverGrace && !exists("/sys/bus/virtio/drivers/virtio_console") {
+			return "", fmt.Errorf("the kernel has no virtio_console driver (not built in, module not loaded), so no port named %q can appear", name)
 		}
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("no virtio-console port named %q appeared within %v", name, timeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// noDriverGrace is how long findPort waits for the virtio_console driver
+// to register before it concludes there is none.
+const noDriverGrace = 2 * time.Second
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // lookupPort scans a /sys/class/virtio-ports directory for the port

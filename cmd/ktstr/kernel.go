@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 
 	"github.com/ktstr/ktstr/kernel"
@@ -29,7 +30,7 @@ func runKernel(args []string, stdout, stderr io.Writer) error {
 		return runKernelBuild(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprintf(stderr, "usage: ktstr kernel fetch|list|path|build [flags]\n\n"+
-			"  fetch  download Debian's cloud kernel into the cache\n"+
+			"  fetch  download a Debian kernel (--release 6.12|6.1, --flavour cloud|generic|rt) with its modules into the cache\n"+
 			"  list   list cached kernels\n"+
 			"  path   print the path of the default (newest) cached kernel\n"+
 			"  build  build a sched_ext kernel from source\n")
@@ -42,7 +43,9 @@ func runKernel(args []string, stdout, stderr io.Writer) error {
 // runKernelFetch implements `ktstr kernel fetch`.
 func runKernelFetch(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("kernel fetch", "", stderr)
-	pkgName := fs.String("package", "", "Debian package to fetch (default: the newest linux-image-6.12.*-cloud-amd64-unsigned apt knows)")
+	pkgName := fs.String("package", "", "Debian package to fetch (default: the newest of --release and --flavour apt knows)")
+	release := fs.String("release", "6.12", "Debian kernel release: "+strings.Join(kernel.Releases(), " or "))
+	flavour := fs.String("flavour", "cloud", "Debian kernel flavour: "+strings.Join(kernel.Flavours(), ", "))
 	force := fs.Bool("force", false, "fetch again even if that release is cached")
 	quiet := fs.Bool("q", false, "do not show apt's progress")
 	if help, err := parseFlags(fs, args); help || err != nil {
@@ -58,9 +61,15 @@ func runKernelFetch(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
+	if !slices.Contains(kernel.Releases(), *release) {
+		return usagef("kernel fetch: --release %q: want %s", *release, strings.Join(kernel.Releases(), " or "))
+	}
+	if !slices.Contains(kernel.Flavours(), *flavour) {
+		return usagef("kernel fetch: --flavour %q: want %s", *flavour, strings.Join(kernel.Flavours(), ", "))
+	}
 	pkg := kernel.Package{Name: *pkgName}
 	if pkg.Name == "" {
-		if pkg, err = kernel.FindDebianPackage(ctx); err != nil {
+		if pkg, err = kernel.FindDebianKernel(ctx, *release, *flavour); err != nil {
 			return envErr(fmt.Errorf("kernel fetch: %w", err))
 		}
 	}
@@ -117,6 +126,7 @@ func runKernelList(args []string, stdout, stderr io.Writer) error {
 			mark = "*" // the default
 		}
 		fmt.Fprintf(stdout, "%s %-34s %s  %s  %s\n", mark, k.Release, k.SHA256[:min(12, len(k.SHA256))], k.Origin, k.Path)
+		fmt.Fprintf(stdout, "    %s\n", kernelFacts(k))
 	}
 	return nil
 }
@@ -154,4 +164,25 @@ func defaultKernel() (kernel.Kernel, error) {
 		return kernel.Kernel{}, envErr(fmt.Errorf("kernel cache: %w", err))
 	}
 	return k, nil
+}
+
+// kernelFacts says, in one line, what a run depends on in k: from its
+// config where the cache holds one, and whether its module tree is here.
+func kernelFacts(k kernel.Kernel) string {
+	var parts []string
+	if k.Config == "" {
+		parts = append(parts, "config unknown")
+	} else if c, err := kernel.ReadConfig(k.Config); err != nil {
+		parts = append(parts, "config unreadable")
+	} else {
+		for _, f := range c.Facts() {
+			parts = append(parts, f.Name+": "+f.State)
+		}
+	}
+	if k.ModulesDir != "" {
+		parts = append(parts, "modules: here")
+	} else {
+		parts = append(parts, "modules: none")
+	}
+	return strings.Join(parts, ", ")
 }

@@ -39,6 +39,7 @@ type recordOptions struct {
 	backend      string
 	accel        string
 	kernel       string
+	modules      string
 	agent        string
 	cpus         int
 	mem          int
@@ -83,6 +84,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.backend, "backend", "auto", "VMM backend: auto (qemu), qemu, or native (our own KVM VMM)")
 	fs.StringVar(&o.accel, "accel", "auto", "QEMU accelerator: auto (KVM only where a probe shows native speed), kvm or tcg; --backend qemu only")
 	fs.StringVar(&o.kernel, "kernel", "", "bzImage to boot (default: the newest kernel fetched by 'ktstr kernel fetch'); with --backend native also a freestanding ELF test guest, which runs without the agent")
+	fs.StringVar(&o.modules, "modules", "", "module tree of a modular --kernel bzImage (lib/modules/RELEASE, or a directory holding it); a .deb or directory --kernel brings its own")
 	fs.StringVar(&o.agent, "agent", "", "prebuilt static guest agent (default: build cmd/ktstr-init from the source tree)")
 	fs.IntVar(&o.cpus, "cpus", 2, "guest vCPUs")
 	fs.IntVar(&o.mem, "mem", 512, "guest memory in MiB")
@@ -133,7 +135,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	k, err := o.resolveKernel(freestanding)
+	k, mods, err := o.resolveKernel(freestanding)
 	if err != nil {
 		return err
 	}
@@ -164,7 +166,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		initrd = filepath.Join(work, "initrd.zst")
-		if err := vmm.BuildInitramfs(initrd, agent, o.scheduler); err != nil {
+		if err := vmm.BuildInitramfs(initrd, agent, o.scheduler, mods...); err != nil {
 			return envErr(fmt.Errorf("record: %w", err))
 		}
 		if cmdline == "" {
@@ -333,34 +335,61 @@ func (o *recordOptions) validateGuest(freestanding bool) error {
 
 // resolveKernel returns the kernel to boot: the freestanding ELF guest
 // or bzImage given with --kernel, or the default kernel.
-func (o *recordOptions) resolveKernel(freestanding bool) (kernel.Kernel, error) {
+func (o *recordOptions) resolveKernel(freestanding bool) (kernel.Kernel, []vmm.GuestModule, error) {
 	if freestanding {
 		b, err := os.ReadFile(o.kernel)
 		if err != nil {
-			return kernel.Kernel{}, usageErr(fmt.Errorf("record: --kernel: %w", err))
+			return kernel.Kernel{}, nil, usageErr(fmt.Errorf("record: --kernel: %w", err))
 		}
 		sum := sha256.Sum256(b)
 		abs, err := filepath.Abs(o.kernel)
 		if err != nil {
-			return kernel.Kernel{}, usageErr(fmt.Errorf("record: --kernel: %w", err))
+			return kernel.Kernel{}, nil, usageErr(fmt.Errorf("record: --kernel: %w", err))
 		}
-		return kernel.Kernel{Path: abs, Release: "freestanding ELF guest", SHA256: hex.EncodeToString(sum[:]), Origin: "file"}, nil
+		return kernel.Kernel{Path: abs, Release: "freestanding ELF guest", SHA256: hex.EncodeToString(sum[:]), Origin: "file"}, nil, nil
 	}
+	var src *kernel.Source
 	if o.kernel != "" {
-		k, err := kernel.Inspect(o.kernel)
+		cache, err := kernel.CacheDir()
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return k, envErr(fmt.Errorf("record: --kernel: %w; run: %s (or pass an existing bzImage)", err, kernel.FixFetch))
-			}
-			return k, usageErr(fmt.Errorf("record: --kernel: %w", err))
+			return kernel.Kernel{}, nil, envErr(fmt.Errorf("record: %w", err))
 		}
-		return k, nil
+		// A bzImage, a kernel package, or a directory holding one: any
+		// way it is wrong is the user's path, exit 2.
+		if src, err = kernel.Open(o.kernel, o.modules, cache); err != nil {
+			return kernel.Kernel{}, nil, usageErr(fmt.Errorf("record: %w", err))
+		}
+	} else {
+		k, err := defaultKernel()
+		if err != nil {
+			return k, nil, fmt.Errorf("record: %w", err)
+		}
+		if src, err = kernel.FromCache(k); err != nil {
+			return k, nil, envErr(fmt.Errorf("record: the cached kernel %s: %w; run: %s --force", k.Release, err, kernel.FixFetch))
+		}
+		if o.modules != "" {
+			if err := src.UseModules(o.modules); err != nil {
+				return k, nil, usageErr(fmt.Errorf("record: %w", err))
+			}
+		}
 	}
-	k, err := defaultKernel()
+	// Pre-flight, where the config is known: what the run needs, before
+	// anything boots.
+	if c := src.Config(); c != nil {
+		needs := kernel.Needs{SchedExt: o.scenario == "sched-ext"}
+		if err := c.Preflight(needs, src.Modules, "kernel "+src.Release); err != nil {
+			return src.Kernel, nil, usageErr(fmt.Errorf("record: %w", err))
+		}
+	}
+	mods, err := src.Needed()
 	if err != nil {
-		return k, fmt.Errorf("record: %w", err)
+		return src.Kernel, nil, usageErr(fmt.Errorf("record: %w", err))
 	}
-	return k, nil
+	out := make([]vmm.GuestModule, len(mods))
+	for i, m := range mods {
+		out[i] = vmm.GuestModule{Name: m.Name, Data: m.Data}
+	}
+	return src.Kernel, out, nil
 }
 
 // resolveAgent returns the static guest agent: the one given, or one

@@ -134,3 +134,9 @@ func ParseTag(s string) (Tag, bool) {
 	}
 	return 0, false
 }
+
+// NoBulkPortMarker starts the serial-console line the guest agent
+// writes when it finds no bulk port (a kernel without the virtio
+// console, or its modules not loaded): with no port there is no frame
+// to say it in, so the host reads it from the console log.
+const NoBulkPortMarker = "ktstr-init: no_bulk_port:"

@@ -1,0 +1,205 @@
+package kernel
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// A Debian binary package (.deb) is an ar archive: debian-binary,
+// control.tar.*, data.tar.* (deb(5)). The kernel and its modules are in
+// the data archive, compressed with xz (Debian 12) or zstd (newer).
+
+// ErrNotDeb reports a file that is not a Debian package holding a kernel.
+var ErrNotDeb = errors.New("not a Debian kernel package")
+
+const (
+	arMagic     = "!<arch>\n"
+	arHeaderLen = 60
+	// Bounds on what a package may make us hold or write: a kernel
+	// image, one module, and everything unpacked from one package.
+	maxModule   = 64 << 20
+	maxUnpacked = 2 << 30
+)
+
+// IsDeb reports whether the file at path starts like an ar archive.
+func IsDeb(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var m [len(arMagic)]byte
+	_, err = io.ReadFull(f, m[:])
+	return err == nil && string(m[:]) == arMagic
+}
+
+// debData returns a tar reader over the data archive of the .deb read
+// from r, and a function that releases its decompressor.
+func debData(r io.Reader) (*tar.Reader, func(), error) {
+	br := bufio.NewReader(r)
+	var magic [len(arMagic)]byte
+	if _, err := io.ReadFull(br, magic[:]); err != nil || string(magic[:]) != arMagic {
+		return nil, nil, fmt.Errorf("%w: no ar header", ErrNotDeb)
+	}
+	for {
+		var h [arHeaderLen]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			return nil, nil, fmt.Errorf("%w: no data.tar member", ErrNotDeb)
+		}
+		if string(h[58:60]) != "`\n" {
+			return nil, nil, fmt.Errorf("%w: a damaged ar member header", ErrNotDeb)
+		}
+		name := strings.TrimSuffix(strings.TrimSpace(string(h[0:16])), "/")
+		size, err := strconv.ParseInt(strings.TrimSpace(string(h[48:58])), 10, 64)
+		if err != nil || size < 0 {
+			return nil, nil, fmt.Errorf("%w: member %q has a bad size", ErrNotDeb, name)
+		}
+		body := io.LimitReader(br, size)
+		if strings.HasPrefix(name, "data.tar") {
+			return dataTar(name, body)
+		}
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrNotDeb, err)
+		}
+		if size%2 == 1 { // members are 2-byte aligned
+			if _, err := br.Discard(1); err != nil {
+				return nil, nil, fmt.Errorf("%w: %w", ErrNotDeb, err)
+			}
+		}
+	}
+}
+
+// dataTar opens the data archive by its compression suffix.
+func dataTar(name string, r io.Reader) (*tar.Reader, func(), error) {
+	switch strings.TrimPrefix(name, "data.tar") {
+	case "":
+		return tar.NewReader(r), func() {}, nil
+	case ".xz":
+		x, err := xz.NewReader(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: data.tar.xz: %w", ErrNotDeb, err)
+		}
+		return tar.NewReader(x), func() {}, nil
+	case ".zst":
+		z, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(1<<27))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: data.tar.zst: %w", ErrNotDeb, err)
+		}
+		return tar.NewReader(z), z.Close, nil
+	case ".gz":
+		g, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: data.tar.gz: %w", ErrNotDeb, err)
+		}
+		return tar.NewReader(g), func() {}, nil
+	}
+	return nil, nil, fmt.Errorf("%w: %s is compressed in a way this tool does not read (xz, zstd, gzip)", ErrNotDeb, name)
+}
+
+// UnpackDeb writes the kernel image (boot/vmlinuz-*), its config
+// (boot/config-*) and its modules (lib/modules/**) from the Debian
+// package at deb into dst, keeping their paths. Nothing else is
+// written, no link is followed, and no path leaves dst.
+func UnpackDeb(deb, dst string) error {
+	f, err := os.Open(deb)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", deb, err)
+	}
+	defer f.Close()
+	tr, release, err := debData(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", deb, err)
+	}
+	defer release()
+	var total int64
+	images := 0
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w: the data archive is damaged: %w", deb, ErrNotDeb, err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		dir, base := path.Split(name)
+		keep := dir == "boot/" && (strings.HasPrefix(base, "vmlinuz-") || strings.HasPrefix(base, "config-")) ||
+			strings.HasPrefix(name, "lib/modules/") || strings.HasPrefix(name, "usr/lib/modules/")
+		if !keep {
+			continue
+		}
+		limit := int64(maxModule)
+		if dir == "boot/" {
+			limit = maxImage
+		}
+		if h.Size > limit || total+h.Size > maxUnpacked {
+			return fmt.Errorf("%s: %s is %d bytes, over the bound of %d", deb, name, h.Size, limit)
+		}
+		total += h.Size
+		name = strings.TrimPrefix(name, "usr/") // merged-/usr packages
+		out := filepath.Join(dst, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return fmt.Errorf("unpack %s: %w", deb, err)
+		}
+		if err := writeFrom(out, io.LimitReader(tr, limit)); err != nil {
+			return fmt.Errorf("unpack %s: %w", deb, err)
+		}
+		if strings.HasPrefix(base, "vmlinuz-") {
+			images++
+		}
+	}
+	if images == 0 {
+		return fmt.Errorf("%s: %w: it holds no boot/vmlinuz-* (a linux-image-* package has one)", deb, ErrNotDeb)
+	}
+	return nil
+}
+
+func writeFrom(p string, r io.Reader) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ExtractDeb returns the boot/vmlinuz-* image and the boot/config-*
+// file (nil if absent) of the Debian kernel package at deb, read in Go.
+func ExtractDeb(deb string) (image, config []byte, err error) {
+	f, err := os.Open(deb)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", deb, err)
+	}
+	defer f.Close()
+	tr, release, err := debData(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", deb, err)
+	}
+	defer release()
+	image, config, err = scanBoot(tr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", deb, err)
+	}
+	if image == nil {
+		return nil, nil, fmt.Errorf("%s: %w: it holds no boot/vmlinuz-*", deb, ErrNotDeb)
+	}
+	return image, config, nil
+}

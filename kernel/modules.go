@@ -1,0 +1,255 @@
+package kernel
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// ErrBadModules reports a module tree that cannot serve a run: a module
+// missing, corrupt, for another release or another architecture.
+var ErrBadModules = errors.New("kernel modules unusable")
+
+// GuestModules are the modules a run needs where the kernel does not
+// build them in: the virtio core and ring, virtio-pci (and its legacy and
+// modern helpers, modules of their own since 5.x) and virtio-console.
+// Their dependencies come from each module's .modinfo.
+func GuestModules() []string {
+	return []string{"virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_console"}
+}
+
+// Module is one loadable module, decompressed, ready to pack.
+type Module struct {
+	Name    string   // as the kernel names it: dashes become underscores
+	Path    string   // the file it came from
+	Depends []string // .modinfo depends=
+	Data    []byte   // the ELF object, decompressed
+
+	info map[string]string // all of .modinfo
+}
+
+// check refuses a module built for another release: its vermagic starts
+// with the release it was built for.
+func (mod *Module) check(release string) error {
+	vm := mod.info["vermagic"]
+	if vm == "" {
+		return fmt.Errorf("%w: %s has no vermagic", ErrBadModules, mod.Path)
+	}
+	if release != "" && strings.Fields(vm)[0] != release {
+		return fmt.Errorf("%w: %s is built for %s, not %s", ErrBadModules, mod.Path, strings.Fields(vm)[0], release)
+	}
+	return nil
+}
+
+// Modules is a release's module tree: lib/modules/RELEASE of a package
+// or an installed system.
+type Modules struct {
+	Dir     string
+	Release string
+	files   map[string]string // module name → file
+	builtin map[string]bool   // modules.builtin
+}
+
+// moduleName turns a file name (virtio-rng.ko.xz) into the name the
+// kernel uses (virtio_rng).
+func moduleName(file string) (string, bool) {
+	base := filepath.Base(file)
+	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
+		if n, ok := strings.CutSuffix(base, ext); ok && n != "" {
+			return strings.ReplaceAll(n, "-", "_"), true
+		}
+	}
+	return "", false
+}
+
+// OpenModules indexes the module tree dir (lib/modules/RELEASE): every
+// .ko, .ko.xz, .ko.zst and .ko.gz under it, and modules.builtin.
+func OpenModules(dir, release string) (*Modules, error) {
+	st, err := os.Stat(dir)
+	if err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("%w: %s is not a module directory (lib/modules/RELEASE)", ErrBadModules, dir)
+	}
+	m := &Modules{Dir: dir, Release: release, files: map[string]string{}, builtin: map[string]bool{}}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			if n, ok := moduleName(p); ok {
+				if _, dup := m.files[n]; !dup {
+					m.files[n] = p
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %w", ErrBadModules, dir, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin")); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			if n, ok := moduleName(strings.TrimSpace(sc.Text())); ok {
+				m.builtin[n] = true
+			}
+		}
+	}
+	return m, nil
+}
+
+// Builtin reports whether modules.builtin lists name (it needs no
+// loading).
+func (m *Modules) Builtin(name string) bool { return m.builtin[name] }
+
+// Has reports whether the tree holds a file for module name.
+func (m *Modules) Has(name string) bool { _, ok := m.files[name]; return ok }
+
+// Resolve returns the modules names need, with everything they depend
+// on, in an order they can be loaded (dependencies first). Built-in
+// modules are left out; a name that is neither built in nor in the tree
+// is an error only when required is true for it (a kernel that builds it
+// in with no modules.builtin to say so needs nothing).
+func (m *Modules) Resolve(names []string, required func(name string) bool) ([]Module, error) {
+	var order []Module
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(name, from string) error
+	visit = func(name, from string) error {
+		switch state[name] {
+		case 1:
+			return fmt.Errorf("%w: %s depends on itself through %s", ErrBadModules, name, from)
+		case 2:
+			return nil
+		}
+		if m.builtin[name] {
+			state[name] = 2
+			return nil
+		}
+		file, ok := m.files[name]
+		if !ok {
+			state[name] = 2
+			if from != "" {
+				return fmt.Errorf("%w: %s needs %s, which %s does not hold", ErrBadModules, from, name, m.Dir)
+			}
+			if required(name) {
+				return fmt.Errorf("%w: %s holds no %s and modules.builtin does not list it", ErrBadModules, m.Dir, name)
+			}
+			return nil
+		}
+		state[name] = 1
+		mod, err := ReadModule(file)
+		if err != nil {
+			return err
+		}
+		if err := mod.check(m.Release); err != nil {
+			return err
+		}
+		for _, d := range mod.Depends {
+			if err := visit(d, name); err != nil {
+				return err
+			}
+		}
+		state[name] = 2
+		order = append(order, mod)
+		return nil
+	}
+	for _, n := range names {
+		if err := visit(n, ""); err != nil {
+			return nil, err
+		}
+	}
+	return order, nil
+}
+
+// ReadModule reads and decompresses the module at path and parses its
+// .modinfo.
+func ReadModule(path string) (Module, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Module{}, fmt.Errorf("%w: %w", ErrBadModules, err)
+	}
+	defer f.Close()
+	var r io.Reader = f
+	switch {
+	case strings.HasSuffix(path, ".xz"):
+		x, err := xz.NewReader(f)
+		if err != nil {
+			return Module{}, fmt.Errorf("%w: %s: %w", ErrBadModules, path, err)
+		}
+		r = x
+	case strings.HasSuffix(path, ".zst"):
+		z, err := zstd.NewReader(f, zstd.WithDecoderMaxWindow(1<<27))
+		if err != nil {
+			return Module{}, fmt.Errorf("%w: %s: %w", ErrBadModules, path, err)
+		}
+		defer z.Close()
+		r = z
+	case strings.HasSuffix(path, ".gz"):
+		g, err := gzip.NewReader(f)
+		if err != nil {
+			return Module{}, fmt.Errorf("%w: %s: %w", ErrBadModules, path, err)
+		}
+		r = g
+	}
+	data, err := readAllLimited(r, maxModule)
+	if err != nil {
+		return Module{}, fmt.Errorf("%w: %s does not decompress: %w", ErrBadModules, path, err)
+	}
+	name, _ := moduleName(path)
+	mod := Module{Name: name, Path: path, Data: data}
+	info, err := modinfo(data)
+	if err != nil {
+		return Module{}, fmt.Errorf("%w: %s: %w", ErrBadModules, path, err)
+	}
+	if n := info["name"]; n != "" {
+		mod.Name = n
+	}
+	if d := info["depends"]; d != "" {
+		mod.Depends = strings.Split(d, ",")
+	}
+	sort.Strings(mod.Depends)
+	mod.info = info
+	return mod, nil
+}
+
+// modinfo returns the key=value pairs of an x86-64 module's .modinfo
+// section (NUL-separated; a repeated key keeps its first value).
+func modinfo(obj []byte) (map[string]string, error) {
+	ef, err := elf.NewFile(bytes.NewReader(obj))
+	if err != nil {
+		return nil, fmt.Errorf("not an ELF object: %w", err)
+	}
+	defer ef.Close()
+	if ef.Machine != elf.EM_X86_64 || ef.Class != elf.ELFCLASS64 || ef.Type != elf.ET_REL {
+		return nil, fmt.Errorf("a %s %s %s object, not an x86-64 kernel module", ef.Class, ef.Machine, ef.Type)
+	}
+	sec := ef.Section(".modinfo")
+	if sec == nil {
+		return nil, errors.New("no .modinfo section: not a kernel module")
+	}
+	b, err := sec.Data()
+	if err != nil {
+		return nil, fmt.Errorf(".modinfo: %w", err)
+	}
+	info := map[string]string{}
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		k, v, ok := bytes.Cut(kv, []byte("="))
+		if ok && len(k) > 0 {
+			if _, seen := info[string(k)]; !seen {
+				info[string(k)] = string(v)
+			}
+		}
+	}
+	return info, nil
+}

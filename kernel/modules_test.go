@@ -1,0 +1,386 @@
+package kernel
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"debug/elf"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/ulikunitz/xz"
+)
+
+const testRelease = "6.1.0-99-test-amd64"
+
+// fakeModule builds a minimal ELF64 relocatable object for machine with
+// a .modinfo section holding info (NUL-separated key=value pairs), as a
+// kernel module carries.
+func fakeModule(machine elf.Machine, info ...string) []byte {
+	var modinfo []byte
+	for _, kv := range info {
+		modinfo = append(append(modinfo, kv...), 0)
+	}
+	shstr := []byte("\x00.shstrtab\x00.modinfo\x00")
+	le := binary.LittleEndian
+	var b bytes.Buffer
+	hdr := make([]byte, 64)
+	copy(hdr, []byte{0x7f, 'E', 'L', 'F', 2, 1, 1})
+	le.PutUint16(hdr[16:], uint16(elf.ET_REL))
+	le.PutUint16(hdr[18:], uint16(machine))
+	le.PutUint32(hdr[20:], 1)
+	shoff := 64 + len(shstr) + len(modinfo)
+	le.PutUint64(hdr[40:], uint64(shoff))
+	le.PutUint16(hdr[52:], 64) // ehsize
+	le.PutUint16(hdr[58:], 64) // shentsize
+	le.PutUint16(hdr[60:], 3)  // shnum
+	le.PutUint16(hdr[62:], 1)  // shstrndx
+	b.Write(hdr)
+	b.Write(shstr)
+	b.Write(modinfo)
+	sh := func(name, typ uint32, off, size int) {
+		s := make([]byte, 64)
+		le.PutUint32(s[0:], name)
+		le.PutUint32(s[4:], typ)
+		le.PutUint64(s[24:], uint64(off))
+		le.PutUint64(s[32:], uint64(size))
+		le.PutUint64(s[48:], 1)
+		b.Write(s)
+	}
+	sh(0, 0, 0, 0)
+	sh(1, uint32(elf.SHT_STRTAB), 64, len(shstr))
+	sh(11, uint32(elf.SHT_PROGBITS), 64+len(shstr), len(modinfo))
+	return b.Bytes()
+}
+
+func testModule(name, depends string) []byte {
+	return fakeModule(elf.EM_X86_64, "license=GPL", "depends="+depends, "name="+name, "vermagic="+testRelease+" SMP mod_unload modversions ")
+}
+
+func compress(t *testing.T, ext string, b []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	switch ext {
+	case ".ko":
+		return b
+	case ".ko.xz":
+		w, err := xz.NewWriter(&out)
+		require.NoError(t, err)
+		_, err = w.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+	case ".ko.zst":
+		w, err := zstd.NewWriter(&out)
+		require.NoError(t, err)
+		_, err = w.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+	case ".ko.gz":
+		w := gzip.NewWriter(&out)
+		_, err := w.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+	}
+	return out.Bytes()
+}
+
+// moduleTree writes lib/modules/RELEASE with the guest modules (virtio
+// and virtio_ring built in when builtin) compressed with ext.
+func moduleTree(t *testing.T, root, ext string, builtin bool) string {
+	t.Helper()
+	dir := filepath.Join(root, "lib", "modules", testRelease)
+	drv := filepath.Join(dir, "kernel", "drivers")
+	require.NoError(t, os.MkdirAll(filepath.Join(drv, "virtio"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(drv, "char"), 0o755))
+	mods := map[string]string{
+		"virtio/virtio_pci_legacy_dev": "", "virtio/virtio_pci_modern_dev": "",
+		"virtio/virtio_pci": "virtio,virtio_ring,virtio_pci_legacy_dev,virtio_pci_modern_dev",
+		"char/virtio_console": "virtio,virtio_ring",
+	}
+	if !builtin {
+		mods["virtio/virtio_ring"] = ""
+		mods["virtio/virtio"] = "virtio_ring"
+	} else {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "modules.builtin"),
+			[]byte("kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko\n"), 0o644))
+	}
+	for p, deps := range mods {
+		name := filepath.Base(p)
+		require.NoError(t, os.WriteFile(filepath.Join(drv, p+ext), compress(t, ext, testModule(name, deps)), 0o644))
+	}
+	return dir
+}
+
+func names(mods []Module) []string {
+	var n []string
+	for _, m := range mods {
+		n = append(n, m.Name)
+	}
+	return n
+}
+
+func always(string) bool { return true }
+
+// TestResolveOrdersByDependency: every compression Debian ships; the
+// result loads dependencies first; built-in modules are left out.
+func TestResolveOrdersByDependency(t *testing.T) {
+	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
+		t.Run(ext, func(t *testing.T) {
+			m, err := OpenModules(moduleTree(t, t.TempDir(), ext, false), testRelease)
+			require.NoError(t, err)
+			mods, err := m.Resolve(GuestModules(), always)
+			require.NoError(t, err)
+			got := names(mods)
+			require.Len(t, got, 6)
+			pos := map[string]int{}
+			for i, n := range got {
+				pos[n] = i
+			}
+			for _, mod := range mods {
+				for _, d := range mod.Depends {
+					assert.Less(t, pos[d], pos[mod.Name], "%s loads before %s, which needs it", d, mod.Name)
+				}
+				_, err := modinfo(mod.Data)
+				assert.NoError(t, err, "%s is decompressed", mod.Name)
+			}
+		})
+	}
+	t.Run("built in", func(t *testing.T) {
+		m, err := OpenModules(moduleTree(t, t.TempDir(), ".ko", true), testRelease)
+		require.NoError(t, err)
+		assert.True(t, m.Builtin("virtio"))
+		mods, err := m.Resolve(GuestModules(), always)
+		require.NoError(t, err)
+		assert.ElementsMatch(t, []string{"virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_console"}, names(mods))
+	})
+}
+
+// TestResolveRefusesBadModules: missing, corrupt, another release,
+// another architecture, a dependency loop; each names the file.
+func TestResolveRefusesBadModules(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		break_ func(dir string)
+		want  string
+	}{
+		{"control: intact", func(string) {}, ""},
+		{"missing dependency", func(d string) { os.Remove(filepath.Join(d, "kernel/drivers/virtio/virtio_ring.ko")) }, "needs virtio_ring"},
+		{"corrupt", func(d string) {
+			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"), []byte("not elf"), 0o644)
+		}, "not an ELF object"},
+		{"corrupt xz", func(d string) {
+			os.Remove(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"))
+			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko.xz"), []byte("\xfd7zXZ\x00garbage"), 0o644)
+		}, "virtio_console.ko.xz"},
+		{"another release", func(d string) {
+			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"),
+				fakeModule(elf.EM_X86_64, "depends=", "name=virtio_console", "vermagic=6.12.1 SMP"), 0o644)
+		}, "built for 6.12.1"},
+		{"another architecture", func(d string) {
+			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"),
+				fakeModule(elf.EM_AARCH64, "depends=", "name=virtio_console", "vermagic="+testRelease), 0o644)
+		}, "not an x86-64 kernel module"},
+		{"loop", func(d string) {
+			os.WriteFile(filepath.Join(d, "kernel/drivers/virtio/virtio_ring.ko"), testModule("virtio_ring", "virtio"), 0o644)
+		}, "depends on itself"},
+		{"required module absent", func(d string) { os.Remove(filepath.Join(d, "kernel/drivers/char/virtio_console.ko")) }, "holds no virtio_console"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := moduleTree(t, t.TempDir(), ".ko", false)
+			tc.break_(dir)
+			m, err := OpenModules(dir, testRelease)
+			require.NoError(t, err)
+			_, err = m.Resolve(GuestModules(), always)
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrBadModules)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	_, err := OpenModules(filepath.Join(t.TempDir(), "absent"), testRelease)
+	assert.ErrorIs(t, err, ErrBadModules)
+}
+
+// writeAr writes an ar archive of members, as a .deb is laid out.
+func writeAr(t *testing.T, path string, members ...[2]any) {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString(arMagic)
+	for _, m := range members {
+		name, data := m[0].(string), m[1].([]byte)
+		hdr := []byte(
+			padRight(name+"/", 16) + padRight("0", 12) + padRight("0", 6) + padRight("0", 6) +
+				padRight("100644", 8) + padRight(itoa(len(data)), 10) + "`\n")
+		require.Len(t, hdr, arHeaderLen)
+		b.Write(hdr)
+		b.Write(data)
+		if len(data)%2 == 1 {
+			b.WriteByte('\n')
+		}
+	}
+	require.NoError(t, os.WriteFile(path, b.Bytes(), 0o644))
+}
+
+func padRight(s string, n int) string {
+	for len(s) < n {
+		s += " "
+	}
+	return s
+}
+
+func itoa(n int) string { return fmtInt(n) }
+
+func fmtInt(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var d []byte
+	for ; n > 0; n /= 10 {
+		d = append([]byte{byte('0' + n%10)}, d...)
+	}
+	return string(d)
+}
+
+// dataTarOf builds a package's data archive from a tree of files.
+func dataTarOf(t *testing.T, files map[string][]byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, data := range files {
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}))
+		_, err := tw.Write(data)
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	return buf.Bytes()
+}
+
+// TestOpenDebAndDir: a kernel package (data.tar in each compression) and
+// the directory it unpacks to resolve to the same kernel, config and
+// modules; the module tree comes along.
+func TestOpenDebAndDir(t *testing.T) {
+	img := fakeBzImage(testRelease + " #1")
+	config := []byte("CONFIG_VIRTIO=m\nCONFIG_VIRTIO_PCI=m\nCONFIG_VIRTIO_CONSOLE=m\nCONFIG_DEVTMPFS=y\nCONFIG_CGROUPS=y\n")
+	files := map[string][]byte{
+		"./boot/vmlinuz-" + testRelease: img,
+		"./boot/config-" + testRelease:  config,
+		"./usr/share/doc/x/changelog":   []byte("ignored"),
+		"./../../etc/evil":              []byte("must not escape"),
+	}
+	tree := moduleTree(t, t.TempDir(), ".ko.xz", false)
+	filepath.WalkDir(tree, func(p string, d os.DirEntry, err error) error {
+		if d.Type().IsRegular() {
+			rel, _ := filepath.Rel(filepath.Dir(filepath.Dir(filepath.Dir(tree))), p)
+			b, _ := os.ReadFile(p)
+			files["./"+filepath.ToSlash(rel)] = b
+		}
+		return nil
+	})
+	data := dataTarOf(t, files)
+	for _, comp := range []string{".xz", ".zst", ".gz", ""} {
+		t.Run("data.tar"+comp, func(t *testing.T) {
+			root := t.TempDir()
+			deb := filepath.Join(root, "linux-image-test.deb")
+			body := data
+			if comp != "" {
+				body = compress(t, map[string]string{".xz": ".ko.xz", ".zst": ".ko.zst", ".gz": ".ko.gz"}[comp], data)
+			}
+			writeAr(t, deb, [2]any{"debian-binary", []byte("2.0\n")}, [2]any{"control.tar.xz", []byte("x")}, [2]any{"data.tar" + comp, body})
+			require.True(t, IsDeb(deb))
+			s, err := Open(deb, "", filepath.Join(root, "cache"))
+			require.NoError(t, err)
+			assert.Equal(t, testRelease, s.Release)
+			require.NotNil(t, s.Config())
+			assert.Equal(t, "m", s.Config()["VIRTIO_CONSOLE"])
+			require.NotNil(t, s.Modules)
+			mods, err := s.Needed()
+			require.NoError(t, err)
+			assert.Len(t, mods, 6)
+			assert.NoError(t, s.Config().Preflight(Needs{}, s.Modules, "test"))
+			assert.NoFileExists(t, filepath.Join(root, "etc", "evil"))
+			// Opened again, it comes from the unpacked cache.
+			again, err := Open(deb, "", filepath.Join(root, "cache"))
+			require.NoError(t, err)
+			assert.Equal(t, s.Path, again.Path)
+		})
+	}
+	t.Run("not a kernel", func(t *testing.T) {
+		root := t.TempDir()
+		deb := filepath.Join(root, "other.deb")
+		writeAr(t, deb, [2]any{"debian-binary", []byte("2.0\n")}, [2]any{"data.tar", dataTarOf(t, map[string][]byte{"./usr/bin/x": []byte("x")})})
+		_, err := Open(deb, "", root)
+		assert.ErrorIs(t, err, ErrNotDeb)
+		empty := filepath.Join(root, "empty-dir")
+		require.NoError(t, os.Mkdir(empty, 0o755))
+		_, err = Open(empty, "", root)
+		assert.ErrorIs(t, err, ErrNotKernel)
+		text := filepath.Join(root, "notes.txt")
+		require.NoError(t, os.WriteFile(text, []byte("hello"), 0o644))
+		_, err = Open(text, "", root)
+		assert.ErrorIs(t, err, ErrNotKernel)
+		_, err = Open(filepath.Join(root, "absent"), "", root)
+		assert.ErrorIs(t, err, os.ErrNotExist)
+	})
+	t.Run("bzImage with --modules", func(t *testing.T) {
+		root := t.TempDir()
+		bz := filepath.Join(root, "bzImage")
+		require.NoError(t, os.WriteFile(bz, img, 0o644))
+		s, err := Open(bz, "", root)
+		require.NoError(t, err)
+		assert.Nil(t, s.Modules, "a bare bzImage brings no modules")
+		s, err = Open(bz, filepath.Dir(filepath.Dir(filepath.Dir(tree))), root)
+		require.NoError(t, err)
+		require.NotNil(t, s.Modules)
+		mods, err := s.Needed()
+		require.NoError(t, err)
+		assert.Len(t, mods, 6, "config unknown: every guest module the tree holds")
+	})
+}
+
+// TestPreflight: each unmet need is named with its fix; a kernel that
+// meets them all passes (the control).
+func TestPreflight(t *testing.T) {
+	all := "CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_CONSOLE=y\nCONFIG_DEVTMPFS=y\nCONFIG_CGROUPS=y\n"
+	mods, err := OpenModules(moduleTree(t, t.TempDir(), ".ko", false), testRelease)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name   string
+		config string
+		needs  Needs
+		mods   *Modules
+		want   string
+	}{
+		{"control: all built in", all, Needs{}, nil, ""},
+		{"modules given", "CONFIG_VIRTIO=m\nCONFIG_VIRTIO_PCI=m\nCONFIG_VIRTIO_CONSOLE=m\nCONFIG_DEVTMPFS=y\nCONFIG_CGROUPS=y\n", Needs{}, mods, ""},
+		{"modules missing", "CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_CONSOLE=m\nCONFIG_DEVTMPFS=y\nCONFIG_CGROUPS=y\n", Needs{}, nil, "--modules DIR"},
+		{"no console", "CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\n# CONFIG_VIRTIO_CONSOLE is not set\nCONFIG_DEVTMPFS=y\nCONFIG_CGROUPS=y\n", Needs{}, nil, "CONFIG_VIRTIO_CONSOLE is not set"},
+		{"no devtmpfs", "CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_CONSOLE=y\nCONFIG_CGROUPS=y\n", Needs{}, nil, "CONFIG_DEVTMPFS"},
+		{"no sched_ext", all, Needs{SchedExt: true}, nil, "make scx"},
+		{"sched_ext", all + "CONFIG_SCHED_CLASS_EXT=y\n", Needs{SchedExt: true}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ParseConfig([]byte(tc.config)).Preflight(tc.needs, tc.mods, "kernel x")
+			if tc.want == "" {
+				assert.NoError(t, err)
+			} else {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.want)
+			}
+		})
+	}
+	c := ParseConfig([]byte("CONFIG_VIRTIO_CONSOLE=m\nCONFIG_PREEMPT_RT=y\n"))
+	facts := map[string]string{}
+	for _, f := range c.Facts() {
+		facts[f.Name] = f.State
+	}
+	assert.Equal(t, "module", facts["virtio console"])
+	assert.Equal(t, "missing", facts["virtio pci"])
+	assert.Equal(t, "yes", facts["PREEMPT_RT"])
+}

@@ -1,0 +1,221 @@
+package kernel
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// ErrNotKernel reports a --kernel argument that is no kernel: not a
+// bzImage, a kernel package or a directory holding one.
+var ErrNotKernel = errors.New("not a kernel")
+
+// Source is a kernel ready for a run: its image, and where known its
+// config and module tree.
+type Source struct {
+	Kernel
+	Modules *Modules // nil when no module tree is known
+	config  Config   // nil when the config is unknown
+}
+
+// Config returns the kernel's config, or nil when it is unknown.
+func (s *Source) Config() Config { return s.config }
+
+// Open resolves what a user gave as --kernel (and --modules): a bzImage
+// file; a Debian kernel package (linux-image-*.deb), unpacked into
+// cacheDir/debs the first time; or a directory holding boot/vmlinuz-*
+// and lib/modules/RELEASE/ (an unpacked package, or / of an installed
+// system). modulesDir, if not "", is the module tree to use (a
+// lib/modules/RELEASE directory, or a directory holding one).
+func Open(spec, modulesDir, cacheDir string) (*Source, error) {
+	st, err := os.Stat(spec)
+	if err != nil {
+		return nil, fmt.Errorf("--kernel %s: %w", spec, err)
+	}
+	var s *Source
+	switch {
+	case st.IsDir():
+		s, err = openDir(spec)
+	case !st.Mode().IsRegular():
+		return nil, fmt.Errorf("--kernel %s: %w: not a regular file or directory", spec, ErrNotKernel)
+	case st.Size() > 2<<30:
+		return nil, fmt.Errorf("--kernel %s: %w: %d bytes is too large for a kernel or its package", spec, ErrNotKernel, st.Size())
+	case IsDeb(spec):
+		s, err = openDeb(spec, cacheDir)
+	default:
+		if st.Size() > maxImage {
+			return nil, fmt.Errorf("--kernel %s: %w: %d bytes, over the %d-byte bound of a bzImage", spec, ErrNotKernel, st.Size(), maxImage)
+		}
+		var k Kernel
+		k, err = Inspect(spec)
+		if err != nil {
+			return nil, fmt.Errorf("--kernel %s: %w: %w", spec, ErrNotKernel, err)
+		}
+		s = &Source{Kernel: k}
+		if k.Config != "" {
+			s.config, _ = ReadConfig(k.Config)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if modulesDir != "" {
+		if err := s.UseModules(modulesDir); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// UseModules makes dir the kernel's module tree (--modules DIR):
+// lib/modules/RELEASE itself, or a directory holding RELEASE/ or
+// lib/modules/RELEASE/.
+func (s *Source) UseModules(dir string) error {
+	m, err := openModulesArg(dir, s.Release)
+	if err != nil {
+		return fmt.Errorf("--modules %s: %w", dir, err)
+	}
+	s.Modules = m
+	return nil
+}
+
+// FromCache returns a cached kernel as a Source, with the config and
+// module tree stored beside it.
+func FromCache(k Kernel) (*Source, error) {
+	s := &Source{Kernel: k}
+	if k.Config != "" {
+		c, err := ReadConfig(k.Config)
+		if err != nil {
+			return nil, err
+		}
+		s.config = c
+	}
+	if k.ModulesDir != "" {
+		m, err := OpenModules(k.ModulesDir, k.Release)
+		if err != nil {
+			return nil, err
+		}
+		s.Modules = m
+	}
+	return s, nil
+}
+
+// openModulesArg opens --modules DIR: lib/modules/RELEASE itself, or a
+// directory holding RELEASE/ or lib/modules/RELEASE/.
+func openModulesArg(dir, release string) (*Modules, error) {
+	for _, d := range []string{filepath.Join(dir, "lib", "modules", release), filepath.Join(dir, release)} {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			return OpenModules(d, release)
+		}
+	}
+	return OpenModules(dir, release)
+}
+
+// openDir finds the kernel in a directory laid out as a package or a
+// system: boot/vmlinuz-RELEASE, boot/config-RELEASE and
+// lib/modules/RELEASE (or usr/lib/modules/RELEASE).
+func openDir(dir string) (*Source, error) {
+	images, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
+	if len(images) == 0 {
+		return nil, fmt.Errorf("--kernel %s: %w: the directory holds no boot/vmlinuz-* (give a bzImage, a linux-image-*.deb, or a directory with boot/ and lib/modules/)", dir, ErrNotKernel)
+	}
+	// The newest release, as an installed system boots by default.
+	sort.Slice(images, func(i, j int) bool { return CompareVersions(images[i], images[j]) > 0 })
+	k, err := Inspect(images[0])
+	if err != nil {
+		return nil, fmt.Errorf("--kernel %s: %w: %w", dir, ErrNotKernel, err)
+	}
+	s := &Source{Kernel: k}
+	suffix := strings.TrimPrefix(filepath.Base(images[0]), "vmlinuz-")
+	if c := filepath.Join(dir, "boot", "config-"+suffix); fileExists(c) {
+		s.Kernel.Config = c
+		if s.config, err = ReadConfig(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range []string{filepath.Join(dir, "lib", "modules", k.Release), filepath.Join(dir, "usr", "lib", "modules", k.Release)} {
+		if st, err := os.Stat(m); err == nil && st.IsDir() {
+			s.Kernel.ModulesDir = m
+			if s.Modules, err = OpenModules(m, k.Release); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	return s, nil
+}
+
+// openDeb unpacks a kernel package into cacheDir/debs/SHA (once) and
+// opens that directory.
+func openDeb(deb, cacheDir string) (*Source, error) {
+	sum, err := fileSum(deb)
+	if err != nil {
+		return nil, fmt.Errorf("--kernel %s: %w", deb, err)
+	}
+	dst := filepath.Join(cacheDir, "debs", sum[:16])
+	if !fileExists(filepath.Join(dst, ".complete")) {
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return nil, fmt.Errorf("unpack %s: %w", deb, err)
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(dst), ".unpack-*")
+		if err != nil {
+			return nil, fmt.Errorf("unpack %s: %w", deb, err)
+		}
+		defer os.RemoveAll(tmp)
+		if err := UnpackDeb(deb, tmp); err != nil {
+			return nil, fmt.Errorf("--kernel %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, ".complete"), []byte(deb+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("unpack %s: %w", deb, err)
+		}
+		_ = os.RemoveAll(dst)
+		if err := os.Rename(tmp, dst); err != nil {
+			return nil, fmt.Errorf("unpack %s: %w", deb, err)
+		}
+	}
+	s, err := openDir(dst)
+	if err != nil {
+		return nil, err
+	}
+	s.Kernel.Origin = "deb:" + filepath.Base(deb)
+	return s, nil
+}
+
+func fileSum(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Needed returns the modules this run must pack, in load order: the
+// guest modules the config builds as modules (all the guest modules the
+// tree holds where the config is unknown). With no module tree it
+// returns none.
+func (s *Source) Needed() ([]Module, error) {
+	if s.Modules == nil {
+		return nil, nil
+	}
+	required := func(name string) bool {
+		opt := map[string]string{"virtio": "VIRTIO", "virtio_ring": "VIRTIO", "virtio_pci": "VIRTIO_PCI", "virtio_console": "VIRTIO_CONSOLE"}[name]
+		return s.config != nil && opt != "" && s.config[opt] == "m"
+	}
+	return s.Modules.Resolve(GuestModules(), required)
+}
