@@ -553,6 +553,16 @@ func (c *coordinator) finish(exit Exit, werr error) {
 	if c.res.Crash != nil {
 		c.res.ExitStatus = 1
 	}
+	// The scenario's own verdict: a run is a success only when the agent
+	// says it did what its scenario expects.
+	if c.res.ExitStatus == 0 && c.res.GuestExit != nil && *c.res.GuestExit != 0 {
+		c.res.ExitStatus = 1
+		c.res.Detail += fmt.Sprintf("; the agent reported exit status %d (EXIT)", *c.res.GuestExit)
+	}
+	if c.res.ExitStatus == 0 && testFailed(c.res.TestResult) {
+		c.res.ExitStatus = 1
+		c.res.Detail += "; the scenario's TEST result says it failed (\"pass\": false)"
+	}
 	// Invariant 11: a run whose guest never reported boot complete is
 	// not a success, however it ended; the detail says so.
 	if c.res.SysRdyNS < 0 {
@@ -613,6 +623,16 @@ func (c *coordinator) progress() {
 		p.Rejected = rj.CRC + rj.Pad + rj.UnknownTag + rj.ForgedTag + rj.Shape + rj.OneshotRepeat + rj.Overflow + rj.OutOfOrder
 	}
 	c.run.Progress(p)
+}
+
+// testFailed reports whether a TEST payload is a JSON object whose
+// "pass" is false; anything else (no TEST, no "pass", not JSON) is no
+// verdict.
+func testFailed(test []byte) bool {
+	var v struct {
+		Pass *bool `json:"pass"`
+	}
+	return len(test) > 0 && json.Unmarshal(test, &v) == nil && v.Pass != nil && !*v.Pass
 }
 
 // status decodes an i32 status payload (EXIT, SCDX).

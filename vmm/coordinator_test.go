@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -593,4 +596,52 @@ func TestRunWithoutSysRdyFails(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunFollowsTheScenarioVerdict: a run exits 0 only when the agent
+// says its scenario did what it expects: a TEST with "pass": false, or
+// an EXIT with a non-zero status, fails the run; a passing TEST and
+// EXIT 0 is the control.
+func TestRunFollowsTheScenarioVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		test   string
+		exit   int32
+		status int32
+	}{
+		{"pass", `{"pass":true}`, 0, 0},
+		{"no verdict in TEST", `{"scenario":"x"}`, 0, 0},
+		{"TEST fails", `{"pass":false}`, 0, 1},
+		{"EXIT fails", `{"pass":true}`, 3, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newFake(false, step{b: frame(wire.SysRdy, nil)}, step{b: frame(wire.TestResult, []byte(tc.test))}, step{b: frame(wire.Exit, i32(tc.exit))})
+			res, _ := record(t, context.Background(), m, Run{Timeout: time.Minute})
+			assert.Equal(t, EndPoweroff, res.Reason)
+			assert.Equal(t, tc.status, res.ExitStatus, res.Detail)
+		})
+	}
+}
+
+// TestConsoleWhy reads why a guest never sent SYS_RDY from its console.
+func TestConsoleWhy(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, log, reason, why string
+	}{
+		{"no bulk port", "[1.0] boot\r\nktstr-init: loaded 0 modules\n" + wire.NoBulkPortMarker + " no driver; powering off\n", EndNoBulkPort, wire.NoBulkPortMarker + " no driver; powering off"},
+		{"panic", "[0.5] Kernel panic - not syncing: VFS: Unable to mount root\nmore\n", "", "[0.5] Kernel panic - not syncing: VFS: Unable to mount root"},
+		{"agent's last words", "ktstr-init: mount cgroup2: no such device\n", "", "ktstr-init: mount cgroup2: no such device"},
+		{"nothing", "[0.1] Linux version 6.1\n", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+			require.NoError(t, os.WriteFile(p, []byte(tc.log), 0o644))
+			reason, why := consoleWhy(p)
+			assert.Equal(t, tc.reason, reason)
+			assert.Equal(t, tc.why, why)
+		})
+	}
+	r, w := consoleWhy(filepath.Join(dir, "absent"))
+	assert.Empty(t, r+w)
 }
