@@ -56,10 +56,27 @@ type Machine interface {
 	Info() map[string]string
 }
 
+// ExitReason is how a guest ended, in the one vocabulary both backends
+// use (QEMU's shutdown causes and KVM's exits map onto it).
+type ExitReason string
+
+// Ways a guest ends.
+const (
+	ExitPoweroff    ExitReason = "poweroff"     // the guest powered off (ACPI, reboot(POWER_OFF), i8042 on the native VMM)
+	ExitStopped     ExitReason = "stopped"      // the host stopped it (Machine.Stop)
+	ExitReset       ExitReason = "reset"        // the guest reset or rebooted (no-reboot turns it into an end)
+	ExitPanic       ExitReason = "panic"        // the guest kernel panicked (pvpanic, QEMU's guest-panicked)
+	ExitTripleFault ExitReason = "triple-fault" // the vCPU shut down (native VMM)
+	ExitHalt        ExitReason = "halt"         // the only vCPU halted with interrupts off (native VMM)
+	ExitTimeout     ExitReason = "timeout"      // the backend's own time bound ran out
+	ExitCrash       ExitReason = "crash"        // the VMM failed or died; the error says how
+	ExitOther       ExitReason = "exit"         // the VMM exited for a reason it did not say
+)
+
 // Exit says how a guest ended.
 type Exit struct {
-	Reason string // "poweroff", "stopped", "triple-fault", "crash", ...
-	Code   int    // process exit status where there is one, else 0
+	Reason ExitReason // how the guest ended, as both backends name it
+	Code   int        // process exit status where there is one, else 0
 	// Detail, if not empty, is what the backend had to do to end the
 	// guest beyond the usual, for example killing a VMM that hung after
 	// the guest powered off.

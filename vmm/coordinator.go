@@ -534,7 +534,7 @@ func (c *coordinator) finish(exit Exit, werr error) {
 	c.res.Reason, c.res.Detail = c.stop.reason, c.stop.detail
 	if c.res.Reason == "" {
 		switch exit.Reason {
-		case "poweroff":
+		case ExitPoweroff:
 			c.res.Reason, c.res.Detail = EndPoweroff, "the guest powered off"
 		default:
 			c.res.Reason = EndGuestDied

@@ -181,7 +181,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (_ vmm.Machine, err
 		go m.runVCPU(c)
 	}
 	if b.Timeout > 0 {
-		m.timer = time.AfterFunc(b.Timeout, func() { m.end(vmm.Exit{Reason: "timeout"}, nil) })
+		m.timer = time.AfterFunc(b.Timeout, func() { m.end(vmm.Exit{Reason: vmm.ExitTimeout}, nil) })
 	}
 	return m, nil
 }
@@ -300,7 +300,7 @@ func (m *Machine) runVCPU(c *vcpu) {
 		}
 		m.exits.Add(1)
 		if err != nil {
-			m.end(vmm.Exit{Reason: "crash"}, fmt.Errorf("KVM_RUN on vCPU %d: %w", c.id, err))
+			m.end(vmm.Exit{Reason: vmm.ExitCrash}, fmt.Errorf("KVM_RUN on vCPU %d: %w", c.id, err))
 			return
 		}
 		if m.handleExit(c) {
@@ -334,7 +334,7 @@ func (m *Machine) vcpuDone() {
 	if !last {
 		return
 	}
-	m.end(vmm.Exit{Reason: "stopped"}, nil) // no-op if a reason was recorded
+	m.end(vmm.Exit{Reason: vmm.ExitStopped}, nil) // no-op if a reason was recorded
 	if m.timer != nil {
 		m.timer.Stop()
 	}
@@ -394,7 +394,7 @@ func (m *Machine) handleExit(c *vcpu) bool {
 		count := int(binary.LittleEndian.Uint32(u[4:]))
 		off := binary.LittleEndian.Uint64(u[8:])
 		if size != 1 && size != 2 && size != 4 || off > uint64(len(run)) || uint64(size*count) > uint64(len(run))-off {
-			m.end(vmm.Exit{Reason: "crash"}, fmt.Errorf("vCPU %d: malformed I/O exit (port %#x, size %d, count %d)", c.id, port, size, count))
+			m.end(vmm.Exit{Reason: vmm.ExitCrash}, fmt.Errorf("vCPU %d: malformed I/O exit (port %#x, size %d, count %d)", c.id, port, size, count))
 			return true
 		}
 		data := run[off : off+uint64(size*count)]
@@ -419,24 +419,24 @@ func (m *Machine) handleExit(c *vcpu) bool {
 	case exitIntr:
 		return false
 	case exitHLT:
-		m.end(vmm.Exit{Reason: "halt"}, nil)
+		m.end(vmm.Exit{Reason: vmm.ExitHalt}, nil)
 	case exitShutdown:
-		m.end(vmm.Exit{Reason: "triple-fault"}, nil)
+		m.end(vmm.Exit{Reason: vmm.ExitTripleFault}, nil)
 	case exitSystemEvent:
 		switch binary.LittleEndian.Uint32(u[0:]) {
 		case systemEventShutdown:
-			m.end(vmm.Exit{Reason: "poweroff"}, nil)
+			m.end(vmm.Exit{Reason: vmm.ExitPoweroff}, nil)
 		case systemEventReset:
-			m.end(vmm.Exit{Reason: "reboot"}, nil)
+			m.end(vmm.Exit{Reason: vmm.ExitReset}, nil)
 		default:
-			m.end(vmm.Exit{Reason: "crash"}, fmt.Errorf("vCPU %d: guest crash system event", c.id))
+			m.end(vmm.Exit{Reason: vmm.ExitCrash}, fmt.Errorf("vCPU %d: guest crash system event", c.id))
 		}
 	case exitInternalError:
-		m.end(vmm.Exit{Reason: "crash"}, fmt.Errorf("vCPU %d: %s", c.id, internalError(u, m.rip(c))))
+		m.end(vmm.Exit{Reason: vmm.ExitCrash}, fmt.Errorf("vCPU %d: %s", c.id, internalError(u, m.rip(c))))
 	case exitFailEntry:
-		m.end(vmm.Exit{Reason: "crash"}, fmt.Errorf("vCPU %d: VM entry failed, hardware reason %#x", c.id, binary.LittleEndian.Uint64(u[0:])))
+		m.end(vmm.Exit{Reason: vmm.ExitCrash}, fmt.Errorf("vCPU %d: VM entry failed, hardware reason %#x", c.id, binary.LittleEndian.Uint64(u[0:])))
 	default:
-		m.end(vmm.Exit{Reason: "crash"}, fmt.Errorf("vCPU %d: unexpected KVM exit %s", c.id, exitName(reason)))
+		m.end(vmm.Exit{Reason: vmm.ExitCrash}, fmt.Errorf("vCPU %d: unexpected KVM exit %s", c.id, exitName(reason)))
 	}
 	return true
 }
@@ -503,7 +503,7 @@ func (m *Machine) portWrite(port uint16, p []byte) {
 		m.uart.Write(port-serial.COM1Base, p[0])
 		return
 	case port == i8042Status && p[0] == i8042Reset:
-		m.end(vmm.Exit{Reason: "reboot"}, nil)
+		m.end(vmm.Exit{Reason: vmm.ExitReset}, nil)
 		return
 	case port == cmosIndex:
 		m.busMu.Lock()
@@ -618,7 +618,7 @@ func (m *Machine) Registers() (json.RawMessage, error) {
 // Stop ends the guest and returns once every vCPU thread has ended and
 // the VM's resources are released.
 func (m *Machine) Stop() error {
-	m.end(vmm.Exit{Reason: "stopped"}, nil)
+	m.end(vmm.Exit{Reason: vmm.ExitStopped}, nil)
 	<-m.done
 	return nil
 }
@@ -680,9 +680,9 @@ func (p *powerWatch) Write(b []byte) (int, error) {
 		case c == '\n':
 			l := strings.TrimRight(string(p.line), "\r")
 			if strings.HasSuffix(l, linePowerDown) {
-				p.m.end(vmm.Exit{Reason: "poweroff"}, nil)
+				p.m.end(vmm.Exit{Reason: vmm.ExitPoweroff}, nil)
 			} else if strings.HasSuffix(l, lineRestarting) {
-				p.m.end(vmm.Exit{Reason: "reboot"}, nil)
+				p.m.end(vmm.Exit{Reason: vmm.ExitReset}, nil)
 			}
 			p.line = p.line[:0]
 		case len(p.line) < maxWatchedLine:

@@ -389,19 +389,19 @@ func (m *machine) Wait() (vmm.Exit, error) {
 	}
 	switch {
 	case m.stopped.Load():
-		return vmm.Exit{Reason: "stopped", Code: code}, nil
+		return vmm.Exit{Reason: vmm.ExitStopped, Code: code}, nil
 	case shutdown == "guest-shutdown":
-		return vmm.Exit{Reason: "poweroff", Code: code, Detail: detail}, nil
+		return vmm.Exit{Reason: vmm.ExitPoweroff, Code: code, Detail: detail}, nil
 	case shutdown == "guest-reset":
 		// With -no-reboot a reset ends QEMU; the agent never reboots, so
 		// this is a kernel panic (panic=-1) or a triple fault.
-		return vmm.Exit{Reason: "reset", Code: code, Detail: detail}, nil
+		return vmm.Exit{Reason: vmm.ExitReset, Code: code, Detail: detail}, nil
 	case shutdown == "guest-panic":
-		return vmm.Exit{Reason: "panic", Code: code, Detail: detail}, nil
+		return vmm.Exit{Reason: vmm.ExitPanic, Code: code, Detail: detail}, nil
 	case m.waitErr != nil:
-		return vmm.Exit{Reason: "crash", Code: code}, fmt.Errorf("qemu exited: %w; QEMU said: %s", m.waitErr, m.output.tail())
+		return vmm.Exit{Reason: vmm.ExitCrash, Code: code}, fmt.Errorf("qemu exited: %w; QEMU said: %s", m.waitErr, m.output.tail())
 	default:
-		return vmm.Exit{Reason: "exit", Code: code}, nil
+		return vmm.Exit{Reason: vmm.ExitOther, Code: code}, nil
 	}
 }
 
