@@ -282,7 +282,7 @@ func TestSchedExit(t *testing.T) {
 	gone := time.Duration(res.GoneNS - res.SchedExitNS)
 	t.Logf("SCDX to VM gone: %v", gone)
 	assert.Less(t, gone, time.Second, "the run ends within 1 s of the SCDX frame")
-	assert.Equal(t, "stopped", res.Exit.Reason)
+	assert.Equal(t, vmm.ExitStopped, res.Exit.Reason)
 	// SCDX carries the stand-in's status, 7.
 	var scdx []dispatch.Verdict
 	for _, v := range res.Outcome.Verdicts {

@@ -50,7 +50,7 @@ type fakeMachine struct {
 }
 
 func newFake(hang bool, script ...step) *fakeMachine {
-	return &fakeMachine{script: script, hang: hang, exit: Exit{Reason: "poweroff"}, stopCh: make(chan struct{})}
+	return &fakeMachine{script: script, hang: hang, exit: Exit{Reason: ExitPoweroff}, stopCh: make(chan struct{})}
 }
 
 func (m *fakeMachine) Bulk() io.ReadWriter { return fakePort{m} }
@@ -129,7 +129,7 @@ func (m *fakeMachine) Wait() (Exit, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopped {
-		return Exit{Reason: "stopped"}, nil
+		return Exit{Reason: ExitStopped}, nil
 	}
 	return m.exit, nil
 }
@@ -286,7 +286,7 @@ func TestRunStopsOnSchedExit(t *testing.T) {
 	assert.Contains(t, res.Detail, "status 7")
 	assert.Equal(t, int32(0), res.ExitStatus, "stopping on SCDX is the expected ending")
 	assert.True(t, m.stopped)
-	assert.Equal(t, "stopped", res.Exit.Reason)
+	assert.Equal(t, ExitStopped, res.Exit.Reason)
 	require.GreaterOrEqual(t, res.SchedExitNS, int64(0))
 	assert.GreaterOrEqual(t, res.GoneNS, res.SchedExitNS)
 	assert.Equal(t, uint64(1), res.Outcome.KillSignals)
@@ -396,7 +396,7 @@ func TestRunTimeoutAndSignal(t *testing.T) {
 
 func TestRunGuestDied(t *testing.T) {
 	m := newFake(false, step{b: frame(wire.SysRdy, nil)})
-	m.exit = Exit{Reason: "reset"}
+	m.exit = Exit{Reason: ExitReset}
 	res, _ := record(t, context.Background(), m, Run{})
 	assert.Equal(t, EndGuestDied, res.Reason)
 	assert.Contains(t, res.Detail, "reset")

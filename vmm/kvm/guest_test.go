@@ -90,7 +90,7 @@ func TestGuestBulkPort(t *testing.T) {
 	r := runGuest(t, elf, "stim=3")
 	exit, err := r.m.Wait()
 	require.NoError(t, err)
-	assert.Equal(t, "stopped", exit.Reason, "the SCDX, through Stop, ended the guest")
+	assert.Equal(t, vmm.ExitStopped, exit.Reason, "the SCDX, through Stop, ended the guest")
 	_, err = r.m.Bulk().Read(make([]byte, 64))
 	assert.ErrorIs(t, err, io.EOF, "the port ends with the guest")
 
@@ -123,7 +123,7 @@ func TestGuestTimeout(t *testing.T) {
 	require.NoError(t, err)
 	exit, err := mi.Wait()
 	require.NoError(t, err)
-	assert.Equal(t, "timeout", exit.Reason)
+	assert.Equal(t, vmm.ExitTimeout, exit.Reason)
 	for {
 		if _, err := mi.Bulk().Read(make([]byte, 64)); err != nil {
 			assert.ErrorIs(t, err, io.EOF, "deliveries taken before the end are still read, then EOF")
@@ -198,7 +198,7 @@ func TestGuestPowerOff(t *testing.T) {
 	}
 	exit, err := mi.Wait()
 	require.NoError(t, err)
-	assert.Equal(t, "poweroff", exit.Reason)
+	assert.Equal(t, vmm.ExitPoweroff, exit.Reason)
 	assert.Equal(t, 3, n, "every delivery is read before EOF")
 }
 

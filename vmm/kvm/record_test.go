@@ -61,7 +61,7 @@ func recordGuest(t *testing.T, elf, cmdline string) (*replay.Report, int) {
 	require.NoError(t, err)
 	require.NoError(t, f.Sync())
 	assert.Equal(t, vmm.EndSchedExit, res.Reason, "the SCDX stopped the run: %s", res.Detail)
-	assert.Equal(t, "stopped", res.Exit.Reason)
+	assert.Equal(t, vmm.ExitStopped, res.Exit.Reason)
 	assert.True(t, res.Outcome.Killed)
 	assert.True(t, res.Outcome.SysRdy)
 	assert.GreaterOrEqual(t, res.SchedExitNS, res.SysRdyNS)

@@ -263,7 +263,7 @@ func TestQEMUHungAfterShutdownIsKilled(t *testing.T) {
 
 	exit, err := m.Wait()
 	require.NoError(t, err)
-	assert.Equal(t, "poweroff", exit.Reason, "the guest powered off; QEMU hanging after that does not change it")
+	assert.Equal(t, vmm.ExitPoweroff, exit.Reason, "the guest powered off; QEMU hanging after that does not change it")
 	assert.Contains(t, exit.Detail, "it was killed")
 	assert.Contains(t, exit.Detail, "guest-shutdown")
 }
@@ -274,6 +274,6 @@ func TestQEMUExitingAfterShutdownIsNotKilled(t *testing.T) {
 	require.ErrorIs(t, m.Pause(), ErrGuestShutdown)
 	exit, err := m.Wait()
 	require.NoError(t, err)
-	assert.Equal(t, vmm.Exit{Reason: "poweroff"}, exit, "no detail: nothing was killed")
+	assert.Equal(t, vmm.Exit{Reason: vmm.ExitPoweroff}, exit, "no detail: nothing was killed")
 	assert.False(t, m.killedAfterShutdown.Load())
 }
