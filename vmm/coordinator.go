@@ -50,6 +50,14 @@ type Run struct {
 	// Watchdog is the run watchdog period: armed at start, re-armed by
 	// SCST, paused by SCPP and resumed by SCRR. 0 disables it.
 	Watchdog time.Duration
+	// ExpectPass says the scenario reports its verdict in a TEST frame:
+	// the run then succeeds only when an accepted TEST says "pass": true
+	// (a run stopped before its TEST, or whose TEST fails, exits 1).
+	ExpectPass bool
+	// MinStep, if not 0, is the scenario step an SCDX must come at or
+	// after for the run to succeed (sched-ext: the ejection, step 3; a
+	// scheduler that dies earlier failed).
+	MinStep uint16
 	// MaxTrace is the most TX bytes the run records; a guest that would
 	// write past it is stopped with EndTraceFull, and what it wrote up
 	// to the budget is recorded and dispatched. 0 means DefaultMaxTrace.
@@ -168,20 +176,21 @@ func (r *Run) Execute(ctx context.Context) (Result, error) {
 
 // coordinator is the state of one Execute.
 type coordinator struct {
-	run     *Run
-	start   time.Time // the run clock's zero
-	m       Machine
-	trace   *capture.Writer
-	sess    *dispatch.Session
-	onFrame dispatch.FrameFunc // c.frame, bound once
-	wd      liveWatchdog
-	now     int64 // timestamp of the delivery being dispatched
-	txBytes int64 // TX bytes recorded, against the trace budget
-	res     Result
-	rx      chan []byte // frames for the guest's RX side
-	rxWG    sync.WaitGroup
-	phase   string
-	stop    struct {
+	run           *Run
+	start         time.Time // the run clock's zero
+	m             Machine
+	trace         *capture.Writer
+	sess          *dispatch.Session
+	onFrame       dispatch.FrameFunc // c.frame, bound once
+	wd            liveWatchdog
+	now           int64  // timestamp of the delivery being dispatched
+	txBytes       int64  // TX bytes recorded, against the trace budget
+	schedExitStep uint16 // the scenario step at the first accepted SCDX
+	res           Result
+	rx            chan []byte // frames for the guest's RX side
+	rxWG          sync.WaitGroup
+	phase         string
+	stop          struct {
 		reason, detail string
 	}
 }
@@ -395,6 +404,7 @@ func (c *coordinator) frame(msg *dispatch.Message, r dispatch.Result) {
 	case dispatch.EffectKill:
 		if c.res.SchedExitNS < 0 {
 			c.res.SchedExitNS = t
+			c.schedExitStep = c.sess.Outcome().Step
 			c.event("sched_exit", map[string]any{"payload_len": len(msg.Payload), "status": statusText(msg.Payload)})
 			c.halt(EndSchedExit, fmt.Sprintf("the guest reported its scheduler died (SCDX, status %s)", statusText(msg.Payload)))
 		}
@@ -563,6 +573,14 @@ func (c *coordinator) finish(exit Exit, werr error) {
 		c.res.ExitStatus = 1
 		c.res.Detail += "; the scenario's TEST result says it failed (\"pass\": false)"
 	}
+	if c.res.ExitStatus == 0 && c.run.ExpectPass && !testPassed(c.res.TestResult) {
+		c.res.ExitStatus = 1
+		c.res.Detail += "; the scenario never reported a passing TEST"
+	}
+	if c.res.ExitStatus == 0 && c.run.MinStep > 0 && c.res.Reason == EndSchedExit && c.schedExitStep < c.run.MinStep {
+		c.res.ExitStatus = 1
+		c.res.Detail += fmt.Sprintf("; the SCDX came at step %d, before step %d where the scenario ends its scheduler", c.schedExitStep, c.run.MinStep)
+	}
 	// Invariant 11: a run whose guest never reported boot complete is
 	// not a success, however it ended; the detail says so.
 	if c.res.SysRdyNS < 0 {
@@ -629,10 +647,24 @@ func (c *coordinator) progress() {
 // "pass" is false; anything else (no TEST, no "pass", not JSON) is no
 // verdict.
 func testFailed(test []byte) bool {
+	return testVerdict(test) == "fail"
+}
+
+// testPassed reports whether a TEST payload says "pass": true.
+func testPassed(test []byte) bool { return testVerdict(test) == "pass" }
+
+// testVerdict reads a TEST payload's "pass": "pass", "fail" or "".
+func testVerdict(test []byte) string {
 	var v struct {
 		Pass *bool `json:"pass"`
 	}
-	return len(test) > 0 && json.Unmarshal(test, &v) == nil && v.Pass != nil && !*v.Pass
+	switch {
+	case len(test) == 0 || json.Unmarshal(test, &v) != nil || v.Pass == nil:
+		return ""
+	case *v.Pass:
+		return "pass"
+	}
+	return "fail"
 }
 
 // status decodes an i32 status payload (EXIT, SCDX).

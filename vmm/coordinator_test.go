@@ -645,3 +645,33 @@ func TestConsoleWhy(t *testing.T) {
 	r, w := consoleWhy(filepath.Join(dir, "absent"))
 	assert.Empty(t, r+w)
 }
+
+// TestRunExpectsItsScenario: ExpectPass fails a run with no passing
+// TEST; MinStep fails a run whose SCDX came before that step (a
+// scheduler dead before its ejection). The runs that meet both are the
+// controls.
+func TestRunExpectsItsScenario(t *testing.T) {
+	stepFrame := func(n uint16) []byte { return frame(wire.Step, []byte{byte(n), byte(n >> 8)}) }
+	for _, tc := range []struct {
+		name   string
+		run    Run
+		script []step
+		status int32
+	}{
+		{"TEST passes", Run{ExpectPass: true}, []step{{b: frame(wire.TestResult, []byte(`{"pass":true}`))}}, 0},
+		{"no TEST", Run{ExpectPass: true}, nil, 1},
+		{"SCDX at the ejection", Run{MinStep: 3}, []step{{b: stepFrame(3)}, {b: frame(wire.SchedExit, i32(0))}}, 0},
+		{"SCDX before the ejection", Run{MinStep: 3}, []step{{b: stepFrame(1)}, {b: frame(wire.SchedExit, i32(0))}}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			script := append([]step{{b: frame(wire.SysRdy, nil)}}, tc.script...)
+			m := newFake(true, script...)
+			if tc.run.MinStep == 0 {
+				m.hang = false
+			}
+			tc.run.Timeout = time.Minute
+			res, _ := record(t, context.Background(), m, tc.run)
+			assert.Equal(t, tc.status, res.ExitStatus, res.Detail)
+		})
+	}
+}

@@ -215,10 +215,12 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 			CommandLine:   append([]string{"ktstr", "record"}, args...),
 			Extra:         map[string]string{"cmdline": cfg.Cmdline},
 		},
-		Timeout:  o.timeout,
-		Watchdog: o.watchdog,
-		MaxTrace: int64(o.maxTrace),
-		Progress: pr.update,
+		Timeout:    o.timeout,
+		Watchdog:   o.watchdog,
+		MaxTrace:   int64(o.maxTrace),
+		ExpectPass: !freestanding && reportsTest(scenario),
+		MinStep:    minStep(scenario),
+		Progress:   pr.update,
 	}
 	// Where the guest can fill every host core, the recorder makes room:
 	// one Go P, and SCHED_BATCH while the guest runs (docs/design.md).
@@ -390,6 +392,25 @@ func (o *recordOptions) resolveKernel(freestanding bool) (kernel.Kernel, []vmm.G
 		out[i] = vmm.GuestModule{Name: m.Name, Data: m.Data}
 	}
 	return src.Kernel, out, nil
+}
+
+// reportsTest says whether a built-in scenario reports its verdict in a
+// TEST frame (the others end on an SCDX, a crash or a flood).
+func reportsTest(scenario string) bool {
+	switch scenario {
+	case "steady", "snapshot", "hostile", "sched-ext", "throughput":
+		return true
+	}
+	return false
+}
+
+// minStep is the step at which a scenario's SCDX is expected: sched-ext
+// ejects its scheduler at step 3, and a scheduler dead earlier failed.
+func minStep(scenario string) uint16 {
+	if scenario == "sched-ext" {
+		return 3
+	}
+	return 0
 }
 
 // resolveAgent returns the static guest agent: the one given, or one
