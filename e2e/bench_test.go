@@ -162,20 +162,25 @@ func scanTX(stream []byte) (first wire.Tag, test []byte) {
 }
 
 // BenchmarkSchedExitLatency records the sched-exit scenario benchRounds
-// times and reports the median and the worst time from the delivery
-// holding SCDX to the VM being gone.
+// times and reports, from the delivery holding the SCDX, the median time
+// to the guest's vCPUs being stopped (target ≤ 2 ms) and the median and
+// worst time to the VM being gone (target ≤ 10 ms at the max).
 func BenchmarkSchedExitLatency(b *testing.B) {
 	e := setup(b)
-	var lat []float64
+	var frozen, gone []float64
 	for range b.N {
 		for range benchRounds {
 			r := recordScenario(b, e, "sched-exit", 4*time.Second)
 			require.Equal(b, vmm.EndSchedExit, r.res.Reason)
-			lat = append(lat, float64(r.res.GoneNS-r.res.SchedExitNS)/1e6)
+			require.GreaterOrEqual(b, r.res.FrozenNS, int64(0), "the vCPUs were stopped first")
+			frozen = append(frozen, float64(r.res.FrozenNS-r.res.SchedExitNS)/1e6)
+			gone = append(gone, float64(r.res.GoneNS-r.res.SchedExitNS)/1e6)
+			b.Logf("round %d: SCDX → vCPUs stopped %.2f ms, → VM gone %.2f ms", len(gone), frozen[len(frozen)-1], gone[len(gone)-1])
 		}
 	}
-	b.ReportMetric(median(lat), "median-ms")
-	b.ReportMetric(slices.Max(lat), "max-ms")
+	b.ReportMetric(median(frozen), "frozen-median-ms")
+	b.ReportMetric(median(gone), "gone-median-ms")
+	b.ReportMetric(slices.Max(gone), "gone-max-ms")
 }
 
 func median(v []float64) float64 {

@@ -63,6 +63,14 @@ var setupOnce = sync.OnceValues(func() (env, error) {
 	return env{kernel: k, agent: agent, root: root}, nil
 })
 
+// qemuAccel settles QEMU's accelerator once per test binary (its KVM
+// probe), as `ktstr record` does before the run clock starts.
+var qemuAccel = sync.OnceValue(func() qemu.Backend {
+	var b qemu.Backend
+	_ = b.ChooseAccel()
+	return b
+})
+
 // skipError is a reason to skip rather than fail: something the tests
 // need is not installed.
 type skipError struct{ reason string }
@@ -116,8 +124,9 @@ func recordRun(t testing.TB, agent string, k kernel.Kernel, scheduler, scenario 
 	var res vmm.Result
 	for attempt := 1; ; attempt++ {
 		trace.Reset()
+		qb := qemuAccel()
 		run := &vmm.Run{
-			Backend: &qemu.Backend{},
+			Backend: &qb,
 			Config: vmm.Config{
 				Kernel: k.Path, Initrd: initrd,
 				Cmdline: vmm.Cmdline(vmm.GuestOptions{Scenario: scenario, Duration: duration, Workers: 4, Scheduler: scheduler}),

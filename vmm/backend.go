@@ -56,6 +56,13 @@ type Machine interface {
 	Info() map[string]string
 }
 
+// Freezer is a Machine that can stop every vCPU at once, faster than it
+// can end the guest: on an accepted SCDX the coordinator freezes the
+// guest first, so it runs no further instruction, then stops it.
+type Freezer interface {
+	Freeze() error
+}
+
 // ExitReason is how a guest ended, in the one vocabulary both backends
 // use (QEMU's shutdown causes and KVM's exits map onto it).
 type ExitReason string

@@ -114,6 +114,7 @@ type Result struct {
 
 	SysRdyNS    int64 // run clock at the accepted SRDY, or -1
 	SchedExitNS int64 // run clock of the delivery holding the first accepted SCDX, or -1
+	FrozenNS    int64 // run clock when the guest's vCPUs were stopped after that SCDX (Freezer), or -1
 	GoneNS      int64 // run clock when the guest was seen gone (Stop returned, or the port ended)
 	EndNS       int64 // run clock of the END record
 
@@ -200,7 +201,7 @@ func (c *coordinator) clock() int64 { return int64(time.Since(c.start)) }
 
 func (c *coordinator) execute(ctx context.Context) (Result, error) {
 	r := c.run
-	c.res = Result{SysRdyNS: -1, SchedExitNS: -1}
+	c.res = Result{SysRdyNS: -1, SchedExitNS: -1, FrozenNS: -1}
 	c.phase = "booting"
 	c.progress()
 
@@ -405,8 +406,24 @@ func (c *coordinator) frame(msg *dispatch.Message, r dispatch.Result) {
 		if c.res.SchedExitNS < 0 {
 			c.res.SchedExitNS = t
 			c.schedExitStep = c.sess.Outcome().Step
-			c.event("sched_exit", map[string]any{"payload_len": len(msg.Payload), "status": statusText(msg.Payload)})
-			c.halt(EndSchedExit, fmt.Sprintf("the guest reported its scheduler died (SCDX, status %s)", statusText(msg.Payload)))
+			// The guest runs no further instruction from here: its
+			// vCPUs stop first, the VM goes after.
+			var freezeErr error
+			if f, ok := c.m.(Freezer); ok {
+				if freezeErr = f.Freeze(); freezeErr == nil {
+					c.res.FrozenNS = c.clock()
+				}
+			}
+			status := statusText(msg.Payload)
+			c.halt(EndSchedExit, fmt.Sprintf("the guest reported its scheduler died (SCDX, status %s)", status))
+			ev := map[string]any{"payload_len": len(msg.Payload), "status": status, "at_ns": t, "gone_ns": c.res.GoneNS}
+			if c.res.FrozenNS >= 0 {
+				ev["frozen_ns"] = c.res.FrozenNS
+			}
+			if freezeErr != nil {
+				ev["freeze_error"] = freezeErr.Error()
+			}
+			c.event("sched_exit", ev)
 		}
 	case dispatch.EffectSnapshotQueued:
 		reqs := c.sess.Outcome().SnapshotRequests
@@ -519,22 +536,25 @@ func (c *coordinator) writeRX() {
 	}
 }
 
-// halt stops the guest for reason, once.
+// halt stops the guest for reason, once. The guest is stopped first and
+// the stop written to the trace after: writing an event closes a zstd
+// frame, which is time the guest would otherwise go on running.
 func (c *coordinator) halt(reason, detail string) {
 	if c.stop.reason != "" {
 		return
 	}
 	c.stop.reason, c.stop.detail = reason, detail
 	c.phase = "stopping"
-	c.event("stop", map[string]string{"reason": reason, "detail": detail})
-	c.progress()
-	if err := c.m.Stop(); err != nil {
-		c.event("stop_error", map[string]string{"error": err.Error()})
-	}
+	stopErr := c.m.Stop()
 	// Stop returns once the guest is gone.
 	if c.res.GoneNS == 0 {
 		c.res.GoneNS = c.clock()
 	}
+	c.event("stop", map[string]string{"reason": reason, "detail": detail})
+	if stopErr != nil {
+		c.event("stop_error", map[string]string{"error": stopErr.Error()})
+	}
+	c.progress()
 }
 
 // finish writes the END record.

@@ -14,8 +14,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
+	"github.com/ktstr/ktstr/internal/outfile"
 	"github.com/ktstr/ktstr/kernel"
 	"github.com/ktstr/ktstr/vmm"
 	"github.com/ktstr/ktstr/vmm/kvm"
@@ -57,6 +60,7 @@ type recordOptions struct {
 	forceSlowKVM bool
 	unpackKernel bool
 	maxTrace     byteSize
+	cpuProfile   string
 
 	// set holds the names of the flags given on the command line.
 	set map[string]bool
@@ -100,6 +104,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.force, "force", false, "overwrite the -o file if it exists")
 	fs.StringVar(&o.cmdline, "cmdline", "", "kernel command line (default: the agent's options, from the flags above); for a freestanding ELF guest, its arguments")
 	fs.BoolVar(&o.forceSlowKVM, "force-slow-kvm", false, "--backend native: boot a Linux kernel even where KVM only emulates guest code (hours, not seconds)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the recorder's own CPU profile (pprof) to FILE: where recording costs the host")
 	o.maxTrace = vmm.DefaultMaxTrace
 	fs.Var(&o.maxTrace, "max-trace", "most TX bytes to record, e.g. 512MiB or 4GiB; a guest writing past it is stopped (END reason trace_budget)")
 	fs.BoolVar(&o.unpackKernel, "unpack-kernel", false, "--backend native: unpack a zstd bzImage on the host and enter the kernel at startup_64, skipping its decompressor")
@@ -115,14 +120,33 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	if o.cpuProfile != "" {
+		pf, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return usageErr(fmt.Errorf("record: --cpuprofile: %w", err))
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return usageErr(fmt.Errorf("record: --cpuprofile: %w", err))
+		}
+		defer pprof.StopCPUProfile()
+	}
+	// SIGINT and SIGTERM stop the run and keep what it recorded (exit
+	// 130 or 143); before the guest starts they stop the preparations.
+	intr := catchInterrupts()
+	defer intr.stop()
+	ctx := intr.ctx
 
 	// What the guest is: a freestanding ELF guest takes none of the
 	// agent's flags; the sched-ext defaults name a bzImage where no
 	// kernel is given.
 	freestanding := o.kernel != "" && isFreestanding(o.kernel)
 	if err := o.validateGuest(freestanding); err != nil {
+		return err
+	}
+	// The user's programs, before anything reads or runs them (the
+	// sched-ext defaults come from the cache, checked when built).
+	if err := o.checkGuestPrograms(); err != nil {
 		return err
 	}
 	if err := o.schedExtDefaults(ctx); err != nil {
@@ -134,6 +158,13 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	backend, probe, err := o.newBackend()
 	if err != nil {
 		return err
+	}
+	// QEMU's accelerator is settled by its KVM probe beside the rest of
+	// the start-up work (the kernel, the initramfs), not in front of it.
+	var accelChosen chan error
+	if qb, ok := backend.(*qemu.Backend); ok {
+		accelChosen = make(chan error, 1)
+		go func() { accelChosen <- qb.ChooseAccel() }()
 	}
 	k, mods, err := o.resolveKernel(freestanding)
 	if err != nil {
@@ -160,10 +191,10 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	} else {
 		agent, err := resolveAgent(ctx, o.agent)
 		if err != nil {
-			return err
+			return intr.or(err)
 		}
-		if err := checkScenario(agent, o.scenario); err != nil {
-			return err
+		if err := checkScenario(ctx, agent, o.scenario); err != nil {
+			return intr.or(err)
 		}
 		initrd = filepath.Join(work, "initrd.zst")
 		if err := vmm.BuildInitramfs(initrd, agent, o.scheduler, mods...); err != nil {
@@ -173,22 +204,43 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 			cmdline = vmm.Cmdline(vmm.GuestOptions{Scenario: o.scenario, Duration: o.duration, Workers: o.workers, Scheduler: o.scheduler})
 		}
 	}
-	console := o.console
-	if console == "" {
-		console = filepath.Join(work, "console.log")
+	if intr.signal() != nil {
+		return intr.err("before the guest started; nothing was recorded")
 	}
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if o.force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
-	f, err := os.OpenFile(o.out, flags, 0o644)
-	if errors.Is(err, os.ErrExist) {
+	// The outputs, under the output rule (internal/outfile): the trace
+	// and the console log are written to temporary files beside their
+	// targets and renamed into place when the run is over, interrupted
+	// or not. A recorder killed outright (SIGKILL) leaves the trace so
+	// far in the temporary file .NAME.tmp-*.
+	inputs := []string{o.kernel, o.agent, o.scheduler, o.modules}
+	tf, err := outfile.Create(o.out, outfile.Options{Force: o.force, Inputs: inputs})
+	if errors.Is(err, outfile.ErrExists) {
 		return usagef("record: %s exists; a recorded trace is not overwritten: choose another -o, or add --force", o.out)
 	}
 	if err != nil {
 		return usageErr(fmt.Errorf("record: %w", err))
 	}
-	defer f.Close()
+	defer tf.Abort()
+	// Without --console the log goes to a temporary file of its own,
+	// outside the work directory: kept, and named in the summary, when
+	// the run fails; removed when it succeeds.
+	var cf *outfile.File
+	console := ""
+	if o.console != "" {
+		if cf, err = outfile.Create(o.console, outfile.Options{Force: o.force, Inputs: append(inputs, o.out), Flag: "--console"}); err != nil {
+			return usageErr(fmt.Errorf("record: %w", err))
+		}
+		defer cf.Abort()
+		console = cf.Name()
+	} else {
+		lf, err := os.CreateTemp("", "ktstr-console-*.log")
+		if err != nil {
+			return envErr(fmt.Errorf("record: %w; set TMPDIR to a writable directory", err))
+		}
+		lf.Close()
+		console = lf.Name()
+	}
+	f := &checkedWriter{w: tf}
 
 	cfg := vmm.Config{
 		Kernel:     k.Path,
@@ -225,13 +277,24 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	// Where the guest can fill every host core, the recorder makes room:
 	// one Go P, and SCHED_BATCH while the guest runs (docs/design.md).
 	defer run.MakeRoom()()
+	if accelChosen != nil {
+		if err := <-accelChosen; err != nil {
+			return usageErr(fmt.Errorf("record: %w", err))
+		}
+	}
 	res, err := run.Execute(ctx)
 	pr.done()
 	if err != nil {
-		// A run that failed before writing anything leaves no empty
-		// trace behind to block the next attempt.
-		if fi, serr := f.Stat(); serr == nil && fi.Size() == 0 {
-			_ = os.Remove(o.out)
+		// A run that failed leaves no trace behind to block the next
+		// attempt (the deferred Aborts), and no console log.
+		if cf == nil {
+			os.Remove(console)
+		}
+		if intr.signal() != nil {
+			return intr.err("before the guest started; nothing was recorded")
+		}
+		if f.failed() {
+			return usageErr(fmt.Errorf("record: writing the trace %s: %w; nothing was kept under that name (check the disk)", o.out, f.err))
 		}
 		var ee *vmm.EnvError
 		if errors.As(err, &ee) {
@@ -242,14 +305,98 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 		}
 		return fmt.Errorf("record: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("record: write %s: %w", o.out, err)
+	if err := tf.Commit(); err != nil {
+		return usageErr(fmt.Errorf("record: %w", err))
+	}
+	switch {
+	case cf != nil:
+		if err := cf.Commit(); err != nil {
+			return usageErr(fmt.Errorf("record: the trace %s is written, but the console log is not: %w", o.out, err))
+		}
+		console = o.console
+	case res.ExitStatus == 0 && intr.signal() == nil:
+		os.Remove(console)
 	}
 	printSummary(stderr, o, k, backend.Name(), backendNote, res, console)
+	if intr.signal() != nil {
+		return intr.err("the trace " + o.out + " holds the run up to then")
+	}
 	if res.ExitStatus != 0 {
 		return checkFailed()
 	}
 	return nil
+}
+
+// interrupt turns the first SIGINT or SIGTERM into the cancellation of
+// ctx and remembers which it was; a second one ends the process as the
+// signal does by default.
+type interrupt struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	ch     chan os.Signal
+	done   chan struct{}
+	mu     sync.Mutex
+	sig    os.Signal
+}
+
+// catchInterrupts starts catching SIGINT and SIGTERM.
+func catchInterrupts() *interrupt {
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &interrupt{ctx: ctx, cancel: cancel, ch: make(chan os.Signal, 1), done: make(chan struct{})}
+	signal.Notify(in.ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-in.ch:
+			in.mu.Lock()
+			in.sig = s
+			in.mu.Unlock()
+			signal.Stop(in.ch) // the next one is not caught
+			cancel()
+		case <-in.done:
+		}
+	}()
+	return in
+}
+
+// signal returns the signal caught, or nil.
+func (in *interrupt) signal() os.Signal {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.sig
+}
+
+// stop stops catching signals.
+func (in *interrupt) stop() {
+	signal.Stop(in.ch)
+	close(in.done)
+	in.cancel()
+}
+
+// err is the error of a run the caught signal ended: exit status 128 +
+// the signal's number (130 for SIGINT, 143 for SIGTERM), and what was
+// kept.
+func (in *interrupt) err(kept string) error {
+	s, _ := in.signal().(syscall.Signal)
+	return &exitError{128 + int(s), fmt.Errorf("record: interrupted by %s: %s", signalName(s), kept)}
+}
+
+// or returns the interruption's error where a signal was caught (the
+// error err is then its consequence), else err.
+func (in *interrupt) or(err error) error {
+	if in.signal() != nil {
+		return in.err("before the guest started; nothing was recorded")
+	}
+	return err
+}
+
+func signalName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return s.String()
 }
 
 // validate checks the flags on their own, before anything is read or
@@ -277,8 +424,8 @@ func (o *recordOptions) validate() error {
 	if o.out == "" {
 		return usagef("record: -o TRACE is required")
 	}
-	if _, err := os.Stat(o.out); err == nil && !o.force {
-		return usagef("record: %s exists; a recorded trace is not overwritten: choose another -o, or add --force", o.out)
+	if err := o.checkOutputs(); err != nil {
+		return err
 	}
 	if o.cpus < 1 || o.cpus > 64 {
 		return usagef("record: --cpus %d: want 1 to 64", o.cpus)
@@ -304,13 +451,67 @@ func (o *recordOptions) validate() error {
 	if o.watchdog == 0 && !o.set["watchdog"] {
 		o.watchdog = o.duration + 2*time.Minute
 	}
-	if o.scheduler != "" {
-		fi, err := os.Stat(o.scheduler)
-		if err != nil {
-			return usagef("record: --scheduler: %v", err)
+	// A mistyped --kernel path is the user's to fix (exit 2), found
+	// before any environment check; what the path holds is judged where
+	// the kernel is resolved.
+	if o.kernel != "" {
+		if _, err := os.Stat(o.kernel); errors.Is(err, os.ErrNotExist) {
+			return usagef("record: --kernel %s: no such file or directory; check the path, or omit --kernel to boot the default kernel (%s)", o.kernel, kernel.FixFetch)
 		}
-		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-			return usagef("record: --scheduler %s is not an executable file", o.scheduler)
+	}
+	return nil
+}
+
+// checkOutputs applies the output rule (internal/outfile) to -o and
+// --console before anything is read, built or booted: an existing file
+// needs --force, a device, FIFO or directory is refused, and neither may
+// be one of the run's inputs or the other output.
+func (o *recordOptions) checkOutputs() error {
+	inputs := []string{o.kernel, o.agent, o.scheduler, o.modules}
+	if err := outfile.Check(o.out, outfile.Options{Force: o.force, Inputs: inputs}); err != nil {
+		if errors.Is(err, outfile.ErrExists) {
+			return usagef("record: %s exists; a recorded trace is not overwritten: choose another -o, or add --force", o.out)
+		}
+		return usageErr(fmt.Errorf("record: %w", err))
+	}
+	if o.console == "" {
+		return nil
+	}
+	if sameTarget(o.console, o.out) {
+		return usagef("record: --console %s is the -o file; choose another file for the console log", o.console)
+	}
+	if err := outfile.Check(o.console, outfile.Options{Force: o.force, Inputs: append(inputs, o.out), Flag: "--console"}); err != nil {
+		return usageErr(fmt.Errorf("record: %w", err))
+	}
+	return nil
+}
+
+// sameTarget reports whether two output paths name the same file: the
+// same path once cleaned and made absolute, or one existing file.
+func sameTarget(a, b string) bool {
+	aa, erra := filepath.Abs(a)
+	ab, errb := filepath.Abs(b)
+	if erra == nil && errb == nil && aa == ab {
+		return true
+	}
+	fa, erra := os.Stat(a)
+	fb, errb := os.Stat(b)
+	return erra == nil && errb == nil && os.SameFile(fa, fb)
+}
+
+// checkGuestPrograms checks --agent and --scheduler before the host
+// reads them whole or runs them (the agent lists its scenarios on the
+// host): each must be a regular, executable file of at most 256 MiB
+// holding a static x86-64 ELF executable.
+func (o *recordOptions) checkGuestPrograms() error {
+	if o.agent != "" {
+		if err := checkStaticELF("--agent", o.agent, "build the agent with 'CGO_ENABLED=0 go build -o ktstr-init ./cmd/ktstr-init', or omit --agent to build it from the source tree"); err != nil {
+			return fmt.Errorf("record: %w", err)
+		}
+	}
+	if o.scheduler != "" {
+		if err := checkStaticELF("--scheduler", o.scheduler, "link the scheduler statically (gcc -static), as 'ktstr kernel build --sched-ext' does"); err != nil {
+			return fmt.Errorf("record: %w", err)
 		}
 	}
 	return nil
@@ -461,22 +662,54 @@ func searchDirs() []string {
 
 // checkScenario asks the agent which scenarios it has (it runs on the
 // host as a helper) and rejects an unknown name before booting.
-func checkScenario(agent, name string) error {
-	out, err := exec.Command(agent, "scenarios").Output()
-	if err != nil {
+//
+// The agent passed checkStaticELF before it gets here. It gets
+// agentListTimeout to answer, and at most agentListMax bytes of its
+// output are read.
+func checkScenario(ctx context.Context, agent, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, agentListTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, agent, "scenarios")
+	out := &capWriter{max: agentListMax}
+	cmd.Stdout = out
+	if err := cmd.Run(); err != nil {
 		// An agent too old to list scenarios: let the guest judge.
 		return nil
 	}
 	var names []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(out.b.String()), "\n") {
 		n, _, _ := strings.Cut(line, "\t")
 		if n == name {
 			return nil
 		}
-		names = append(names, n)
+		if n != "" {
+			names = append(names, safe(n))
+		}
+	}
+	if len(names) == 0 {
+		return usagef("record: --agent %s lists no scenarios: it is not the ktstr guest agent; build it with 'CGO_ENABLED=0 go build -o ktstr-init ./cmd/ktstr-init', or omit --agent", agent)
 	}
 	sort.Strings(names)
 	return usagef("record: unknown scenario %q (the agent has: %s)", name, strings.Join(names, ", "))
+}
+
+// How long and how much the agent may answer `scenarios` on the host.
+const (
+	agentListTimeout = 10 * time.Second
+	agentListMax     = 64 << 10
+)
+
+// capWriter keeps the first max bytes written to it and drops the rest.
+type capWriter struct {
+	b   bytes.Buffer
+	max int
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	if room := w.max - w.b.Len(); room > 0 {
+		w.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 // progress renders the live progress line on stderr: rewritten in place
@@ -549,13 +782,16 @@ func byteCount(n int64) string {
 // printSummary prints what the run did, after the progress line.
 // backendNote, if not empty, is said of the backend (the KVM probe).
 func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, backend, backendNote string, res vmm.Result, console string) {
-	fmt.Fprintf(w, "recorded %s: %s — %s\n", o.out, res.Reason, res.Detail)
-	fmt.Fprintf(w, "  kernel %s (sha256 %.12s), %s backend", k.Release, k.SHA256, backend)
+	// What the guest, its kernel or its VMM said (the detail, TEST,
+	// CRSH, the console) is printed through safeInline and safeLines: no
+	// control character of theirs reaches the terminal.
+	fmt.Fprintf(w, "recorded %s: %s — %s\n", o.out, res.Reason, safeInline(res.Detail))
+	fmt.Fprintf(w, "  kernel %s (sha256 %.12s), %s backend", safeInline(k.Release), k.SHA256, backend)
 	if a := res.Info["accel"]; a != "" {
-		fmt.Fprintf(w, ", accel %s", a)
+		fmt.Fprintf(w, ", accel %s", safeInline(a))
 	}
 	if r := res.Info["accel_reason"]; r != "" {
-		fmt.Fprintf(w, " (%s)", r)
+		fmt.Fprintf(w, " (%s)", safeInline(r))
 	}
 	if backendNote != "" {
 		fmt.Fprintf(w, " (%s)", backendNote)
@@ -603,14 +839,16 @@ func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, backend, backen
 		if len(t) > 300 {
 			t = t[:300] + "…"
 		}
-		fmt.Fprintf(w, "  TEST %s\n", t)
+		fmt.Fprintf(w, "  TEST %s\n", safeInline(strings.ToValidUTF8(t, "…")))
 	}
 	if res.Crash != nil {
-		fmt.Fprintf(w, "  guest agent crashed (CRSH):\n%s\n", indent(string(res.Crash)))
+		fmt.Fprintf(w, "  guest agent crashed (CRSH):\n%s\n", indent(safeLines(string(res.Crash))))
 	}
-	if res.ExitStatus != 0 {
+	if res.ExitStatus != 0 && console != "" {
 		if tail := fileTail(console, 15); tail != "" {
-			fmt.Fprintf(w, "  last console lines (%s):\n%s\n", console, indent(tail))
+			fmt.Fprintf(w, "  last console lines (%s):\n%s\n", console, indent(safeLines(tail)))
+		} else {
+			fmt.Fprintf(w, "  console log: %s (empty)\n", console)
 		}
 	}
 }
@@ -619,8 +857,21 @@ func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
 }
 
+// fileTail returns the last n lines of the file at path, reading at most
+// its last 64 KiB (a guest can fill its console log without bound).
 func fileTail(path string, n int) string {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const most = 64 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size() > most {
+		if _, err := f.Seek(fi.Size()-most, io.SeekStart); err != nil {
+			return ""
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, most))
 	if err != nil {
 		return ""
 	}

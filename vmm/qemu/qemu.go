@@ -53,6 +53,9 @@ const (
 type Backend struct {
 	Binary string // QEMU binary; empty: DefaultBinary looked up in PATH
 	Accel  string // AccelAuto (empty), AccelKVM or AccelTCG
+	// AccelReason says why Accel was chosen (set by ChooseAccel);
+	// empty: "requested".
+	AccelReason string
 	// Probe replaces ProbeKVM (tests); nil: ProbeKVM.
 	Probe func() KVMProbe
 }
@@ -81,11 +84,15 @@ func (b *Backend) binary() (string, error) {
 
 // accel picks the accelerator and says why.
 func (b *Backend) accel() (string, string, error) {
+	why := b.AccelReason
+	if why == "" {
+		why = "requested"
+	}
 	switch b.Accel {
 	case AccelTCG:
-		return AccelTCG, "requested", nil
+		return AccelTCG, why, nil
 	case AccelKVM:
-		return AccelKVM, "requested", nil
+		return AccelKVM, why, nil
 	case "", AccelAuto:
 		probe := b.Probe
 		if probe == nil {
@@ -99,6 +106,20 @@ func (b *Backend) accel() (string, string, error) {
 	default:
 		return "", "", fmt.Errorf("qemu: unknown accelerator %q (want auto, kvm or tcg)", b.Accel)
 	}
+}
+
+// ChooseAccel settles an "auto" accelerator now, running the KVM speed
+// probe, so that Start does not: a caller that has other start-up work
+// runs it beside the probe, and the run clock, which starts with Start,
+// measures the guest and not the probe. Accel is then kvm or tcg and
+// AccelReason says why.
+func (b *Backend) ChooseAccel() error {
+	accel, why, err := b.accel()
+	if err != nil {
+		return err
+	}
+	b.Accel, b.AccelReason = accel, why
+	return nil
 }
 
 // Args returns QEMU's command line for cfg (without the binary), with
@@ -248,6 +269,7 @@ type machine struct {
 	info    map[string]string
 	output  ringBuffer // QEMU's own stdout and stderr, tail kept
 	stopped atomic.Bool
+	frozen  atomic.Bool   // Freeze stopped the process
 	done    chan struct{} // closed when the process has exited
 	waitErr error         // valid once done is closed
 
@@ -349,13 +371,40 @@ func parseRegisters(text string) []cpuRegs {
 	return cpus
 }
 
-// Stop ends the guest now: QMP quit, and a kill if QEMU does not go.
+// Freeze stops every vCPU at once by stopping the QEMU process
+// (SIGSTOP): microseconds, where a QMP "stop" is a round trip through
+// QEMU's main loop. The guest then runs no further instruction; Stop
+// ends it.
+func (m *machine) Freeze() error {
+	select {
+	case <-m.done:
+		return nil
+	default:
+	}
+	m.frozen.Store(true)
+	if err := m.cmd.Process.Signal(syscall.SIGSTOP); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		m.frozen.Store(false)
+		return fmt.Errorf("qemu: freeze (SIGSTOP): %w", err)
+	}
+	return nil
+}
+
+// Stop ends the guest now: QMP quit, and a kill if QEMU does not go. A
+// frozen QEMU cannot answer QMP, and its guest runs no more: it is
+// killed at once.
 func (m *machine) Stop() error {
 	m.stopped.Store(true)
 	select {
 	case <-m.done:
 		return nil
 	default:
+	}
+	if m.frozen.Load() {
+		if err := m.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("qemu: kill the frozen guest: %w", err)
+		}
+		<-m.done
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
