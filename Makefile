@@ -43,7 +43,13 @@ demo: build
 	$(BIN)/ktstr replay $(DEMO_TRACE)
 	$(BIN)/ktstr replay --mutate 2000 $(DEMO_TRACE)
 
-bench: bench-dispatch bench-replay bench-record bench-flood
+# make bench runs every benchmark and ends with one table: each ratio and
+# bound against its target (tools/benchsummary), the output kept in
+# out/bench.txt.
+bench:
+	@mkdir -p out
+	@$(MAKE) --no-print-directory bench-dispatch bench-replay bench-record bench-flood 2>&1 | tee out/bench.txt
+	@echo; $(GO) run ./tools/benchsummary < out/bench.txt
 
 # The dispatch benchmarks run in BENCHROUNDS rounds of the whole set, one
 # test binary run each, so subject and reference alternate; benchratio

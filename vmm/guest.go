@@ -3,8 +3,11 @@ package vmm
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,3 +144,44 @@ func BuildInitramfs(dst, agent, scheduler string, modules ...GuestModule) error 
 // ErrNoAgentSource reports that the agent can neither be built (no
 // module source found) nor was given.
 var ErrNoAgentSource = errors.New("cannot find the ktstr source to build the guest agent")
+
+// CachedInitramfs returns an initramfs holding agent, scheduler and
+// modules as BuildInitramfs lays them out, from dir when one with the
+// same contents was built before (keyed by their SHA-256), else built
+// into dir now. Runs with the same agent, scheduler and modules build it
+// once.
+func CachedInitramfs(dir, agent, scheduler string, modules ...GuestModule) (string, error) {
+	h := sha256.New()
+	for _, p := range []string{agent, scheduler} {
+		if p == "" {
+			h.Write([]byte{0})
+			continue
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return "", fmt.Errorf("initramfs: %w", err)
+		}
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", fmt.Errorf("initramfs: read %s: %w", p, err)
+		}
+		h.Write([]byte(GuestSchedulerPath(p)))
+	}
+	for _, m := range modules {
+		h.Write([]byte(m.Name))
+		sum := sha256.Sum256(m.Data)
+		h.Write(sum[:])
+	}
+	path := filepath.Join(dir, hex.EncodeToString(h.Sum(nil))[:24]+".cpio.zst")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("initramfs cache: %w", err)
+	}
+	if err := BuildInitramfs(path, agent, scheduler, modules...); err != nil {
+		return "", err
+	}
+	return path, nil
+}

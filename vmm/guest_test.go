@@ -125,3 +125,29 @@ func TestMakeRoom(t *testing.T) {
 		restore()
 	}
 }
+
+// TestCachedInitramfs: the same agent, scheduler and modules give the
+// same cached image, built once; another module gives another.
+func TestCachedInitramfs(t *testing.T) {
+	dir := t.TempDir()
+	agent := filepath.Join(dir, "agent")
+	require.NoError(t, os.WriteFile(agent, []byte("#!agent"), 0o755))
+	cache := filepath.Join(dir, "cache")
+	a, err := CachedInitramfs(cache, agent, "")
+	require.NoError(t, err)
+	st, err := os.Stat(a)
+	require.NoError(t, err)
+	b, err := CachedInitramfs(cache, agent, "")
+	require.NoError(t, err)
+	assert.Equal(t, a, b)
+	st2, err := os.Stat(b)
+	require.NoError(t, err)
+	assert.Equal(t, st.ModTime(), st2.ModTime(), "built once")
+	c, err := CachedInitramfs(cache, agent, "", GuestModule{Name: "virtio", Data: []byte("x")})
+	require.NoError(t, err)
+	assert.NotEqual(t, a, c, "other modules, another image")
+	require.NoError(t, os.WriteFile(agent, []byte("#!agent v2"), 0o755))
+	d, err := CachedInitramfs(cache, agent, "")
+	require.NoError(t, err)
+	assert.NotEqual(t, a, d, "another agent, another image")
+}

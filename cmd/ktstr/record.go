@@ -196,9 +196,17 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 		if err := checkScenario(ctx, agent, o.scenario); err != nil {
 			return intr.or(err)
 		}
+		// Built once per agent, scheduler and modules, then reused.
 		initrd = filepath.Join(work, "initrd.zst")
-		if err := vmm.BuildInitramfs(initrd, agent, o.scheduler, mods...); err != nil {
-			return envErr(fmt.Errorf("record: %w", err))
+		if cache, err := kernel.CacheDir(); err == nil {
+			if p, err := vmm.CachedInitramfs(filepath.Join(filepath.Dir(cache), "initramfs"), agent, o.scheduler, mods...); err == nil {
+				initrd = p
+			}
+		}
+		if initrd == filepath.Join(work, "initrd.zst") {
+			if err := vmm.BuildInitramfs(initrd, agent, o.scheduler, mods...); err != nil {
+				return envErr(fmt.Errorf("record: %w", err))
+			}
 		}
 		if cmdline == "" {
 			cmdline = vmm.Cmdline(vmm.GuestOptions{Scenario: o.scenario, Duration: o.duration, Workers: o.workers, Scheduler: o.scheduler})
