@@ -90,7 +90,11 @@ func machineDescription() string {
 func bareQEMUThroughput(tb testing.TB, e env, accel string) (mbPerS, sysRdyMS float64) {
 	tb.Helper()
 	for attempt := 1; ; attempt++ {
-		stream, sysRdy, console := bareQEMURun(tb, e, accel)
+		stream, sysRdy, console, hung := bareQEMURun(tb, e, accel)
+		if hung && attempt == 1 {
+			tb.Logf("bare QEMU hung (no end within %v); retrying once; console:\n%s", bareTimeout, lastLines(console, 10))
+			continue
+		}
 		first, test := scanTX(stream)
 		if first != wire.SysRdy {
 			// As recordRun does: a kernel that died while booting is
@@ -115,7 +119,7 @@ func bareQEMUThroughput(tb testing.TB, e env, accel string) (mbPerS, sysRdyMS fl
 // bareQEMURun runs the throughput scenario once under plain QEMU and
 // returns the bulk port's bytes, the time from starting QEMU to the
 // first frame's bytes in the file (-1 if none came) and the console.
-func bareQEMURun(tb testing.TB, e env, accel string) (stream []byte, sysRdy time.Duration, console string) {
+func bareQEMURun(tb testing.TB, e env, accel string) (stream []byte, sysRdy time.Duration, console string, hung bool) {
 	tb.Helper()
 	work := tb.TempDir()
 	initrd := filepath.Join(work, "initrd.zst")
@@ -141,16 +145,20 @@ func bareQEMURun(tb testing.TB, e env, accel string) (stream []byte, sysRdy time
 	require.NoError(tb, cmd.Start())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+
 	sysRdy = -1
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
-	timeout := time.After(3 * time.Minute)
+	timeout := time.After(bareTimeout)
 	consoleLog := filepath.Join(work, "console.log")
 	var poweredOff time.Time // when the console said the guest powered down
 wait:
 	for {
 		select {
 		case err := <-done:
+			if !poweredOff.IsZero() || err == nil {
+				break wait
+			}
 			require.NoError(tb, err, "bare QEMU")
 			break wait
 		case <-tick.C:
@@ -175,15 +183,21 @@ wait:
 			}
 		case <-timeout:
 			_ = cmd.Process.Kill()
-			con, _ := os.ReadFile(consoleLog)
-			tb.Fatalf("bare QEMU did not end within 3 minutes; console:\n%s", lastLines(string(con), 20))
+			<-done
+			hung = true
+			break wait
 		}
 	}
 	stream, err := os.ReadFile(tx)
 	require.NoError(tb, err)
 	con, _ := os.ReadFile(filepath.Join(work, "console.log"))
-	return stream, sysRdy, string(con)
+	return stream, sysRdy, string(con), hung
 }
+
+// bareTimeout bounds one bare-QEMU round: a throughput run takes about
+// 6 s; QEMU under TCG on a loaded host was seen to hang before its guest
+// printed anything.
+const bareTimeout = time.Minute
 
 // scanTX frames a raw TX stream and returns its first frame's tag and
 // the last intact TEST payload.
