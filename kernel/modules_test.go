@@ -1,13 +1,13 @@
 package kernel
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"debug/elf"
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -217,7 +217,7 @@ func writeAr(t *testing.T, path string, members ...[2]any) {
 		name, data := m[0].(string), m[1].([]byte)
 		hdr := []byte(
 			padRight(name+"/", 16) + padRight("0", 12) + padRight("0", 6) + padRight("0", 6) +
-				padRight("100644", 8) + padRight(itoa(len(data)), 10) + "`\n")
+				padRight("100644", 8) + padRight(strconv.Itoa(len(data)), 10) + "`\n")
 		require.Len(t, hdr, arHeaderLen)
 		b.Write(hdr)
 		b.Write(data)
@@ -233,33 +233,6 @@ func padRight(s string, n int) string {
 		s += " "
 	}
 	return s
-}
-
-func itoa(n int) string { return fmtInt(n) }
-
-func fmtInt(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var d []byte
-	for ; n > 0; n /= 10 {
-		d = append([]byte{byte('0' + n%10)}, d...)
-	}
-	return string(d)
-}
-
-// dataTarOf builds a package's data archive from a tree of files.
-func dataTarOf(t *testing.T, files map[string][]byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for name, data := range files {
-		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}))
-		_, err := tw.Write(data)
-		require.NoError(t, err)
-	}
-	require.NoError(t, tw.Close())
-	return buf.Bytes()
 }
 
 // TestOpenDebAndDir: a kernel package (data.tar in each compression) and
@@ -283,7 +256,7 @@ func TestOpenDebAndDir(t *testing.T) {
 		}
 		return nil
 	})
-	data := dataTarOf(t, files)
+	data := tarOf(t, files)
 	for _, comp := range []string{".xz", ".zst", ".gz", ""} {
 		t.Run("data.tar"+comp, func(t *testing.T) {
 			root := t.TempDir()
@@ -314,7 +287,7 @@ func TestOpenDebAndDir(t *testing.T) {
 	t.Run("not a kernel", func(t *testing.T) {
 		root := t.TempDir()
 		deb := filepath.Join(root, "other.deb")
-		writeAr(t, deb, [2]any{"debian-binary", []byte("2.0\n")}, [2]any{"data.tar", dataTarOf(t, map[string][]byte{"./usr/bin/x": []byte("x")})})
+		writeAr(t, deb, [2]any{"debian-binary", []byte("2.0\n")}, [2]any{"data.tar", tarOf(t, map[string][]byte{"./usr/bin/x": []byte("x")})})
 		_, err := Open(deb, "", root)
 		assert.ErrorIs(t, err, ErrNotDeb)
 		empty := filepath.Join(root, "empty-dir")
