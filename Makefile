@@ -5,6 +5,8 @@
 #   make test     every test (end-to-end runs skip with a reason where QEMU is absent)
 #   make bench    benchmarks, each printed as a ratio against a reference from the same run
 #   make fuzz     every native fuzz target in turn, FUZZTIME each (default 60s)
+#   make libfuzzer the same targets built for libFuzzer as ClusterFuzzLite builds them, each run
+#                 beside go test -fuzz (mk/libfuzzer.mk)
 
 GO       ?= go
 BIN      ?= bin
@@ -23,8 +25,11 @@ vet:
 	$(GO) vet ./...
 
 # The end-to-end runs boot VMs under TCG; they run after the other
-# packages, not beside them, so two cores are theirs alone.
+# packages, not beside them, so two cores are theirs alone. First
+# actionlint over the workflow files (mk/libfuzzer.mk: skipped, saying
+# so, where it cannot be fetched).
 test:
+	@$(MAKE) --no-print-directory lint-workflows
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -count=1 -timeout 30m ./e2e
 
@@ -86,7 +91,8 @@ clean:
 -include mk/*.mk
 
 # The oracle's positive control: built with the deliberately broken SNRQ
-# gate, the mutation campaign and --save-failures must catch it.
+# gate, the mutation campaign and --save-failures must catch it, and
+# `trace minimize --until violation` must cut a run down to the torn SNRQ.
 .PHONY: oracle
 oracle:
-	$(GO) test -count=1 -tags ktstr_brokengate -run BrokenGate ./replay ./cmd/ktstr ./fuzz
+	$(GO) test -count=1 -tags ktstr_brokengate -run BrokenGate ./replay ./cmd/ktstr ./fuzz ./tracetool

@@ -137,7 +137,16 @@ func TestCorruptTraces(t *testing.T) {
 		{"EVENT with an empty name", compress(cat(hdr, good, rec(KindEvent, eventBody(0, 0, "", `{"a":1}`)))), ErrCorrupt, "empty name", 1},
 		{"valid, one-byte EVENT name (control)", compress(cat(hdr, good, rec(KindEvent, eventBody(0, 1, "s", `{"a":1}`)))), nil, "", 2},
 		{"EVENT detail not JSON", compress(cat(hdr, good, rec(KindEvent, eventBody(0, 4, "snap", "{oops")))), ErrCorrupt, "JSON", 1},
+		{"EVENT name not UTF-8", compress(cat(hdr, good, rec(KindEvent, eventBody(0, 2, "s\xff", `{"a":1}`)))), ErrCorrupt, "not UTF-8", 1},
+		{"EVENT detail string not UTF-8", compress(cat(hdr, good, rec(KindEvent, eventBody(0, 1, "s", "\"\xff\"")))), ErrCorrupt, "not UTF-8", 1},
+		{"valid, EVENT detail with escapes and U+2028 (control)", compress(cat(hdr, good, rec(KindEvent, eventBody(0, 1, "s", "\"a\\n\u2028\"")))), nil, "", 2},
+		{"metadata not UTF-8", compress(cat(header(Version, "{\"scenario\":\"\xfe\"}"), good)), ErrCorrupt, "not valid UTF-8", 0},
+		{"valid, metadata with an escaped newline (control)", compress(cat(header(Version, `{"scenario":"a\nb"}`), good)), nil, "", 1},
 		{"short END body", compress(cat(hdr, good, rec(KindEnd, []byte{1, 2}))), ErrCorrupt, "shorter", 1},
+		{"END reason not UTF-8", compress(cat(hdr, good, rec(KindEnd, endBody(0, 0, "x\xff", "")))), ErrCorrupt, "not UTF-8", 1},
+		{"END outcome not UTF-8", compress(cat(hdr, good, rec(KindEnd, endBody(0, 0, "x", "{\"a\":\"\xff\"}")))), ErrCorrupt, "not UTF-8", 1},
+		{"END outcome an array", compress(cat(hdr, good, rec(KindEnd, endBody(0, 0, "x", "[1,2,3]")))), ErrCorrupt, "not a JSON object", 1},
+		{"valid, END outcome an object (control)", compress(cat(hdr, good, rec(KindEnd, endBody(0, 0, "x", ` {"killed":false}`)))), nil, "", 2},
 		{"END outcome not JSON", compress(cat(hdr, good, rec(KindEnd, endBody(0, 0, "x", "not json")))), ErrCorrupt, "JSON", 1},
 		{"record after END", compress(cat(hdr, rec(KindEnd, endBody(0, 0, "x", "")), good)), ErrCorrupt, "follows the END", 1},
 		{"record header cut", compress(cat(hdr, good, good[:3])), ErrTruncated, "record header", 1},
@@ -259,4 +268,60 @@ func TestCorruptEveryByte(t *testing.T) {
 	}
 	// The frames carry checksums: nearly every flip must be caught.
 	assert.Greater(t, detected, 3*len(full)*9/10)
+}
+
+func TestLongestList(t *testing.T) {
+	tests := []struct {
+		json string
+		want int
+	}{
+		{`{}`, 0},
+		{`{"a":[]}`, 0},
+		{`{"a":[ ]}`, 0},
+		{`{"a":[1]}`, 1},
+		{`{"a":[1,2,3],"b":[1]}`, 3},
+		{`{"a":[""]}`, 1},
+		{`{"a":["x,y","[,]"]}`, 2},
+		{`{"a":["\",\"", 2]}`, 2},
+		{`{"a":[{"b":[1,2,3,4]},[5,6]]}`, 2},
+		{`{"a":{"b":[1,2,3,4]}}`, 0},
+		{`{"a":[[],[],[]]}`, 3},
+		{`{"a":[null,true,false,-1.5e3]}`, 4},
+		{`{"verdicts":[{"tag":"STIM"},{"tag":"SCDX"}],"kernel_ops":[{"id":1}]}`, 2},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, longestList([]byte(tt.json)), tt.json)
+	}
+}
+
+func TestOutcomeListBound(t *testing.T) {
+	compress := newCompressor(t)
+	hdr := header(Version, `{}`)
+	list := func(n int) string {
+		return `{"verdicts":[` + strings.TrimSuffix(strings.Repeat(`{},`, n), ",") + `]}`
+	}
+	for _, tc := range []struct {
+		n       int
+		corrupt bool
+	}{{MaxOutcomeEntries, false}, {MaxOutcomeEntries + 1, true}} {
+		_, recs, err := readAll(t, compress(cat(hdr, rec(KindEnd, endBody(0, 0, "x", list(tc.n))))))
+		if tc.corrupt {
+			require.ErrorIs(t, err, ErrCorrupt)
+			assert.Contains(t, err.Error(), "over the 65536")
+			assert.Empty(t, recs)
+		} else {
+			require.ErrorIs(t, err, io.EOF)
+			assert.Len(t, recs, 1)
+		}
+		var buf bytes.Buffer
+		w, err := NewWriter(&buf, Meta{})
+		require.NoError(t, err)
+		err = w.WriteEnd(End{Reason: "x", Outcome: []byte(list(tc.n))})
+		if tc.corrupt {
+			assert.ErrorIs(t, err, ErrTooLarge, "the Writer refuses what the Reader would")
+		} else {
+			assert.NoError(t, err)
+		}
+		w.Close()
+	}
 }

@@ -47,6 +47,11 @@ const (
 	// MaxDataSize is the largest delivery a DATA record can carry:
 	// MaxRecordSize less the DATA record's fixed fields.
 	MaxDataSize = MaxRecordSize - dataFixed
+	// MaxOutcomeEntries bounds every list in an END record's outcome:
+	// the most entries a live outcome's longest list holds (the verdict
+	// bucket, dispatch.MaxVerdicts). A reader that decodes the outcome
+	// then holds at most that many entries, whatever the trace says.
+	MaxOutcomeEntries = 1 << 16
 )
 
 // Zstd window sizes. The writer compresses with WriterWindow; the reader

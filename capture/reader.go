@@ -89,6 +89,10 @@ func NewReader(src io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, r.readErr(err, "the trace metadata")
 	}
+	if !utf8.Valid(mj) {
+		// json.Unmarshal would quietly turn the bad bytes into U+FFFD.
+		return nil, fmt.Errorf("capture: %w: metadata is not valid UTF-8; the file is damaged", ErrCorrupt)
+	}
 	mj = bytes.TrimLeft(mj, " \t\r\n")
 	if len(mj) == 0 || mj[0] != '{' {
 		return nil, fmt.Errorf("capture: %w: metadata is not a JSON object; the file is damaged", ErrCorrupt)
@@ -190,8 +194,8 @@ func (r *Reader) parse(kind Kind, b []byte, start int64) (Record, error) {
 		}
 		name := b[eventFixed : eventFixed+nl]
 		detail := b[eventFixed+nl:]
-		if !utf8.Valid(name) || len(detail) > 0 && !json.Valid(detail) {
-			return Record{}, r.corruptf("EVENT record at decompressed offset %d has a name that is not UTF-8 or a detail that is not JSON", start)
+		if !utf8.Valid(name) || !utf8.Valid(detail) || len(detail) > 0 && !json.Valid(detail) {
+			return Record{}, r.corruptf("EVENT record at decompressed offset %d has a name or detail that is not UTF-8 or a detail that is not JSON", start)
 		}
 		rec := Record{Kind: KindEvent, TimeNS: int64(le.Uint64(b)), Name: string(name)}
 		if len(detail) > 0 {
@@ -208,8 +212,11 @@ func (r *Reader) parse(kind Kind, b []byte, start int64) (Record, error) {
 		}
 		reason := b[endFixed : endFixed+rl]
 		outcome := b[endFixed+rl:]
-		if !utf8.Valid(reason) || len(outcome) > 0 && !json.Valid(outcome) {
-			return Record{}, r.corruptf("END record at decompressed offset %d has a reason that is not UTF-8 or an outcome that is not JSON", start)
+		if !utf8.Valid(reason) || !utf8.Valid(outcome) || len(outcome) > 0 && !jsonObject(outcome) {
+			return Record{}, r.corruptf("END record at decompressed offset %d has a reason or outcome that is not UTF-8 or an outcome that is not a JSON object", start)
+		}
+		if n := longestList(outcome); n > MaxOutcomeEntries {
+			return Record{}, r.corruptf("END record at decompressed offset %d has an outcome list of %d entries, over the %d a run keeps", start, n, MaxOutcomeEntries)
 		}
 		e := &End{TimeNS: int64(le.Uint64(b)), ExitStatus: int32(le.Uint32(b[8:])), Reason: string(reason)}
 		if len(outcome) > 0 {
@@ -218,6 +225,73 @@ func (r *Reader) parse(kind Kind, b []byte, start int64) (Record, error) {
 		r.ended = true
 		return Record{Kind: KindEnd, TimeNS: e.TimeNS, End: e}, nil
 	}
+}
+
+// jsonObject reports whether b is one valid JSON value that is an
+// object.
+func jsonObject(b []byte) bool {
+	t := bytes.TrimLeft(b, " \t\r\n")
+	return len(t) > 0 && t[0] == '{' && json.Valid(b)
+}
+
+// longestList returns the number of elements of the longest array that
+// is a member of the JSON object b (which must be valid JSON), scanning
+// it once without decoding it.
+func longestList(b []byte) int {
+	longest, n := 0, 0
+	depth := 0
+	inString, escaped := false, false
+	counting, empty := false, true // inside a member array: its element count so far
+	for _, c := range b {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			if counting && depth == 2 {
+				empty = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			if counting && depth == 2 {
+				empty = false
+			}
+			depth++
+			if depth == 2 && c == '[' {
+				counting, empty, n = true, true, 0
+			}
+			continue
+		case '}', ']':
+			if counting && depth == 2 {
+				if !empty {
+					n++
+				}
+				longest = max(longest, n)
+				counting = false
+			}
+			depth--
+			continue
+		case ',':
+			if counting && depth == 2 {
+				n++
+			}
+			continue
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		if counting && depth == 2 {
+			empty = false
+		}
+	}
+	return longest
 }
 
 // readBody reads n bytes into the reusable buffer. The buffer grows only

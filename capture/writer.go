@@ -104,8 +104,8 @@ func (w *Writer) WriteEvent(tNS int64, name string, detail json.RawMessage) erro
 	if name == "" || len(name) > 0xFFFF || !utf8.ValidString(name) {
 		return fmt.Errorf("capture: WriteEvent: event name %q must be 1 to 65535 bytes of UTF-8", name)
 	}
-	if len(detail) > 0 && !json.Valid(detail) {
-		return fmt.Errorf("capture: WriteEvent %q: detail is not valid JSON", name)
+	if len(detail) > 0 && (!utf8.Valid(detail) || !json.Valid(detail)) {
+		return fmt.Errorf("capture: WriteEvent %q: detail is not valid JSON in UTF-8", name)
 	}
 	if eventFixed+len(name)+len(detail) > MaxRecordSize {
 		return fmt.Errorf("capture: event %q with %d bytes of detail exceeds the %d-byte record bound: %w", name, len(detail), MaxRecordSize, ErrTooLarge)
@@ -135,8 +135,11 @@ func (w *Writer) WriteEnd(e End) error {
 	if len(e.Reason) > 0xFFFF || !utf8.ValidString(e.Reason) {
 		return fmt.Errorf("capture: WriteEnd: reason must be at most 65535 bytes of UTF-8")
 	}
-	if len(e.Outcome) > 0 && !json.Valid(e.Outcome) {
-		return fmt.Errorf("capture: WriteEnd: outcome is not valid JSON")
+	if len(e.Outcome) > 0 && (!utf8.Valid(e.Outcome) || !jsonObject(e.Outcome)) {
+		return fmt.Errorf("capture: WriteEnd: outcome is not valid JSON: want a JSON object in UTF-8")
+	}
+	if n := longestList(e.Outcome); n > MaxOutcomeEntries {
+		return fmt.Errorf("capture: WriteEnd: an outcome list of %d entries exceeds the %d-entry bound: %w", n, MaxOutcomeEntries, ErrTooLarge)
 	}
 	if endFixed+len(e.Reason)+len(e.Outcome) > MaxRecordSize {
 		return fmt.Errorf("capture: END record with a %d-byte outcome exceeds the %d-byte record bound: %w", len(e.Outcome), MaxRecordSize, ErrTooLarge)

@@ -188,7 +188,11 @@ func TestWriterRejects(t *testing.T) {
 	assert.ErrorContains(t, w.WriteEvent(0, "bad\xff", nil), "UTF-8")
 	assert.ErrorContains(t, w.WriteEvent(0, "x", json.RawMessage("{")), "not valid JSON")
 	assert.ErrorIs(t, w.WriteEvent(0, "x", json.RawMessage(`"`+string(bytes.Repeat([]byte{'a'}, MaxRecordSize))+`"`)), ErrTooLarge)
+	assert.ErrorContains(t, w.WriteEvent(0, "x", json.RawMessage("\"bad\xff\"")), "not valid JSON in UTF-8")
+	assert.NoError(t, w.WriteEvent(0, "x", json.RawMessage(`"good \u00ff"`)), "control: UTF-8 JSON detail")
 	assert.ErrorContains(t, w.WriteEnd(End{Outcome: json.RawMessage("nope")}), "not valid JSON")
+	assert.ErrorContains(t, w.WriteEnd(End{Outcome: json.RawMessage("[1,2,3]")}), "want a JSON object")
+	assert.ErrorContains(t, w.WriteEnd(End{Outcome: json.RawMessage("{\"a\":\"\xff\"}")}), "in UTF-8")
 	require.NoError(t, w.WriteEnd(End{Reason: "done"}))
 	assert.ErrorIs(t, w.WriteData(TX, 1, 0, nil), ErrClosed)
 	assert.ErrorIs(t, w.WriteEnd(End{}), ErrClosed)
@@ -202,6 +206,7 @@ func TestWriterRejects(t *testing.T) {
 	// Everything rejected left no trace in the output.
 	_, recs, err := readAll(t, buf.Bytes())
 	require.ErrorIs(t, err, io.EOF)
-	require.Len(t, recs, 2)
-	assert.Equal(t, KindEnd, recs[1].Kind)
+	require.Len(t, recs, 3)
+	assert.Equal(t, KindEvent, recs[1].Kind)
+	assert.Equal(t, KindEnd, recs[2].Kind)
 }

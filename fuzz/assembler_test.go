@@ -25,7 +25,11 @@ import (
 // (verdict payloads copied as their CRC is checked), and the two
 // Outcomes, verdict payloads included, must be equal.
 func FuzzAssembler(f *testing.F) {
-	for _, s := range seeds.Streams(f) {
+	streams, err := seeds.Streams()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range streams {
 		// The recorded deliveries as the first split, a few shapes
 		// against them.
 		var rec []byte
@@ -35,7 +39,11 @@ func FuzzAssembler(f *testing.F) {
 		f.Add(s.Data, rec, []byte{})
 		f.Add(s.Data, []byte{0}, []byte{7, 200, 254, 1, 0x80})
 	}
+	export := seeds.Exporter()
 	f.Fuzz(func(t *testing.T, stream, splitA, splitB []byte) {
+		if export != nil {
+			export(t, stream, splitA, splitB)
+		}
 		if p := checkAssembler(stream, splitA, splitB); len(p) > 0 {
 			t.Fatalf("%d problem(s) with a %d-byte stream split %x and %x:\n  %s", len(p), len(stream), splitA, splitB, joinLines(p))
 		}

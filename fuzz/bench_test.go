@@ -9,8 +9,9 @@ import (
 	"github.com/ktstr/ktstr/replay/model"
 )
 
-// benchInputs returns the FuzzDispatch inputs of the seed streams under
-// 4 KiB, the size FuzzDispatch's throughput target is stated for.
+// benchInputs returns the dispatch target's inputs (dispatch_test.go) of
+// the seed streams under 4 KiB, the size its throughput target is stated
+// for.
 func benchInputs() [][]byte {
 	var in [][]byte
 	for _, s := range corpus.Seeds() {
@@ -21,7 +22,7 @@ func benchInputs() [][]byte {
 	return in
 }
 
-// BenchmarkCheckDispatch is one FuzzDispatch execution per seed input,
+// BenchmarkCheckDispatch is one dispatch target execution per seed input,
 // round robin: the cost the fuzzer pays per input, less its own
 // overhead. The other sub-benchmarks time the parts of that cost on the
 // same inputs, so their ratios say where the time goes: the production

@@ -21,11 +21,22 @@ import (
 // Its corpus is seeded from corpus.Seeds and the checked-in traces, and
 // testdata/fuzz/FuzzDispatch holds the same traces exported by `ktstr
 // corpus export`, so every recorded run checked in becomes a test case.
+// It also builds with go-118-fuzz-build (.clusterfuzzlite/build.sh), so
+// the seeds are loaded without passing f on (seeds.Streams returns an
+// error) and the function is wrapped in seeds.Export.
 func FuzzDispatch(f *testing.F) {
-	for _, s := range seeds.Streams(f) {
+	streams, err := seeds.Streams()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range streams {
 		f.Add(corpus.EncodeDispatchInput(s))
 	}
+	export := seeds.Exporter()
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if export != nil {
+			export(t, data)
+		}
 		if v := checkDispatch(data); len(v) > 0 {
 			t.Fatalf("%d invariant violation(s) on a %d-byte input:\n  %s", len(v), len(data), strings.Join(v, "\n  "))
 		}
@@ -46,7 +57,10 @@ func checkDispatch(data []byte) []string {
 // file.
 func TestCheckedInCorpusCoversTraces(t *testing.T) {
 	dir := filepath.Join("testdata", "fuzz", "FuzzDispatch")
-	traces := seeds.TracePaths(t)
+	traces, err := seeds.TracePaths()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(traces) == 0 {
 		t.Fatal("the seed traces are missing: run 'go generate ./corpus'")
 	}

@@ -59,7 +59,11 @@ func FuzzPayloads(f *testing.F) {
 		f.Add(b, uint32(0), uint32(2), uint64(0), uint64(0), uint64(1), strings.Repeat("x", 63)+"é") // a rune cut by the 64-byte field
 		f.Add(a, uint32(1), uint32(3), uint64(1), uint64(0), uint64(0), "a\x00b")
 	}
+	export := seeds.Exporter()
 	f.Fuzz(func(t *testing.T, p []byte, id, kind uint32, a, b, c uint64, tag string) {
+		if export != nil {
+			export(t, p, id, kind, a, b, c, tag)
+		}
 		if msg := checkPayloads(wireCodecs, p, values{ID: id, Kind: kind, A: a, B: b, C: c, Tag: tag}); len(msg) > 0 {
 			t.Fatal(strings.Join(msg, "\n"))
 		}

@@ -35,6 +35,9 @@ type Report struct {
 	// Truncation says where a trace that ends early stopped being
 	// readable; nil for a complete trace.
 	Truncation *Truncation `json:"truncated"`
+	// Mutation is the mutation campaign run on the trace (`ktstr replay
+	// --mutate`); nil, and absent from the JSON, without one.
+	Mutation *Mutation `json:"mutation,omitempty"`
 
 	Meta         capture.Meta   `json:"-"`
 	End          *capture.End   `json:"-"` // nil for a trace without END (imported)
@@ -49,6 +52,31 @@ type Report struct {
 type Truncation struct {
 	At     int64  `json:"at"`     // decompressed byte offset where reading stopped
 	Reason string `json:"reason"` // what the reader found there
+}
+
+// Mutation is the "mutation" member of a report (docs/protocol.md §7):
+// what a mutation campaign over the trace's TX stream found.
+type Mutation struct {
+	Mutants int    `json:"mutants"` // mutants made and replayed
+	Failing int    `json:"failing"` // mutants that broke an invariant
+	Seed    uint64 `json:"seed"`    // the campaign's seed
+	// Bytes is the length of the stream the mutants were made from: the
+	// whole TX stream, or its first deliveries up to the campaign's
+	// limit when Limited is set.
+	Bytes     int                `json:"bytes"`
+	Limited   bool               `json:"limited"`
+	Operators []MutationOperator `json:"operators"` // one per operator, in campaign order
+	Saved     []string           `json:"saved"`     // the failing mutants written as traces (--save-failures)
+}
+
+// MutationOperator is one operator's row of a campaign.
+type MutationOperator struct {
+	Name       string `json:"name"`
+	Mutants    int    `json:"mutants"`
+	Frames     int64  `json:"frames"`
+	Torn       uint64 `json:"torn"`       // frames rejected as crc or pad
+	Rejected   uint64 `json:"rejected"`   // frames rejected for any reason
+	Violations int    `json:"violations"` // mutants with at least one violation
 }
 
 // OK reports whether the replay matched and broke no invariant.

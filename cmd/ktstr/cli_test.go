@@ -15,6 +15,7 @@ import (
 	"github.com/ktstr/ktstr/corpus"
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/internal/outfile"
 	"github.com/ktstr/ktstr/replay"
 )
 
@@ -189,7 +190,7 @@ func TestSavedMutantTraceReplays(t *testing.T) {
 	s := &replay.Stream{}
 	s.Append(5, wire.AppendFrame(nil, wire.SysRdy, nil))
 	p := filepath.Join(dir, "m.zst")
-	require.NoError(t, saveMutant(p, s, capture.Meta{Backend: "mutant"}))
+	require.NoError(t, saveMutant(p, s, capture.Meta{Backend: "mutant"}, outfile.Options{}))
 	code, stdout, stderr := ktstr("replay", p)
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "1 frames")

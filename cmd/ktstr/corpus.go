@@ -6,25 +6,31 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
+	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/corpus"
+	"github.com/ktstr/ktstr/internal/outfile"
 	"github.com/ktstr/ktstr/replay"
 )
 
 // runCorpus dispatches `ktstr corpus SUBCOMMAND`.
 func runCorpus(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("corpus: missing subcommand (export)")
+		return usagef("corpus: missing subcommand (export or cover)")
 	}
 	switch args[0] {
 	case "export":
 		return runCorpusExport(args[1:], stdout, stderr)
+	case "cover":
+		return runCorpusCover(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprintf(stderr, "usage: ktstr corpus export -o DIR TRACE...\n\n"+
-			"  export  write each trace's TX stream as a Go fuzz corpus file for FuzzDispatch\n")
+		fmt.Fprintf(stderr, "usage: ktstr corpus export -o DIR TRACE...\n       ktstr corpus cover [--json] [--check] PATH...\n\n"+
+			"  export  write each trace's TX stream as a Go fuzz corpus file for FuzzDispatch\n"+
+			"  cover   which gate-table rows, reject reasons and budget edges traces and FuzzDispatch corpora exercise\n")
 		return nil
 	default:
-		return usagef("corpus: unknown subcommand %q (want export)", args[0])
+		return usagef("corpus: unknown subcommand %q (want export or cover)", args[0])
 	}
 }
 
@@ -32,11 +38,15 @@ func runCorpus(args []string, stdout, stderr io.Writer) error {
 // trace becomes one `go test fuzz v1` file in DIR, named by its content
 // hash as go test names them, holding the FuzzDispatch input whose
 // delivery table is the trace's deliveries and times. Every trace is
-// read before anything is written, so bad input writes nothing.
+// read before anything is written, so bad input writes nothing. A
+// truncated trace exports its readable prefix, and says so on stderr.
+// The files are written under the output rule (internal/outfile): a file
+// of the same name and content is left as it is.
 func runCorpusExport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("corpus export", "TRACE...", stderr)
 	dir := fs.String("o", "", "directory to write the corpus files to, e.g. fuzz/testdata/fuzz/FuzzDispatch (required)")
 	limit := fs.Int64("max", corpus.DefaultExportLimit, "refuse traces whose TX stream exceeds this many bytes")
+	force := fs.Bool("force", false, "replace a corpus file of the same name but other content")
 	traces, help, err := parseInterspersed(fs, args)
 	if help || err != nil {
 		return err
@@ -50,40 +60,92 @@ func runCorpusExport(args []string, stdout, stderr io.Writer) error {
 	if *limit <= 0 {
 		return usagef("corpus export: -max must be positive, got %d", *limit)
 	}
+	if err := outfile.CheckDir(*dir, "-o"); err != nil {
+		return usageErr(fmt.Errorf("corpus export: %w; check that -o names a writable directory", err))
+	}
 
 	inputs := make([][]byte, len(traces))
 	streams := make([]*replay.Stream, len(traces))
 	for i, path := range traces {
-		inputs[i], streams[i], err = exportOne(path, *limit)
+		s, tr, err := exportStream(path, *limit)
 		if err != nil {
 			return usageErr(err)
 		}
+		if tr != nil {
+			warnTruncated(stderr, "corpus export", path, tr)
+		}
+		inputs[i], streams[i] = corpus.EncodeDispatchInput(s), s
+	}
+	_, statErr := os.Stat(*dir)
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return usagef("corpus export: %w; check that -o names a writable directory", err)
 	}
 	for i, path := range traces {
-		out, err := corpus.WriteGoFuzzFile(*dir, inputs[i])
-		if err != nil {
-			return usagef("corpus export: %w; check that -o names a writable directory", err)
+		content := corpus.MarshalGoFuzzFile(inputs[i])
+		out := filepath.Join(*dir, corpus.GoFuzzFileName(content))
+		if err := writeCorpusFile(out, content, *force, traces); err != nil {
+			if statErr != nil && i == 0 {
+				os.Remove(*dir) // made for this export, and still empty
+			}
+			return usagef("corpus export: %w", err)
 		}
-		fmt.Fprintf(stdout, "%s\t%s (%d deliveries, %d bytes)\n", out, path, streams[i].Deliveries(), len(streams[i].Data))
+		fmt.Fprintf(stdout, "%s\t%s (%d deliveries, %d bytes)\n", safe(out), safe(path), streams[i].Deliveries(), len(streams[i].Data))
 	}
 	return nil
 }
 
-// exportOne reads one trace and returns its FuzzDispatch input.
-func exportOne(path string, limit int64) ([]byte, *replay.Stream, error) {
-	f, err := os.Open(path)
+// writeCorpusFile writes one corpus file under the output rule.
+func writeCorpusFile(path string, content []byte, force bool, inputs []string) error {
+	f, err := outfile.Create(path, outfile.Options{Force: force, KeepIdentical: true, Inputs: inputs})
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(content); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Commit()
+}
+
+// exportStream reads one trace's TX bulk-port stream, as every command
+// reads a trace: typed input, the END outcome checked, a truncated trace
+// read up to where it ends (the truncation is returned).
+func exportStream(path string, limit int64) (*replay.Stream, *replay.Truncation, error) {
+	f, err := openTrace(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("corpus export: %w", err)
 	}
 	defer f.Close()
-	in, s, err := corpus.ExportTrace(f, limit)
-	switch {
-	case errors.Is(err, corpus.ErrTooLarge):
-		return nil, nil, fmt.Errorf("corpus export: %s: %w; export a shorter trace or raise -max", path, err)
-	case err != nil:
-		return nil, nil, fmt.Errorf("corpus export: %s: %w", path, err)
+	r, err := capture.NewReader(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("corpus export: %s: %w: %w", path, replay.ErrBadTrace, err)
 	}
-	return in, s, nil
+	s := &replay.Stream{}
+	for {
+		rec, err := r.Next()
+		switch {
+		case errors.Is(err, io.EOF):
+			return s, nil, nil
+		case errors.Is(err, capture.ErrTruncated):
+			return s, truncationOf(r, err), nil
+		case err != nil:
+			return nil, nil, fmt.Errorf("corpus export: %s: %w: %w", path, replay.ErrBadTrace, err)
+		}
+		switch rec.Kind {
+		case capture.KindData:
+			if rec.Dir != capture.TX || rec.Port != capture.BulkPort {
+				continue
+			}
+			if int64(len(s.Data)+len(rec.Data)) > limit {
+				return nil, nil, fmt.Errorf("corpus export: %s: %w: the stream exceeds %d bytes; export a shorter trace or raise -max", path, corpus.ErrTooLarge, limit)
+			}
+			s.Append(rec.TimeNS, rec.Data)
+		case capture.KindEnd:
+			if err := checkEndOutcome(rec.End); err != nil {
+				return nil, nil, fmt.Errorf("corpus export: %s: %w: %w", path, replay.ErrBadTrace, err)
+			}
+		}
+	}
 }
 
 // parseInterspersed parses flags that may come before, between or after

@@ -13,6 +13,12 @@ const (
 	ExitCheck = 1 // a check failed: mismatch, violation, failed test
 	ExitUsage = 2 // bad input or usage
 	ExitEnv   = 3 // the environment lacks something
+
+	// A recording stopped by a signal exits 128 + the signal's number,
+	// as a shell reports a process the signal killed, with its trace
+	// kept (docs/protocol.md §8).
+	ExitInterrupted = 130 // SIGINT
+	ExitTerminated  = 143 // SIGTERM
 )
 
 // exitError carries the exit status an error maps to.

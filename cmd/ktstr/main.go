@@ -7,7 +7,8 @@
 // `replay` and `trace` consume them.
 //
 // Exit status: 0 success, 1 a check failed, 2 bad input or usage, 3 the
-// environment lacks something (the message says how to fix it).
+// environment lacks something (the message says how to fix it); a
+// recording ended by SIGINT or SIGTERM exits 130 or 143, its trace kept.
 package main
 
 import (
@@ -15,9 +16,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // command is one ktstr subcommand.
@@ -47,6 +50,7 @@ func commands() map[string]command {
 		"trace":  {"show, summarise or import traces", runTrace, readSoftLimit},
 		"corpus": {"export traces as Go fuzz corpus files", runCorpus, readSoftLimit},
 		"kernel": {"fetch or build guest kernels", runKernel, 0},
+		"soak":   {"run one record configuration many times, keep the runs that went wrong", runSoak, readSoftLimit},
 	}
 }
 
@@ -57,11 +61,12 @@ func main() {
 // run executes one command line and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "ktstr: no command given; usage: ktstr COMMAND [flags] [args]; run 'ktstr help' for the commands")
+		return ExitUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr, cmds)
-		if len(args) == 0 {
-			return ExitUsage
-		}
 		return ExitOK
 	}
 	c, ok := cmds[args[0]]
@@ -72,8 +77,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if c.softLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(c.softLimit))
 	}
-	err := c.run(args[1:], stdout, stderr)
-	return report(stderr, err)
+	// A file past the size limit (ulimit -f) is a write error to report,
+	// not a signal that kills the process with a core dump.
+	signal.Ignore(syscall.SIGXFSZ)
+	// Every write to standard output and error is checked, whether the
+	// command looked at it or not (docs/protocol.md §8).
+	out, errw := &checkedWriter{w: stdout}, &checkedWriter{w: stderr}
+	err := c.run(args[1:], out, errw)
+	switch {
+	case errw.failed():
+		// Nowhere left to say why.
+		return ExitUsage
+	case out.failed():
+		err = usageErr(fmt.Errorf("writing standard output: %w; check the disk or where the output goes (nothing more was written)", out.err))
+	}
+	code := report(errw, err)
+	if errw.failed() {
+		return ExitUsage
+	}
+	return code
 }
 
 // report prints err as one line and maps it to an exit status.

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -26,6 +25,7 @@ func childRSS(t *testing.T, args ...string) (int, string, int64) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKtstrChild$")
 	cmd.Env = append(os.Environ(), "KTSTR_CHILD_ARGS="+strings.Join(args, "\x1f"))
+	hwm := measureHWM(t, cmd)
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	require.NoError(t, err)
 	defer devnull.Close()
@@ -38,7 +38,7 @@ func childRSS(t *testing.T, args ...string) (int, string, int64) {
 	} else {
 		require.NoError(t, err)
 	}
-	return code, stderr.String(), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+	return code, stderr.String(), hwm()
 }
 
 // TestReadSideCommandsStayBounded runs every command that reads a trace
@@ -91,11 +91,13 @@ func TestChildRSSMeasures(t *testing.T) {
 			b[i] = byte(i)
 		}
 		fmt.Println(b[len(b)/2])
+		writeHWM()
 		os.Exit(0)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestChildRSSMeasures$")
 	cmd.Env = append(os.Environ(), "KTSTR_CHILD_HOLD=1")
+	hwm := measureHWM(t, cmd)
 	require.NoError(t, cmd.Run())
-	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+	rss := hwm()
 	assert.Greater(t, rss, int64(readSideBound))
 }

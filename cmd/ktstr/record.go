@@ -59,6 +59,7 @@ type recordOptions struct {
 	cmdline      string
 	forceSlowKVM bool
 	unpackKernel bool
+	transport    string
 	maxTrace     byteSize
 	cpuProfile   string
 
@@ -71,6 +72,9 @@ type recordOptions struct {
 	// probeKVM times a guest loop on a KVM device node (kvm.ProbeDevice);
 	// tests replace it to stand for a host whose KVM only emulates.
 	probeKVM func(device string, limit time.Duration) (kvm.ProbeResult, error)
+	// fakeBackend, if set, is the backend every run uses, whatever
+	// --backend says (with no KVM probe): tests stand it for a VMM.
+	fakeBackend vmm.Backend
 }
 
 var scenarioName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -81,10 +85,9 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 	return o.run(args, stdout, stderr)
 }
 
-// run parses args into o and records one run. The host facts in o
-// (kvmDevice, probeKVM) must be set.
-func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("record", "-o TRACE", stderr)
+// declare defines record's flags on fs, writing into o; soak uses it
+// to check a configuration's flags before any run.
+func (o *recordOptions) declare(fs *flag.FlagSet) {
 	fs.StringVar(&o.backend, "backend", "auto", "VMM backend: auto (qemu), qemu, or native (our own KVM VMM)")
 	fs.StringVar(&o.accel, "accel", "auto", "QEMU accelerator: auto (KVM only where a probe shows native speed), kvm or tcg; --backend qemu only")
 	fs.StringVar(&o.kernel, "kernel", "", "bzImage to boot (default: the newest kernel fetched by 'ktstr kernel fetch'); with --backend native also a freestanding ELF test guest, which runs without the agent")
@@ -108,6 +111,14 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	o.maxTrace = vmm.DefaultMaxTrace
 	fs.Var(&o.maxTrace, "max-trace", "most TX bytes to record, e.g. 512MiB or 4GiB; a guest writing past it is stopped (END reason trace_budget)")
 	fs.BoolVar(&o.unpackKernel, "unpack-kernel", false, "--backend native: unpack a zstd bzImage on the host and enter the kernel at startup_64, skipping its decompressor")
+	fs.StringVar(&o.transport, "transport", kvm.TransportPCI, "--backend native: what the virtio console sits behind: pci (legacy virtio-pci, found by a PCI scan) or mmio (virtio-mmio, announced as virtio_mmio.device= on the kernel command line; Linux needs CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)")
+}
+
+// run parses args into o and records one run. The host facts in o
+// (kvmDevice, probeKVM) must be set.
+func (o recordOptions) run(args []string, stdout, stderr io.Writer) (err error) {
+	fs := newFlagSet("record", "-o TRACE", stderr)
+	o.declare(fs)
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
@@ -121,15 +132,21 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	}
 
 	if o.cpuProfile != "" {
-		pf, err := os.Create(o.cpuProfile)
+		// Under the output rule, checked with the others in validate.
+		pf, err := outfile.Create(o.cpuProfile, outfile.Options{Force: o.force, Inputs: o.inputs(), Flag: "--cpuprofile"})
 		if err != nil {
-			return usageErr(fmt.Errorf("record: --cpuprofile: %w", err))
+			return usageErr(fmt.Errorf("record: %w", err))
 		}
-		defer pf.Close()
+		defer pf.Abort()
 		if err := pprof.StartCPUProfile(pf); err != nil {
 			return usageErr(fmt.Errorf("record: --cpuprofile: %w", err))
 		}
-		defer pprof.StopCPUProfile()
+		defer func() {
+			pprof.StopCPUProfile()
+			if cerr := pf.Commit(); cerr != nil && err == nil {
+				err = usageErr(fmt.Errorf("record: --cpuprofile: %w", cerr))
+			}
+		}()
 	}
 	// SIGINT and SIGTERM stop the run and keep what it recorded (exit
 	// 130 or 143); before the guest starts they stop the preparations.
@@ -220,7 +237,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) error {
 	// targets and renamed into place when the run is over, interrupted
 	// or not. A recorder killed outright (SIGKILL) leaves the trace so
 	// far in the temporary file .NAME.tmp-*.
-	inputs := []string{o.kernel, o.agent, o.scheduler, o.modules}
+	inputs := o.inputs()
 	tf, err := outfile.Create(o.out, outfile.Options{Force: o.force, Inputs: inputs})
 	if errors.Is(err, outfile.ErrExists) {
 		return usagef("record: %s exists; a recorded trace is not overwritten: choose another -o, or add --force", o.out)
@@ -424,6 +441,12 @@ func (o *recordOptions) validate() error {
 	if o.backend != "native" && o.unpackKernel {
 		return usagef("record: --unpack-kernel applies to --backend native only")
 	}
+	if o.backend != "native" && o.set["transport"] {
+		return usagef("record: --transport applies to --backend native only (QEMU's console is always virtio-serial-pci)")
+	}
+	if !kvm.KnownTransport(o.transport) {
+		return usagef("record: --transport %q: want %s", o.transport, strings.Join(kvm.Transports(), " or "))
+	}
 	switch o.accel {
 	case qemu.AccelAuto, qemu.AccelKVM, qemu.AccelTCG:
 	default:
@@ -475,12 +498,15 @@ func (o *recordOptions) validate() error {
 // needs --force, a device, FIFO or directory is refused, and neither may
 // be one of the run's inputs or the other output.
 func (o *recordOptions) checkOutputs() error {
-	inputs := []string{o.kernel, o.agent, o.scheduler, o.modules}
+	inputs := o.inputs()
 	if err := outfile.Check(o.out, outfile.Options{Force: o.force, Inputs: inputs}); err != nil {
 		if errors.Is(err, outfile.ErrExists) {
 			return usagef("record: %s exists; a recorded trace is not overwritten: choose another -o, or add --force", o.out)
 		}
 		return usageErr(fmt.Errorf("record: %w", err))
+	}
+	if err := o.checkProfile(); err != nil {
+		return err
 	}
 	if o.console == "" {
 		return nil
@@ -492,6 +518,25 @@ func (o *recordOptions) checkOutputs() error {
 		return usageErr(fmt.Errorf("record: %w", err))
 	}
 	return nil
+}
+
+// checkProfile applies the output rule to --cpuprofile.
+func (o *recordOptions) checkProfile() error {
+	if o.cpuProfile == "" {
+		return nil
+	}
+	if sameTarget(o.cpuProfile, o.out) || o.console != "" && sameTarget(o.cpuProfile, o.console) {
+		return usagef("record: --cpuprofile %s is another output of the run; choose another file", o.cpuProfile)
+	}
+	if err := outfile.Check(o.cpuProfile, outfile.Options{Force: o.force, Inputs: o.inputs(), Flag: "--cpuprofile"}); err != nil {
+		return usageErr(fmt.Errorf("record: %w", err))
+	}
+	return nil
+}
+
+// inputs are the files a run reads, which no output may replace.
+func (o *recordOptions) inputs() []string {
+	return []string{o.kernel, o.agent, o.scheduler, o.modules}
 }
 
 // sameTarget reports whether two output paths name the same file: the
@@ -894,6 +939,9 @@ func fileTail(path string, n int) string {
 // environment error naming the fix where it cannot run here. For the
 // native backend it also returns the KVM speed probe's result.
 func (o *recordOptions) newBackend() (vmm.Backend, *kvm.ProbeResult, error) {
+	if o.fakeBackend != nil {
+		return o.fakeBackend, nil, nil
+	}
 	if o.backend != "native" {
 		qb := &qemu.Backend{Accel: o.accel}
 		if err := qb.Available(); err != nil {
@@ -908,7 +956,7 @@ func (o *recordOptions) newBackend() (vmm.Backend, *kvm.ProbeResult, error) {
 	if err != nil {
 		return nil, nil, envErr(fmt.Errorf("record: --backend native: KVM on %s failed the speed probe: %w; use --backend qemu", o.kvmDevice, err))
 	}
-	return &kvm.Backend{Device: o.kvmDevice, UnpackBzImage: o.unpackKernel}, &res, nil
+	return &kvm.Backend{Device: o.kvmDevice, UnpackBzImage: o.unpackKernel, Transport: o.transport}, &res, nil
 }
 
 // checkKVMSpeed refuses to boot a Linux kernel where the probe found KVM
@@ -933,6 +981,11 @@ func (o *recordOptions) checkKVMSpeed(res kvm.ProbeResult, freestanding bool) (s
 // which the native backend enters directly with its arguments on the
 // command line, without the agent. Only an ELF file is read whole.
 func isFreestanding(path string) bool {
+	// Only a regular file of a kernel's size is looked into: a FIFO or a
+	// device would block or never end (Open reports what it is).
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() || st.Size() > 256<<20 {
+		return false
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return false

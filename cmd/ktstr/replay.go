@@ -11,6 +11,7 @@ import (
 
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
+	"github.com/ktstr/ktstr/internal/outfile"
 	"github.com/ktstr/ktstr/replay"
 )
 
@@ -27,12 +28,18 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	mutate := fs.Int("mutate", 0, "also run a mutation campaign of N torn/forged mutants per trace")
 	seed := fs.Uint64("seed", 1, "seed of the mutation campaign")
 	saveDir := fs.String("save-failures", "", "write each mutant that breaks an invariant as a trace into `DIR`")
-	modelLimit := fs.Int64("model-limit", replay.DefaultModelLimit, "hold streams up to this many bytes in memory for the model and split checks")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	force := fs.Bool("force", false, "replace a file of the same name but other content in the --save-failures DIR")
+	modelLimit := byteSize(replay.DefaultModelLimit)
+	fs.Var(&modelLimit, "model-limit", "hold streams up to this many bytes (e.g. 4MiB) in memory for the model and split checks; a longer one replays with invariants 6 and 10 unchecked, and the report says so")
+	traces, help, err := parseInterspersed(fs, args)
+	if help || err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	if len(traces) == 0 {
 		return usagef("replay: no trace given; usage: ktstr replay [flags] TRACE...")
+	}
+	if *chunking == "" {
+		return usagef("replay: --chunking \"\": use recorded, whole, bytes or random:SEED")
 	}
 	c, err := replay.ParseChunking(*chunking)
 	if err != nil {
@@ -44,11 +51,47 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	if *saveDir != "" && *mutate == 0 {
 		return usagef("replay: --save-failures needs --mutate N")
 	}
+	if *force && *saveDir == "" {
+		return usagef("replay: --force applies to --save-failures DIR only")
+	}
+	// Every output is checked before the first trace is replayed, so a
+	// campaign's result is never lost to an output found bad after it.
+	if *saveDir != "" {
+		if err := outfile.CheckDir(*saveDir, "--save-failures"); err != nil {
+			return usageErr(fmt.Errorf("replay: %w", err))
+		}
+	}
+	if *mutate > 0 {
+		// A campaign reads its trace a second time: a pipe has gone by then.
+		for _, path := range traces {
+			if fi, err := statInput(path, "trace", true); err == nil && !fi.Mode().IsRegular() {
+				return usagef("replay: --mutate reads each trace twice, and %s is a pipe; save it to a file first", path)
+			}
+		}
+	}
 
 	var badInput error
 	failed := false
-	for _, path := range fs.Args() {
-		ok, err := replayOne(path, c, *modelLimit, *asJSON, stdout)
+	for _, path := range traces {
+		if writeFailed(stdout) != nil {
+			break // run reports it
+		}
+		// The campaign runs first, so that what it held is gone before
+		// the replay holds its report: the two never add up (invariant
+		// 7). The replay's word on a bad trace is the one reported.
+		var m *replay.Mutation
+		var table string
+		var merr error
+		if *mutate > 0 {
+			m, table, merr = mutateOne(path, *mutate, *seed, *saveDir, *force, stderr)
+		}
+		rep, err := replayOne(path, c, int64(modelLimit))
+		if err == nil && rep.Truncation != nil {
+			warnTruncated(stderr, "replay", path, rep.Truncation)
+		}
+		if err == nil {
+			rep.Mutation, err = m, merr
+		}
 		if err != nil {
 			if badInput == nil {
 				badInput = err
@@ -56,18 +99,20 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "ktstr: %v\n", oneLine(err))
 			continue
 		}
-		failed = failed || !ok
-		if *mutate > 0 {
-			ok, err := mutateOne(path, *mutate, *seed, *saveDir, *asJSON, stdout)
-			if err != nil {
-				if badInput == nil {
-					badInput = err
+		if *asJSON {
+			// Encoded straight to the output: one copy of a report
+			// that may list 65536 verdicts twice, not three.
+			if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+				if writeFailed(stdout) != nil {
+					break // run reports it
 				}
-				fmt.Fprintf(stderr, "ktstr: %v\n", oneLine(err))
-				continue
+				return fmt.Errorf("replay: encoding the report: %w", err)
 			}
-			failed = failed || !ok
+		} else {
+			writeReport(stdout, rep, c)
+			io.WriteString(stdout, table)
 		}
+		failed = failed || !rep.OK() || rep.Mutation != nil && rep.Mutation.Failing > 0
 	}
 	switch {
 	case badInput != nil:
@@ -80,47 +125,59 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
 
-func replayOne(path string, c replay.Chunking, modelLimit int64, asJSON bool, stdout io.Writer) (bool, error) {
-	f, err := os.Open(path)
+// warnTruncated says on stderr, in the one form every command uses, that
+// a trace ends early and that what it printed or wrote is its readable
+// prefix (docs/protocol.md §8).
+func warnTruncated(stderr io.Writer, cmd, path string, t *replay.Truncation) {
+	fmt.Fprintf(stderr, "ktstr: %s: %s: truncated at byte %d: %s\n", cmd, safe(path), t.At, strings.TrimPrefix(t.Reason, "truncated trace: "))
+}
+
+// truncationOf is the truncated member for a trace whose Reader stopped
+// with err (wrapping capture.ErrTruncated), as replay.Trace fills it.
+func truncationOf(r *capture.Reader, err error) *replay.Truncation {
+	return &replay.Truncation{At: r.Offset(), Reason: strings.TrimPrefix(err.Error(), "capture: ")}
+}
+
+func replayOne(path string, c replay.Chunking, modelLimit int64) (*replay.Report, error) {
+	f, err := openTrace(path)
 	if err != nil {
-		return false, fmt.Errorf("replay: %w", err)
+		return nil, fmt.Errorf("replay: %w", err)
 	}
 	defer f.Close()
 	rep, err := replay.Trace(f, path, replay.Options{Chunking: c, ModelLimit: modelLimit})
 	if err != nil {
-		return false, fmt.Errorf("replay: %w", err)
+		return nil, fmt.Errorf("replay: %w", err)
 	}
-	if asJSON {
-		js, err := json.Marshal(rep)
-		if err != nil {
-			return false, fmt.Errorf("replay: encoding the report: %w", err)
-		}
-		fmt.Fprintf(stdout, "%s\n", js)
-	} else {
-		writeReport(stdout, rep, c)
+	if rep.End != nil {
+		rep.End.Outcome = nil // decoded into rep.Recorded; up to 16 MiB not to hold while printing
 	}
-	return rep.OK(), nil
+	return rep, nil
 }
 
 // writeReport prints the human-readable form of a replay report.
 func writeReport(w io.Writer, rep *replay.Report, c replay.Chunking) {
+	// Every string from the trace is shown through safe: none can start
+	// a line of its own or reach the terminal as a control sequence.
 	m := rep.Meta
-	src := m.Backend
+	src := ""
+	if m.Backend != "" {
+		src = safe(m.Backend)
+	}
 	if m.Accel != "" {
-		src += "/" + m.Accel
+		src += "/" + safe(m.Accel)
 	}
 	if m.Scenario != "" {
-		src += ", scenario " + m.Scenario
+		src += ", scenario " + safe(m.Scenario)
 	}
 	if m.KernelRelease != "" {
-		src += ", kernel " + m.KernelRelease
+		src += ", kernel " + safe(m.KernelRelease)
 	}
 	fmt.Fprintf(w, "%s: %d frames, %d bytes in %d deliveries (%s), chunking %s\n",
-		rep.Trace, rep.Frames, rep.Bytes, rep.Deliveries, strings.TrimPrefix(src, ", "), c)
+		safe(rep.Trace), rep.Frames, rep.Bytes, rep.Deliveries, strings.TrimPrefix(src, ", "), c)
 	fmt.Fprintf(w, "  outcome:    %s\n", summarize(&rep.Outcome))
 	fmt.Fprintf(w, "  rejected:   %s\n", rejectedSummary(&rep.Outcome.Rejected))
 	if rep.End != nil {
-		fmt.Fprintf(w, "  run ended:  %s after %.3fs (exit status %d)\n", rep.End.Reason, float64(rep.End.TimeNS)/1e9, rep.End.ExitStatus)
+		fmt.Fprintf(w, "  run ended:  %s after %.3fs (exit status %d)\n", safe(rep.End.Reason), float64(rep.End.TimeNS)/1e9, rep.End.ExitStatus)
 	}
 	switch {
 	case rep.Recorded == nil:
@@ -130,7 +187,8 @@ func writeReport(w io.Writer, rep *replay.Report, c replay.Chunking) {
 	default:
 		fmt.Fprintf(w, "  recorded:   MISMATCH with the live outcome:\n")
 		for _, d := range rep.Diff {
-			fmt.Fprintf(w, "              %s\n", d)
+			// The recorded side of a difference is the trace's text.
+			fmt.Fprintf(w, "              %s\n", safeInline(d))
 		}
 	}
 	if rep.Truncated != nil {
@@ -146,7 +204,7 @@ func writeReport(w io.Writer, rep *replay.Report, c replay.Chunking) {
 	}
 	fmt.Fprintf(w, "  invariants: %d VIOLATED:\n", len(rep.Violations))
 	for _, v := range rep.Violations {
-		fmt.Fprintf(w, "              %s\n", v)
+		fmt.Fprintf(w, "              %s\n", safeInline(v))
 	}
 }
 
@@ -202,88 +260,82 @@ func rejectedSummary(r *dispatch.Rejected) string {
 	return strings.Join(parts, ", ")
 }
 
-type campaignJSON struct {
-	Trace     string         `json:"trace"`
-	Mutants   int            `json:"mutants"`
-	Failing   int            `json:"failing"`
-	Seed      uint64         `json:"seed"`
-	Operators []operatorJSON `json:"operators"`
-	Saved     []string       `json:"saved"`
+// writeCampaign prints the human-readable form of a mutation campaign.
+func writeCampaign(w io.Writer, path string, m *replay.Mutation, c *replay.Campaign) {
+	fmt.Fprintf(w, "%s: mutation campaign, %d mutants, seed %d\n", safe(path), m.Mutants, m.Seed)
+	if m.Limited {
+		fmt.Fprintf(w, "  (of its first %d TX bytes: the stream is longer than the campaign's %d-byte limit)\n", m.Bytes, mutateLimit)
+	}
+	c.WriteTable(w)
+	for _, s := range m.Saved {
+		fmt.Fprintf(w, "saved %s (replay it with: ktstr replay %s)\n", safe(s), safe(s))
+	}
 }
 
-type operatorJSON struct {
-	Name       string `json:"name"`
-	Mutants    int    `json:"mutants"`
-	Frames     int64  `json:"frames"`
-	Torn       uint64 `json:"torn"`
-	Rejected   uint64 `json:"rejected"`
-	Violations int    `json:"violations"`
-}
-
-func mutateOne(path string, n int, seed uint64, saveDir string, asJSON bool, stdout io.Writer) (bool, error) {
-	f, err := os.Open(path)
+// mutateOne runs a campaign of n mutants over the trace's TX stream and
+// saves the failing ones into saveDir, if given. It returns the
+// campaign's "mutation" member and its human-readable form, and holds
+// nothing of it once it returns.
+func mutateOne(path string, n int, seed uint64, saveDir string, force bool, stderr io.Writer) (*replay.Mutation, string, error) {
+	m, c, err := campaign(path, n, seed, saveDir, force, stderr)
 	if err != nil {
-		return false, fmt.Errorf("replay --mutate: %w", err)
+		return nil, "", err
+	}
+	var table strings.Builder
+	writeCampaign(&table, path, m, c)
+	return m, table.String(), nil
+}
+
+func campaign(path string, n int, seed uint64, saveDir string, force bool, stderr io.Writer) (*replay.Mutation, *replay.Campaign, error) {
+	f, err := openTrace(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("replay --mutate: %w", err)
 	}
 	defer f.Close()
 	s, meta, _, more, err := replay.ReadPrefix(f, mutateLimit)
 	if err != nil {
-		return false, fmt.Errorf("replay --mutate: %s: %w", path, err)
+		return nil, nil, fmt.Errorf("replay --mutate: %s: %w", path, err)
 	}
 	f.Close()
 	if more {
-		fmt.Fprintf(os.Stderr, "replay --mutate: %s: its TX stream is longer than %d bytes; mutating its first %d bytes (%d deliveries)\n",
-			path, mutateLimit, len(s.Data), s.Deliveries())
+		fmt.Fprintf(stderr, "ktstr: replay --mutate: %s: its TX stream is longer than %d bytes; mutating its first %d bytes (%d deliveries)\n",
+			safe(path), mutateLimit, len(s.Data), s.Deliveries())
 	}
 	c := replay.Mutate(s, n, seed)
 	mutants, failing := c.Total()
-	var saved []string
+	m := &replay.Mutation{Mutants: mutants, Failing: failing, Seed: seed, Bytes: len(s.Data), Limited: more,
+		Operators: []replay.MutationOperator{}, Saved: []string{}}
+	for _, o := range c.Operators {
+		m.Operators = append(m.Operators, replay.MutationOperator(o))
+	}
 	if saveDir != "" && failing > 0 {
 		if err := os.MkdirAll(saveDir, 0o755); err != nil {
-			return false, fmt.Errorf("replay --save-failures: %w", err)
+			return nil, nil, usageErr(fmt.Errorf("replay --save-failures: %w", err))
 		}
 		base := strings.TrimSuffix(filepath.Base(path), ".zst")
 		for _, fl := range c.Failures {
 			name := filepath.Join(saveDir, fmt.Sprintf("%s-mutant-%d-%s.zst", base, fl.Index, fl.Operator))
 			meta.Extra = map[string]string{"mutant_of": path, "operator": fl.Operator, "seed": fmt.Sprint(seed)}
 			meta.Backend = "mutant"
-			if err := saveMutant(name, fl.Stream, meta); err != nil {
-				return false, fmt.Errorf("replay --save-failures: %w", err)
+			if err := saveMutant(name, fl.Stream, meta, outfile.Options{Force: force, KeepIdentical: true, Inputs: []string{path}, Flag: "--save-failures"}); err != nil {
+				return nil, nil, usageErr(fmt.Errorf("replay --save-failures: %w", err))
 			}
-			saved = append(saved, name)
+			m.Saved = append(m.Saved, name)
 		}
 	}
-	if asJSON {
-		cj := campaignJSON{Trace: path, Mutants: mutants, Failing: failing, Seed: seed, Saved: saved}
-		if cj.Saved == nil {
-			cj.Saved = []string{}
-		}
-		for _, o := range c.Operators {
-			cj.Operators = append(cj.Operators, operatorJSON(o))
-		}
-		js, err := json.Marshal(cj)
-		if err != nil {
-			return false, fmt.Errorf("replay --mutate: %w", err)
-		}
-		fmt.Fprintf(stdout, "%s\n", js)
-	} else {
-		fmt.Fprintf(stdout, "%s: mutation campaign, %d mutants, seed %d\n", path, mutants, seed)
-		c.WriteTable(stdout)
-		for _, s := range saved {
-			fmt.Fprintf(stdout, "saved %s (replay it with: ktstr replay %s)\n", s, s)
-		}
-	}
-	return failing == 0, nil
+	return m, c, nil
 }
 
-func saveMutant(name string, s *replay.Stream, meta capture.Meta) error {
-	f, err := os.Create(name)
+// saveMutant writes s as a trace named name, under the output rule
+// (internal/outfile).
+func saveMutant(name string, s *replay.Stream, meta capture.Meta, opt outfile.Options) error {
+	f, err := outfile.Create(name, opt)
 	if err != nil {
 		return err
 	}
+	defer f.Abort()
 	if err := replay.WriteStream(f, s, meta); err != nil {
-		f.Close()
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
-	return f.Close()
+	return f.Commit()
 }

@@ -2,22 +2,27 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
+	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/internal/outfile"
+	"github.com/ktstr/ktstr/replay"
 )
 
 func runTrace(args []string, stdout, stderr io.Writer) error {
-	const sub = "show|stat|import"
+	const sub = "show|stat|import|minimize|diff|timeline"
 	if len(args) == 0 {
 		return usagef("trace: missing subcommand; usage: ktstr trace %s ...", sub)
 	}
@@ -28,6 +33,12 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		return traceStat(args[1:], stdout, stderr)
 	case "import":
 		return traceImport(args[1:], stdout, stderr)
+	case "minimize":
+		return traceMinimize(args[1:], stdout, stderr)
+	case "diff":
+		return traceDiff(args[1:], stdout, stderr)
+	case "timeline":
+		return traceTimeline(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprintf(stderr, "usage: ktstr trace %s [flags] ...\n", sub)
 		return nil
@@ -51,8 +62,8 @@ type frameEvent struct {
 type walked struct {
 	meta      capture.Meta
 	outcome   dispatch.Outcome
-	stats     dispatch.Stats // of the TX stream
-	truncated error          // the trace ends early; what came before it was walked
+	stats     dispatch.Stats     // of the TX stream
+	truncated *replay.Truncation // the trace ends early; what came before it was walked
 }
 
 // walkTrace frames a trace's bulk-port deliveries in both directions
@@ -60,15 +71,24 @@ type walked struct {
 // frames are judged by the gates; RX frames (host→guest, written by the
 // host) are framed by a Session of their own and not judged. It holds
 // nothing per frame or per record: onFrame and onRecord see each once.
-func walkTrace(path string, onFrame func(frameEvent), onRecord func(capture.Record)) (walked, error) {
-	f, err := os.Open(path)
+// An END record's outcome is checked as replay checks it, so every
+// command takes or refuses the same traces. A trace that ends early is
+// walked up to where it ends and reported in walked.truncated, not as
+// an error. onStart, if set, runs once the header and metadata have
+// been read, before any record: a command prints nothing before it, so
+// a file that is no trace prints nothing but the error.
+func walkTrace(path string, onStart func(capture.Meta), onFrame func(frameEvent), onRecord func(capture.Record)) (walked, error) {
+	f, err := openTrace(path)
 	if err != nil {
 		return walked{}, err
 	}
 	defer f.Close()
 	r, err := capture.NewReader(f)
 	if err != nil {
-		return walked{}, fmt.Errorf("%s: %w", path, err)
+		return walked{}, fmt.Errorf("%s: %w: %w", path, replay.ErrBadTrace, err)
+	}
+	if onStart != nil {
+		onStart(r.Meta())
 	}
 	var w walked
 	tx, rx := dispatch.NewSession(), dispatch.NewSession()
@@ -89,12 +109,17 @@ func walkTrace(path string, onFrame func(frameEvent), onRecord func(capture.Reco
 			break
 		}
 		if errors.Is(err, capture.ErrTruncated) {
-			w.truncated = err
+			w.truncated = truncationOf(r, err)
 			break
 		}
 		if err != nil {
 			w.meta = r.Meta()
-			return w, fmt.Errorf("%s: %w", path, err)
+			return w, fmt.Errorf("%s: %w: %w", path, replay.ErrBadTrace, err)
+		}
+		if rec.Kind == capture.KindEnd {
+			if err := checkEndOutcome(rec.End); err != nil {
+				return w, fmt.Errorf("%s: %w: %w", path, replay.ErrBadTrace, err)
+			}
 		}
 		if onRecord != nil {
 			onRecord(rec)
@@ -113,6 +138,19 @@ func walkTrace(path string, onFrame func(frameEvent), onRecord func(capture.Reco
 	return w, nil
 }
 
+// checkEndOutcome refuses an END record whose outcome is not the outcome
+// object of docs/protocol.md §7, with the words replay uses.
+func checkEndOutcome(e *capture.End) error {
+	if e == nil || len(e.Outcome) == 0 {
+		return nil
+	}
+	var o dispatch.Outcome
+	if err := json.Unmarshal(e.Outcome, &o); err != nil {
+		return fmt.Errorf("the END record's outcome is not valid outcome JSON: %w", err)
+	}
+	return nil
+}
+
 func dirName(d capture.Direction) string {
 	if d == capture.RX {
 		return "RX"
@@ -122,25 +160,26 @@ func dirName(d capture.Direction) string {
 
 // traceShow prints one line per frame and event as it reads them, in
 // fixed-width columns (a tabwriter would hold every line until the end).
+// Every string from the trace (event names and details, the END reason,
+// the metadata) is printed through safe or safeJSON.
 func traceShow(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("trace show", "TRACE", stderr)
-	if help, err := parseFlags(fs, args); help || err != nil {
+	pos, help, err := parseInterspersed(fs, args)
+	if help || err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return usagef("trace show: give exactly one trace")
 	}
+	path := pos[0]
 	out := bufio.NewWriter(stdout)
-	header := false
 	line := func(off, t, dir, tag, n, intact, action string) {
-		if !header {
-			header = true
-			fmt.Fprintf(out, "%-12s %-12s %-3s %-10s %-8s %-6s %s\n", "OFFSET", "TIME", "DIR", "TAG", "LEN", "INTACT", "ACTION")
-		}
 		fmt.Fprintf(out, "%-12s %-12s %-3s %-10s %-8s %-6s %s\n", off, t, dir, tag, n, intact, action)
 	}
 	var end *capture.End
-	w, err := walkTrace(fs.Arg(0), func(ev frameEvent) {
+	w, err := walkTrace(path, func(capture.Meta) {
+		line("OFFSET", "TIME", "DIR", "TAG", "LEN", "INTACT", "ACTION")
+	}, func(ev frameEvent) {
 		action := "host→guest"
 		if ev.dir == capture.TX {
 			action = ev.result.Effect.String()
@@ -156,7 +195,11 @@ func traceShow(args []string, stdout, stderr io.Writer) error {
 	}, func(rec capture.Record) {
 		switch rec.Kind {
 		case capture.KindEvent:
-			line("-", fmtTime(rec.TimeNS), "EV", rec.Name, "-", "-", string(rec.Detail))
+			detail := ""
+			if len(rec.Detail) > 0 {
+				detail = safeJSON(rec.Detail)
+			}
+			line("-", fmtTime(rec.TimeNS), "EV", safe(rec.Name), "-", "-", detail)
 		case capture.KindEnd:
 			end = rec.End
 		}
@@ -172,14 +215,17 @@ func traceShow(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(out, "stream ends inside a frame: %d bytes left unframed\n", t)
 	}
 	if end != nil {
-		fmt.Fprintf(out, "END at %s: %s, exit status %d\n", fmtTime(end.TimeNS), end.Reason, end.ExitStatus)
-	}
-	fmt.Fprintf(out, "trace of %s run, scenario %q\n", w.meta.Backend, w.meta.Scenario)
-	if err := out.Flush(); err != nil {
-		return fmt.Errorf("trace show: writing the output: %w", err)
+		fmt.Fprintf(out, "END at %s: %s, exit status %d\n", fmtTime(end.TimeNS), safe(end.Reason), end.ExitStatus)
 	}
 	if w.truncated != nil {
-		return usageErr(fmt.Errorf("trace show: %s: %w (the lines above are what it holds)", fs.Arg(0), w.truncated))
+		fmt.Fprintf(out, "truncated at byte %d: the lines above are what it holds\n", w.truncated.At)
+	}
+	fmt.Fprintf(out, "trace of %s run, scenario %s\n", safe(w.meta.Backend), strconv.Quote(w.meta.Scenario))
+	if err := out.Flush(); err != nil {
+		return usageErr(fmt.Errorf("trace show: writing the output: %w", err))
+	}
+	if w.truncated != nil {
+		warnTruncated(stderr, "trace show", path, w.truncated)
 	}
 	return nil
 }
@@ -195,12 +241,14 @@ const otherTags = "other"
 
 func traceStat(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("trace stat", "TRACE", stderr)
-	if help, err := parseFlags(fs, args); help || err != nil {
+	pos, help, err := parseInterspersed(fs, args)
+	if help || err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return usagef("trace stat: give exactly one trace")
 	}
+	path := pos[0]
 	type tagStat struct {
 		frames, bytes, accepted, rejected int64
 	}
@@ -213,7 +261,7 @@ func traceStat(args []string, stdout, stderr io.Writer) error {
 	var last int64
 	var events int
 	var end *capture.End
-	w, err := walkTrace(fs.Arg(0), func(ev frameEvent) {
+	w, err := walkTrace(path, nil, func(ev frameEvent) {
 		if ev.dir != capture.TX {
 			return
 		}
@@ -255,7 +303,7 @@ func traceStat(args []string, stdout, stderr io.Writer) error {
 	}
 	out := bufio.NewWriter(stdout)
 	meta := w.meta
-	fmt.Fprintf(out, "trace %s: backend %s %s, scenario %q, kernel %s\n", fs.Arg(0), meta.Backend, meta.Accel, meta.Scenario, meta.KernelRelease)
+	fmt.Fprintf(out, "trace %s: backend %s %s, scenario %s, kernel %s\n", safe(path), safe(meta.Backend), safe(meta.Accel), strconv.Quote(meta.Scenario), safe(meta.KernelRelease))
 	if !meta.StartTime.IsZero() {
 		fmt.Fprintf(out, "started %s, last record at %s\n", meta.StartTime.Format(time.RFC3339), fmtTime(last))
 	}
@@ -263,9 +311,9 @@ func traceStat(args []string, stdout, stderr io.Writer) error {
 		deliveries[0], dataBytes[0], deliveries[1], dataBytes[1], events)
 	switch {
 	case w.truncated != nil:
-		fmt.Fprintf(out, "ended: cut short (%v); the counts are of what it holds\n", w.truncated)
+		fmt.Fprintf(out, "ended: truncated at byte %d; the counts are of what it holds\n", w.truncated.At)
 	case end != nil:
-		fmt.Fprintf(out, "ended: %s at %s, exit status %d\n", end.Reason, fmtTime(end.TimeNS), end.ExitStatus)
+		fmt.Fprintf(out, "ended: %s at %s, exit status %d\n", safe(end.Reason), fmtTime(end.TimeNS), end.ExitStatus)
 	default:
 		fmt.Fprintln(out, "ended: no END record (imported or cut short)")
 	}
@@ -296,10 +344,10 @@ func traceStat(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(out, "  none")
 	}
 	if err := out.Flush(); err != nil {
-		return fmt.Errorf("trace stat: writing the output: %w", err)
+		return usageErr(fmt.Errorf("trace stat: writing the output: %w", err))
 	}
 	if w.truncated != nil {
-		return usageErr(fmt.Errorf("trace stat: %s: %w (the counts above are what it holds)", fs.Arg(0), w.truncated))
+		warnTruncated(stderr, "trace stat", path, w.truncated)
 	}
 	return nil
 }
@@ -308,44 +356,72 @@ func traceImport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("trace import", "--raw FILE [--chunk N] -o OUT.zst", stderr)
 	raw := fs.String("raw", "", "raw TX byte stream to import (e.g. a QEMU chardev file)")
 	chunk := fs.Int("chunk", 0, "split into deliveries of N bytes (0: one delivery)")
-	out := fs.String("o", "", "trace to write")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	out := fs.String("o", "", "trace to write, or - for standard output")
+	force := fs.Bool("force", false, "replace the -o file if it exists")
+	pos, help, err := parseInterspersed(fs, args)
+	if help || err != nil {
 		return err
 	}
 	switch {
 	case *raw == "":
 		return usagef("trace import: --raw FILE is required")
 	case *out == "":
-		return usagef("trace import: -o OUT.zst is required")
-	case *chunk < 0:
-		return usagef("trace import: --chunk must be ≥ 0, got %d", *chunk)
-	case fs.NArg() > 0:
-		return usagef("trace import: unexpected argument %q", fs.Arg(0))
+		return usagef("trace import: -o OUT.zst is required (or -o - for standard output)")
+	case *chunk < 0 || *chunk > capture.MaxDataSize:
+		return usagef("trace import: --chunk %d: want 0 (one delivery) to %d", *chunk, capture.MaxDataSize)
+	case len(pos) > 0:
+		return usagef("trace import: unexpected argument %q", pos[0])
 	}
-	src, err := os.Open(*raw)
+	toStdout := outfile.IsStdout(*out)
+	if toStdout && isTerminal(stdout) {
+		return usagef("trace import: -o -: standard output is a terminal, and a trace is binary; redirect it to a file or a pipe")
+	}
+	if !toStdout {
+		// Checked before the input is read: an input-sized wait, then a
+		// refusal, is what this rule is here to avoid.
+		if err := outfile.Check(*out, outfile.Options{Force: *force, Inputs: []string{*raw}, StdoutOK: true}); err != nil {
+			return usageErr(fmt.Errorf("trace import: %w", err))
+		}
+	}
+	src, err := openInput(*raw, "--raw", true)
 	if err != nil {
-		return usageErr(fmt.Errorf("trace import: %w", err))
+		return fmt.Errorf("trace import: %w", err)
 	}
 	defer src.Close()
-	// Write next to the destination and rename, so a failed import never
-	// leaves a half-written trace under the requested name.
-	tmp, err := os.CreateTemp(filepath.Dir(*out), ".ktstr-import-*")
-	if err != nil {
-		return usageErr(fmt.Errorf("trace import: cannot write %s: %w", *out, err))
-	}
-	defer os.Remove(tmp.Name())
 	meta := capture.Meta{ToolVersion: toolVersion(), Backend: "import", CommandLine: os.Args,
 		StartTime: time.Now().UTC(), Extra: map[string]string{"raw": *raw}}
-	if err := capture.ImportRaw(tmp, src, *chunk, meta); err != nil {
-		tmp.Close()
+	if toStdout {
+		if err := capture.ImportRaw(stdout, src, *chunk, meta); err != nil {
+			return usageErr(fmt.Errorf("trace import: %w", err))
+		}
+		return nil
+	}
+	// Written next to the destination and renamed, so a failed import
+	// never leaves a half-written trace under the requested name.
+	dst, err := outfile.Create(*out, outfile.Options{Force: *force, Inputs: []string{*raw}, StdoutOK: true})
+	if err != nil {
 		return usageErr(fmt.Errorf("trace import: %w", err))
 	}
-	if err := tmp.Close(); err != nil {
+	defer dst.Abort()
+	if err := capture.ImportRaw(dst, src, *chunk, meta); err != nil {
 		return usageErr(fmt.Errorf("trace import: %w", err))
 	}
-	if err := os.Rename(tmp.Name(), *out); err != nil {
+	if err := dst.Commit(); err != nil {
 		return usageErr(fmt.Errorf("trace import: %w", err))
 	}
-	fmt.Fprintf(stderr, "wrote %s\n", *out)
+	fmt.Fprintf(stderr, "wrote %s\n", safe(*out))
 	return nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	if c, ok := w.(*checkedWriter); ok {
+		w = c.w
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -368,7 +368,7 @@ func show(v any) string {
 }
 
 // check runs one structured input: the invariants and the model
-// (replay.CheckStream, as FuzzDispatch), then, when the frames kept
+// (replay.CheckStream, as package fuzz's dispatch target), then, when the frames kept
 // their boundaries, the summary the structure dictates. It returns what
 // was wrong.
 func (in *framesInput) check() []string {
@@ -395,8 +395,8 @@ func decodeFrames(data []byte) framesInput {
 // well-formed for their tag, torn crc, non-zero pad, truncation,
 // oversize lengths, two frames interleaved as by racing writers, bursts
 // past the queue budgets, and arbitrary delivery splits — and checks
-// each stream like FuzzDispatch (invariants 1–8 and 10, and 6 against a
-// second split). Where no frame lost its boundaries it also checks the
+// each stream like package fuzz's dispatch target (invariants 1–8 and
+// 10, and 6 against a second split). Where no frame lost its boundaries it also checks the
 // outcome against the one the structure dictates (structural): each
 // torn frame counted under its reason and without effect, each intact
 // verdict frame bucketed in order, the kill flag set exactly when an
@@ -413,7 +413,11 @@ func FuzzFrames(f *testing.F) {
 			f.Add(seed)
 		}
 	}
+	export := seeds.Exporter()
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if export != nil {
+			export(t, data)
+		}
 		in := decodeFrames(data)
 		if v := in.check(); len(v) > 0 {
 			t.Fatalf("%d problem(s) with %d frames (%d after the burst):\n  %s", len(v), len(in.Frames), len(in.sequence()), strings.Join(v, "\n  "))

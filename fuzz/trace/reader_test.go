@@ -50,7 +50,9 @@ const readerCallAllocBound = 4*capture.MaxRecordSize + 2*capture.MaxMetaSize + 4
 // bytes are first wrapped in a zstd frame so the fuzzer reaches past
 // the zstd layer into the records.
 func FuzzTraceReader(f *testing.F) {
-	for _, b := range seeds.TraceFiles(f) {
+	files, err := seeds.TraceFiles()
+	require.NoError(f, err)
+	for _, b := range files {
 		for _, s := range traceVariants(b) {
 			f.Add(s, false)
 		}
@@ -63,10 +65,20 @@ func FuzzTraceReader(f *testing.F) {
 		f.Add([]byte{}, false)
 		f.Add([]byte("KTSTRTRC\x01\x00\x00\x00\x02\x00\x00\x00{}"), true)
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedFastest))
-	require.NoError(f, err)
+	// Made at the first compressIt input and kept: a libFuzzer build
+	// runs this whole function, this line included, once per input.
+	var enc *zstd.Encoder
+	export := seeds.Exporter()
 	f.Fuzz(func(t *testing.T, data []byte, compressIt bool) {
+		if export != nil {
+			export(t, data, compressIt)
+		}
 		if compressIt {
+			if enc == nil {
+				var err error
+				enc, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedFastest))
+				require.NoError(t, err)
+			}
 			data = enc.EncodeAll(data, nil)
 		}
 		if p := checkTrace(data); len(p) > 0 {
@@ -264,7 +276,8 @@ func zstdDecode(b []byte) ([]byte, error) {
 // TestTraceReaderOracle: the checks FuzzTraceReader applies pass the
 // checked-in traces and their damaged copies.
 func TestTraceReaderOracle(t *testing.T) {
-	files := seeds.TraceFiles(t)
+	files, err := seeds.TraceFiles()
+	require.NoError(t, err)
 	require.NotEmpty(t, files)
 	for _, b := range files {
 		view, p := readTrace(b)
@@ -281,7 +294,8 @@ func TestTraceReaderOracle(t *testing.T) {
 // FuzzTraceReader's checks: each case feeds them a known-bad result
 // and they must say so.
 func TestTraceReaderOracleCatches(t *testing.T) {
-	files := seeds.TraceFiles(t)
+	files, err := seeds.TraceFiles()
+	require.NoError(t, err)
 	require.NotEmpty(t, files)
 	good := files[0]
 	view, p := readTrace(good)

@@ -1,7 +1,7 @@
-// Package vmm holds the fuzz targets of the native VMM's device side:
-// FuzzVirtqueue (the split-virtqueue parser walking descriptor chains a
-// guest wrote) and FuzzConsoleRegisters (the virtio-console device
-// model's MMIO registers).
+// Package vmm holds the fuzz targets of the native VMM's device side
+// (virtqueue_test.go): the split-virtqueue parser walking descriptor
+// chains a guest wrote, and the virtio-console device model's MMIO
+// registers.
 //
 // In the data flow (bytes → tap → Assembler → Dispatch → Sinks →
 // Outcome) this is where the tap's bytes come from: a hostile guest

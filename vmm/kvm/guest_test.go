@@ -19,6 +19,8 @@ import (
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
 	"github.com/ktstr/ktstr/vmm"
+	"github.com/ktstr/ktstr/vmm/boot"
+	"github.com/ktstr/ktstr/vmm/regs"
 	"github.com/ktstr/ktstr/vmm/virtio"
 )
 
@@ -49,15 +51,19 @@ type guestRun struct {
 	outcome    dispatch.Outcome
 }
 
-// runGuest boots the test guest with cmdline, dispatches its deliveries
-// as they come and stops the machine on the SCDX, as the coordinator
-// does.
-func runGuest(t *testing.T, elf, cmdline string) guestRun {
+// transports returns the console's transports the test guest tests run
+// over: all of them.
+func transports() []string { return Transports() }
+
+// runGuest boots the test guest with cmdline and the console behind
+// transport, dispatches its deliveries as they come and stops the
+// machine on the SCDX, as the coordinator does.
+func runGuest(t *testing.T, elf, transport, cmdline string) guestRun {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "console.log")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	mi, err := (&Backend{Timeout: 2 * time.Minute}).Start(ctx, vmm.Config{Kernel: elf, Cmdline: cmdline, CPUs: 1, MemMiB: 16, ConsoleLog: logPath, WorkDir: dir})
+	mi, err := (&Backend{Timeout: 2 * time.Minute, Transport: transport}).Start(ctx, vmm.Config{Kernel: elf, Cmdline: cmdline, CPUs: 1, MemMiB: 16, ConsoleLog: logPath, WorkDir: dir})
 	require.NoError(t, err)
 	m := mi.(*Machine)
 	t.Cleanup(func() { m.Stop() })
@@ -82,12 +88,18 @@ func runGuest(t *testing.T, elf, cmdline string) guestRun {
 	return r
 }
 
-// TestGuestBulkPort boots the freestanding guest, receives its SRDY,
-// STIMs and SCDX over the bulk port, dispatches them, and stops the
-// machine on the SCDX as the coordinator does.
+// TestGuestBulkPort boots the freestanding guest over each transport,
+// receives its SRDY, STIMs and SCDX over the bulk port, dispatches them,
+// and stops the machine on the SCDX as the coordinator does.
 func TestGuestBulkPort(t *testing.T) {
 	elf := buildGuest(t)
-	r := runGuest(t, elf, "stim=3")
+	for _, tr := range transports() {
+		t.Run(tr, func(t *testing.T) { testGuestBulkPort(t, elf, tr) })
+	}
+}
+
+func testGuestBulkPort(t *testing.T, elf, transport string) {
+	r := runGuest(t, elf, transport, "stim=3")
 	exit, err := r.m.Wait()
 	require.NoError(t, err)
 	assert.Equal(t, vmm.ExitStopped, exit.Reason, "the SCDX, through Stop, ended the guest")
@@ -111,6 +123,26 @@ func TestGuestBulkPort(t *testing.T) {
 	assert.Equal(t, "SCDX", o.Verdicts[3].Tag.String())
 	assert.Contains(t, r.log, "test guest: port 1 is ktstr-bulk")
 	assert.NoError(t, r.m.Console().Err())
+	info := r.m.Info()
+	if transport == TransportMMIO {
+		assert.Contains(t, r.log, "test guest: virtio console at mmio 0xd0000000", "found from the command line")
+		assert.Equal(t, "virtio-mmio", info["transport"])
+		assert.Equal(t, "4K@0xd0000000:5", info["virtio_mmio"])
+		assert.NotZero(t, r.m.Stats().MMIOExits)
+	} else {
+		assert.Contains(t, r.log, "test guest: virtio console at PCI slot 0x00000001")
+		assert.Equal(t, "virtio-pci-legacy", info["transport"])
+		assert.Zero(t, r.m.Stats().MMIOExits, "nothing is at an unbacked address")
+	}
+}
+
+// TestUnknownTransport: a transport the backend does not have is refused
+// before anything is created (the positive controls are the transports
+// of TestGuestBulkPort).
+func TestUnknownTransport(t *testing.T) {
+	_, err := (&Backend{Transport: "ccw"}).Start(context.Background(), vmm.Config{Kernel: "/nonexistent", CPUs: 1, MemMiB: 16})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `transport "ccw": want pci or mmio`)
 }
 
 // TestGuestTimeout checks the machine's own timeout: a guest that is
@@ -143,9 +175,17 @@ func TestGuestPauseRegisters(t *testing.T) {
 	_, err = mi.Registers()
 	assert.Error(t, err, "registers need a paused guest")
 	require.NoError(t, mi.Pause())
-	regs, err := mi.Registers()
+	raw, err := mi.Registers()
 	require.NoError(t, err)
-	assert.Contains(t, string(regs), `"RIP"`)
+	assert.Contains(t, string(raw), `"schema":"`+regs.Schema+`"`)
+	cpus, err := regs.Parse(raw)
+	require.NoError(t, err)
+	require.Len(t, cpus, 1)
+	assert.Empty(t, cpus[0].Missing(), "every register of the schema")
+	assert.GreaterOrEqual(t, cpus[0].Regs["RIP"], uint64(0x100000), "in the guest's code at 1 MiB")
+	assert.Equal(t, uint64(boot.SelectorCode), cpus[0].Regs["CS"])
+	assert.Equal(t, uint64(0xa09b00), cpus[0].Regs["CS_ATTRS"], "64-bit code: G, L, P, S, type 11")
+	assert.Equal(t, uint64(0x500), cpus[0].Regs["EFER"]&0x500, "long mode")
 	require.NoError(t, mi.Resume())
 	d, err := mi.(*Machine).Console().ReadDelivery()
 	require.NoError(t, err, "the guest runs on after Resume")
@@ -161,8 +201,14 @@ func TestBulkDeliveryCost(t *testing.T) {
 		t.Skip("measurement; skipped in -short")
 	}
 	elf := buildGuest(t)
+	for _, tr := range transports() {
+		t.Run(tr, func(t *testing.T) { testBulkDeliveryCost(t, elf, tr) })
+	}
+}
+
+func testBulkDeliveryCost(t *testing.T, elf, transport string) {
 	const n = 200
-	r := runGuest(t, elf, fmt.Sprintf("stim=%d", n))
+	r := runGuest(t, elf, transport, fmt.Sprintf("stim=%d", n))
 	require.Len(t, r.deliveries, n+2)
 	var exits []uint64
 	var lat []time.Duration
@@ -173,8 +219,8 @@ func TestBulkDeliveryCost(t *testing.T) {
 	slices.Sort(exits)
 	slices.Sort(lat)
 	span := r.deliveries[len(r.deliveries)-1].Notified.Sub(r.deliveries[1].Notified)
-	t.Logf("%d STIM deliveries: exits per delivery min %d median %d max %d; device took chain → dispatched median %v p90 %v; guest-visible interval between notifies %v (frame build with bitwise CRC-32 under the emulator included)",
-		n, exits[0], exits[len(exits)/2], exits[len(exits)-1], lat[len(lat)/2], lat[len(lat)*9/10], span/time.Duration(n))
+	t.Logf("%s: %d STIM deliveries: exits per delivery min %d median %d max %d; device took chain → dispatched median %v p90 %v; guest-visible interval between notifies %v (frame build with bitwise CRC-32 under the emulator included)",
+		transport, n, exits[0], exits[len(exits)/2], exits[len(exits)-1], lat[len(lat)/2], lat[len(lat)*9/10], span/time.Duration(n))
 	assert.Equal(t, uint64(1), exits[len(exits)/2], "one exit, the notify, per delivery")
 }
 
@@ -200,17 +246,4 @@ func TestGuestPowerOff(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, vmm.ExitPoweroff, exit.Reason)
 	assert.Equal(t, 3, n, "every delivery is read before EOF")
-}
-
-func TestProbe(t *testing.T) {
-	if err := kvmAvailable(); err != nil {
-		t.Skipf("no usable KVM: %v", err)
-	}
-	res, err := Probe(time.Second)
-	require.NoError(t, err)
-	require.NotZero(t, res.Instructions)
-	if res.Finished {
-		assert.Equal(t, uint64(1+2*probeIterations), res.Instructions, "every loop instruction counted")
-	}
-	t.Logf("probe: %v, native: %v", res, res.Native())
 }

@@ -9,8 +9,10 @@ import (
 )
 
 // TestGuestSource is the freestanding test guest's C source, relative to
-// the module root: it finds the console on PCI, brings up port 1 as a
-// minimal driver, writes SRDY, STIM and SCDX frames and halts.
+// the module root: it finds the console behind the virtio-mmio window
+// its command line announces (TransportMMIO) or else on PCI
+// (TransportPCI), brings up port 1 as a minimal driver of that
+// transport, writes SRDY, STIM and SCDX frames and halts.
 const TestGuestSource = "vmm/kvm/testdata/guest/guest.c"
 
 // TestGuestEnv names the environment variable that gives the path of a

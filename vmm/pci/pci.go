@@ -1,10 +1,13 @@
 // Package pci is the PCI bus of the native KVM backend: configuration
 // mechanism #1 (I/O ports 0xCF8 and 0xCFC–0xCFF), a host bridge, and
-// the routing of I/O BAR accesses to device functions.
+// the routing of I/O BAR accesses to device functions. On the port-I/O
+// bus (vmm/bus) it is the default decoder: it sees every port no legacy
+// device claims, as the BARs may be moved by the guest.
 //
 // In the data flow (bytes → tap → Assembler → Dispatch → Sinks →
-// Outcome) it sits in front of the tap: the guest finds the virtio
-// console, and so the bulk port, through it. Configuration writes are
+// Outcome) it sits in front of the tap: with the legacy virtio-pci
+// transport (vmm/virtio/legacypci) the guest finds the virtio console,
+// and so the bulk port, through it. Configuration writes are
 // the guest's to make; only the writable bits of the few writable
 // registers take effect, so a guest cannot move a BAR onto the
 // configuration ports or change a device's identity.
@@ -13,6 +16,7 @@ package pci
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 )
 
 // Configuration mechanism #1 ports.
@@ -78,9 +82,11 @@ type function struct {
 	readOnly bool // the host bridge: no BARs, nothing writable but the command register
 }
 
-// Bus is PCI bus 0 behind configuration mechanism #1. It is not safe for
-// concurrent use; the VMM serialises port I/O to it.
+// Bus is PCI bus 0 behind configuration mechanism #1. Add devices before
+// the vCPUs run; the port accesses are safe for concurrent use (one at a
+// time reaches a device).
 type Bus struct {
+	mu     sync.Mutex
 	addr   uint32
 	slots  [maxSlots]*function
 	nextIO uint32
@@ -137,6 +143,8 @@ func (b *Bus) BAR(slot, bar int) (uint16, bool) {
 	if slot < 0 || slot >= maxSlots || bar < 0 || bar >= numBARs || b.slots[slot] == nil {
 		return 0, false
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	f := b.slots[slot]
 	base, ok := f.ioBAR(bar)
 	return uint16(base), ok
@@ -164,9 +172,30 @@ func (b *Bus) target(port uint16) (*function, int) {
 	return b.slots[slot], int(b.addr&0xfc) + int(port-ConfigDataPort)
 }
 
+// Read answers a port read as the port-I/O bus's default decoder (the
+// PCI bus sees every port no legacy device claims, bus.Bus.SetDefault):
+// a port nothing on the PCI bus claims reads as all ones.
+func (b *Bus) Read(port uint64, p []byte) {
+	if port > 0xffff || !b.PortRead(uint16(port), p) {
+		for i := range p {
+			p[i] = 0xff
+		}
+	}
+}
+
+// Write answers a port write as the port-I/O bus's default decoder; a
+// port nothing claims drops it.
+func (b *Bus) Write(port uint64, p []byte) {
+	if port <= 0xffff {
+		b.PortWrite(uint16(port), p)
+	}
+}
+
 // PortRead handles a guest read at an I/O port. It reports false if no
 // device of the bus claims the port.
 func (b *Bus) PortRead(port uint16, p []byte) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	switch {
 	case port >= ConfigAddressPort && port < ConfigAddressPort+4:
 		var a [4]byte
@@ -200,6 +229,8 @@ func (b *Bus) PortRead(port uint16, p []byte) bool {
 // PortWrite handles a guest write at an I/O port. It reports false if
 // no device of the bus claims the port.
 func (b *Bus) PortWrite(port uint16, p []byte) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	switch {
 	case port == ConfigAddressPort && len(p) == 4:
 		b.addr = binary.LittleEndian.Uint32(p) & 0x80fffffc

@@ -145,3 +145,24 @@ func TestAddChecks(t *testing.T) {
 	require.NoError(t, b.Add(2, Header{IOBARSize: [6]uint32{32}}, &recorder{}))
 	assert.Error(t, b.Add(2, Header{}, &recorder{}), "taken")
 }
+
+// TestDefaultDecoder: as the port bus's default, the bus answers its own
+// ports and its BARs, and ports nothing claims read as all ones.
+func TestDefaultDecoder(t *testing.T) {
+	b, rec := newTestBus(t)
+	base, ok := b.BAR(1, 0)
+	require.True(t, ok)
+	p := make([]byte, 2)
+	b.Read(uint64(base)+2, p)
+	assert.Equal(t, []byte{2, 3}, p, "a BAR access reaches the device")
+	b.Write(uint64(base)+4, []byte{0})
+	assert.Equal(t, []uint64{4}, rec.writes)
+	b.Read(0x80, p)
+	assert.Equal(t, []byte{0xff, 0xff}, p, "nothing at the port")
+	b.Read(0x10000, p)
+	assert.Equal(t, []byte{0xff, 0xff}, p, "past the 64 KiB of I/O space")
+	b.Write(ConfigAddressPort, cfgAddr(0, 0))
+	q := make([]byte, 4)
+	b.Read(ConfigDataPort, q)
+	assert.Equal(t, uint32(0x12378086), binary.LittleEndian.Uint32(q), "the host bridge through the configuration ports")
+}

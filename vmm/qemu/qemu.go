@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -315,78 +314,6 @@ func (m *machine) Pause() error {
 func (m *machine) Resume() error {
 	_, err := m.command("cont", nil)
 	return err
-}
-
-// Registers returns every vCPU's registers, parsed out of the monitor's
-// "info registers -a", as {"cpus":[{"cpu":0,"regs":{"RAX":"…",…}}]}:
-// every NAME=hex pair the monitor prints, segment registers by selector.
-func (m *machine) Registers() (json.RawMessage, error) {
-	out, err := m.command("human-monitor-command", map[string]string{"command-line": "info registers -a"})
-	if err != nil {
-		return nil, err
-	}
-	var text string
-	if err := json.Unmarshal(out, &text); err != nil {
-		return nil, fmt.Errorf("qemu: info registers: %w", err)
-	}
-	return json.Marshal(struct {
-		CPUs []cpuRegs `json:"cpus"`
-	}{parseRegisters(text)})
-}
-
-type cpuRegs struct {
-	CPU  int               `json:"cpu"`
-	Regs map[string]string `json:"regs"`
-}
-
-var (
-	cpuLine = regexp.MustCompile(`^CPU#(\d+)`)
-	regPair = regexp.MustCompile(`([A-Z][A-Z0-9]*)\s*=\s*([0-9a-fA-F]+)`)
-)
-
-// parseRegisters reads "info registers" text: a "CPU#N" line starts each
-// vCPU, followed by NAME=hex pairs (segment lines give their selector).
-func parseRegisters(text string) []cpuRegs {
-	cpus := []cpuRegs{}
-	for _, line := range strings.Split(text, "\n") {
-		if mm := cpuLine.FindStringSubmatch(line); mm != nil {
-			n, _ := strconv.Atoi(mm[1])
-			cpus = append(cpus, cpuRegs{CPU: n, Regs: map[string]string{}})
-			continue
-		}
-		pairs := regPair.FindAllStringSubmatch(line, -1)
-		if len(pairs) == 0 {
-			continue
-		}
-		if len(cpus) == 0 { // single-CPU output has no CPU# line
-			cpus = append(cpus, cpuRegs{Regs: map[string]string{}})
-		}
-		cur := cpus[len(cpus)-1].Regs
-		for _, p := range pairs {
-			if _, seen := cur[p[1]]; !seen {
-				cur[p[1]] = p[2]
-			}
-		}
-	}
-	return cpus
-}
-
-// Freeze stops every vCPU at once by stopping the QEMU process
-// (SIGSTOP): microseconds, where a QMP "stop" is a round trip through
-// QEMU's main loop. The guest then runs no further instruction; Stop
-// ends it.
-func (m *machine) Freeze() error {
-	select {
-	case <-m.done:
-		return nil
-	default:
-	}
-	m.frozen.Store(true)
-	if err := m.cmd.Process.Signal(syscall.SIGSTOP); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		m.frozen.Store(false)
-		return fmt.Errorf("qemu: freeze (SIGSTOP): %w", err)
-	}
-	return nil
 }
 
 // Stop ends the guest now: QMP quit, and a kill if QEMU does not go. A

@@ -7,8 +7,6 @@ import (
 	"io"
 	"sync"
 	"time"
-
-	"github.com/ktstr/ktstr/vmm/guestmem"
 )
 
 // Console feature bits (virtio spec 5.3.3).
@@ -70,12 +68,8 @@ func txQueue(port int) int { return rxQueue(port) + 1 }
 
 // ConsoleConfig configures a Console.
 type ConsoleConfig struct {
-	Mem       *guestmem.Memory
-	QueueSize uint16    // entries per queue; 0 means 128
+	QueueSize uint16    // most entries per queue, a power of two; 0 means 128
 	Output    io.Writer // receives port 0 (hvc0) output; nil discards it
-	// Interrupt raises the device's interrupt line (an edge); nil for a
-	// driver that polls.
-	Interrupt func()
 	// Stamp, if set, returns a counter (the VMM's exit count) recorded
 	// with each delivery.
 	Stamp func() uint64
@@ -102,7 +96,6 @@ type ConsoleStats struct {
 	ConsoleBytes   uint64 // port 0 output bytes
 	ControlIn      uint64 // control messages from the driver
 	ControlDropped uint64 // control messages dropped: malformed, or too many pending
-	BadAccesses    int    // register accesses that matched no register
 	Interrupts     uint64 // interrupts raised
 }
 
@@ -111,21 +104,24 @@ type portState struct {
 	guestOpen bool // the driver's end is open
 }
 
-// Console is a virtio console with the multiport feature behind the
-// legacy virtio-pci transport: port 0 is a console, port 1 is the bulk
-// port named BulkPortName. Its methods are safe for concurrent use by
-// vCPU threads (register accesses) and the host (Bulk).
+// Console is a virtio console with the multiport feature: port 0 is a
+// console, port 1 is the bulk port named BulkPortName. It is a Device;
+// any transport drives it. Its methods are safe for concurrent use by
+// vCPU threads (through its transport) and the host (Bulk).
 type Console struct {
-	mu      sync.Mutex
-	cond    *sync.Cond // new delivery, receive space, close
-	cfg     ConsoleConfig
-	t       transport
-	ports   [NumPorts]portState
-	ctrlOut [][]byte   // control messages waiting for guest buffers
-	rx      []byte     // host bytes waiting for bulk receive buffers
-	tx      []Delivery // bulk deliveries not yet read
-	txBytes int
-	partial []byte // unread rest of a delivery Read could not hold
+	mu       sync.Mutex
+	cond     *sync.Cond // new delivery, receive space, close
+	cfg      ConsoleConfig
+	active   bool
+	features uint64
+	queues   []*Queue
+	irq      Interrupt
+	ports    [NumPorts]portState
+	ctrlOut  [][]byte   // control messages waiting for guest buffers
+	rx       []byte     // host bytes waiting for bulk receive buffers
+	tx       []Delivery // bulk deliveries not yet read
+	txBytes  int
+	partial  []byte // unread rest of a delivery Read could not hold
 	// throttled is set when tap left chains in the ring because the
 	// reader was behind; the next read takes them.
 	throttled bool
@@ -134,13 +130,13 @@ type Console struct {
 	stats     ConsoleStats
 }
 
-// NewConsole returns a console device over cfg.Mem.
+// NewConsole returns a console device.
 func NewConsole(cfg ConsoleConfig) (*Console, error) {
-	if cfg.Mem == nil {
-		return nil, errors.New("virtio console: no guest memory")
-	}
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = 128
+	}
+	if !validSize(cfg.QueueSize, MaxQueueSize) {
+		return nil, fmt.Errorf("virtio console: queue size %d is not a power of two in 1..%d", cfg.QueueSize, MaxQueueSize)
 	}
 	if cfg.MaxPendingTX <= 0 {
 		cfg.MaxPendingTX = DefaultMaxPendingTX
@@ -150,24 +146,31 @@ func NewConsole(cfg ConsoleConfig) (*Console, error) {
 	}
 	c := &Console{cfg: cfg}
 	c.cond = sync.NewCond(&c.mu)
-	c.t.hostFeatures = ConsoleFMultiport
-	for range numQueues {
-		q, err := NewQueue(cfg.Mem, cfg.QueueSize)
-		if err != nil {
-			return nil, fmt.Errorf("virtio console: %w", err)
-		}
-		c.t.queues = append(c.t.queues, q)
-	}
 	return c, nil
+}
+
+var _ Device = (*Console)(nil)
+
+// Type returns IDConsole.
+func (c *Console) Type() uint32 { return IDConsole }
+
+// Features returns the one feature the console offers, multiport.
+func (c *Console) Features() uint64 { return ConsoleFMultiport }
+
+// QueueMaxSizes returns the sizes of the multiport layout's queues.
+func (c *Console) QueueMaxSizes() []uint16 {
+	s := make([]uint16, numQueues)
+	for i := range s {
+		s[i] = c.cfg.QueueSize
+	}
+	return s
 }
 
 // Stats returns the counters.
 func (c *Console) Stats() ConsoleStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.stats
-	s.BadAccesses = c.t.bad
-	return s
+	return c.stats
 }
 
 // Err returns the guest error that stopped the device, nil if none. The
@@ -178,102 +181,79 @@ func (c *Console) Err() error {
 	return c.err
 }
 
-// config returns the device configuration: cols, rows, max_nr_ports,
-// emerg_wr.
-func (c *Console) config() [12]byte {
-	var b [12]byte
+// configSize is the size of struct virtio_console_config: cols, rows,
+// max_nr_ports, emerg_wr.
+const configSize = 12
+
+// ConfigSize returns the size of the console's configuration space.
+func (c *Console) ConfigSize() int { return configSize }
+
+// ReadConfig reads the configuration: no console size, NumPorts ports,
+// no emergency write.
+func (c *Console) ReadConfig(off int, p []byte) {
+	var b [configSize]byte
 	binary.LittleEndian.PutUint32(b[4:], NumPorts)
-	return b
-}
-
-// IORead handles a read of len(p) bytes at offset off of the I/O BAR.
-// Bytes past the registers read as 0xff.
-func (c *Console) IORead(off uint64, p []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	img := c.t.registerImage()
-	cfg := c.config()
-	clearISR := false
 	for i := range p {
-		o := off + uint64(i)
-		switch {
-		case o < RegConfig:
-			p[i] = img[o]
-			clearISR = clearISR || o == RegISR
-		case o < RegConfig+uint64(len(cfg)):
-			p[i] = cfg[o-RegConfig]
-		default:
-			p[i] = 0xff
+		p[i] = 0
+		if o := off + i; o >= 0 && o < configSize {
+			p[i] = b[o]
 		}
-	}
-	if clearISR {
-		c.t.isr = 0
 	}
 }
 
-// IOWrite handles a write of p at offset off of the I/O BAR.
-func (c *Console) IOWrite(off uint64, p []byte) {
+// WriteConfig ignores the write: emerg_wr, the one writable field, is
+// not offered (ConsoleFEmergWrite).
+func (c *Console) WriteConfig(off int, p []byte) {}
+
+// Activate starts the console on the driver's queues and takes what the
+// driver already made available on them.
+func (c *Console) Activate(a Activation) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	w, ok := c.t.decodeWrite(off, p)
-	if !ok {
-		return
+	if len(a.Queues) != numQueues {
+		return fmt.Errorf("virtio console: activated with %d queues, want %d", len(a.Queues), numQueues)
 	}
-	switch w.reg {
-	case RegGuestFeatures:
-		c.t.guestFeatures = w.value & c.t.hostFeatures
-	case RegQueuePFN:
-		q := c.t.selected()
-		if q == nil {
-			c.t.bad++
-			return
-		}
-		if err := q.SetPFN(w.value); err != nil {
-			c.fail(fmt.Errorf("queue %d: %w", c.t.queueSel, err))
-		}
-	case RegQueueSelect:
-		c.t.queueSel = uint16(w.value)
-	case RegQueueNotify:
-		c.notify(int(w.value))
-	case RegStatus:
-		if w.value == 0 {
-			c.reset()
-			return
-		}
-		c.t.status = uint8(w.value)
-		if c.err != nil {
-			c.t.status |= StatusNeedsReset
-		}
+	c.active, c.features, c.queues, c.irq = true, a.Features, a.Queues, a.Interrupt
+	for q := range numQueues {
+		c.service(q)
 	}
+	return nil
 }
 
-// reset returns the device to its power-on state. Deliveries already
-// taken and host bytes not yet received are kept: they belong to the
-// streams, not to the device.
-func (c *Console) reset() {
-	for _, q := range c.t.queues {
-		q.Reset()
-	}
-	c.t.guestFeatures, c.t.status, c.t.isr, c.t.queueSel = 0, 0, 0, 0
+// Notify handles the driver's notification of queue q.
+func (c *Console) Notify(q int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.Notifies++
+	c.service(q)
+}
+
+// Reset returns the device to its state before activation. Deliveries
+// already taken and host bytes not yet received are kept: they belong
+// to the streams, not to the device.
+func (c *Console) Reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active, c.features, c.queues, c.irq = false, 0, nil, nil
 	c.ports = [NumPorts]portState{}
 	c.ctrlOut = nil
+	c.throttled = false
 	c.err = nil
 }
 
-// fail stops the device after a guest error.
+// fail stops the device after a guest error; the transport shows it as
+// DEVICE_NEEDS_RESET.
 func (c *Console) fail(err error) {
 	if c.err == nil {
 		c.err = err
 	}
-	c.t.status |= StatusNeedsReset
 }
 
-func (c *Console) multiport() bool { return c.t.guestFeatures&ConsoleFMultiport != 0 }
+func (c *Console) multiport() bool { return c.features&ConsoleFMultiport != 0 }
 
-// notify handles the driver's notification of queue q.
-func (c *Console) notify(q int) {
-	c.stats.Notifies++
-	if c.err != nil || q < 0 || q >= len(c.t.queues) {
+// service takes what queue q holds.
+func (c *Console) service(q int) {
+	if !c.active || c.err != nil || q < 0 || q >= len(c.queues) {
 		return
 	}
 	if q >= ctrlRXQueue && !c.multiport() {
@@ -295,24 +275,27 @@ func (c *Console) notify(q int) {
 		pushed = c.tap()
 	}
 	if pushed {
-		c.interrupt(c.t.queues[q])
+		c.interrupt(c.queues[q])
 	}
 }
 
-// interrupt tells the driver that q has used buffers.
+// interrupt tells the driver that q has used buffers, unless the driver
+// asked not to be told.
 func (c *Console) interrupt(q *Queue) {
-	c.t.isr |= ISRQueue
-	if c.cfg.Interrupt != nil && q.NeedsInterrupt() {
+	if c.irq != nil && q.NeedsInterrupt() {
 		c.stats.Interrupts++
-		c.cfg.Interrupt()
+		c.irq.Signal(CauseUsedBuffer)
 	}
 }
 
 // pop takes the next chain of queue qi, stopping the device on a guest
 // error.
 func (c *Console) pop(qi int) (Chain, bool) {
-	q := c.t.queues[qi]
-	if c.err != nil || !q.Ready() {
+	if !c.active || c.err != nil {
+		return Chain{}, false
+	}
+	q := c.queues[qi]
+	if !q.Ready() {
 		return Chain{}, false
 	}
 	ch, ok, err := q.Pop()
@@ -325,7 +308,7 @@ func (c *Console) pop(qi int) (Chain, bool) {
 
 // push returns a chain of queue qi to the driver.
 func (c *Console) push(qi int, head uint16, written int) bool {
-	if err := c.t.queues[qi].Push(head, uint32(written)); err != nil {
+	if err := c.queues[qi].Push(head, uint32(written)); err != nil {
 		c.fail(fmt.Errorf("queue %d: %w", qi, err))
 		return false
 	}
@@ -406,7 +389,7 @@ func (c *Console) handleControl() bool {
 		pushed = c.push(ctrlTXQueue, ch.Head, 0) || pushed
 	}
 	if c.fillControl() {
-		c.interrupt(c.t.queues[ctrlRXQueue])
+		c.interrupt(c.queues[ctrlRXQueue])
 	}
 	return pushed
 }
@@ -441,7 +424,7 @@ func (c *Console) control(id uint32, event, value uint16) {
 	case CtrlPortOpen:
 		port.guestOpen = value == 1
 		if id == BulkPort && port.guestOpen && c.fillRX() {
-			c.interrupt(c.t.queues[rxQueue(BulkPort)])
+			c.interrupt(c.queues[rxQueue(BulkPort)])
 		}
 	default:
 		c.stats.ControlDropped++
@@ -529,7 +512,7 @@ func (c *Console) ReadDelivery() (Delivery, error) {
 	c.txBytes -= len(d.Data)
 	if c.throttled && !c.closed && c.tap() {
 		// Chains left in the ring while the reader was behind.
-		c.interrupt(c.t.queues[txQueue(BulkPort)])
+		c.interrupt(c.queues[txQueue(BulkPort)])
 	}
 	return d, nil
 }
@@ -583,7 +566,7 @@ func (b bulkPort) Write(p []byte) (int, error) {
 	}
 	c.rx = append(c.rx, p...)
 	if c.fillRX() {
-		c.interrupt(c.t.queues[rxQueue(BulkPort)])
+		c.interrupt(c.queues[rxQueue(BulkPort)])
 	}
 	return len(p), nil
 }

@@ -19,22 +19,29 @@ func newTestMem(t testing.TB) *guestmem.Memory {
 	return m
 }
 
-// ring is the driver's view of one legacy queue in fake guest memory.
+// ring is the driver's view of one queue in fake guest memory.
 type ring struct {
-	mem      *guestmem.Memory
-	size     uint16
-	base     uint64
-	availIdx uint16
-	lastUsed uint16
+	mem                     *guestmem.Memory
+	size                    uint16
+	descAt, availAt, usedAt uint64
+	availIdx                uint16
+	lastUsed                uint16
 }
 
+// newRing is the driver's view of a queue in the legacy layout at pfn.
 func newRing(mem *guestmem.Memory, size uint16, pfn uint32) *ring {
-	return &ring{mem: mem, size: size, base: uint64(pfn) * LegacyAlign}
+	base := uint64(pfn) * LegacyAlign
+	return newSplitRing(mem, size, base, base+16*uint64(size), base+usedOffset(size))
 }
 
-func (r *ring) desc(i uint16) uint64 { return r.base + 16*uint64(i) }
-func (r *ring) avail() uint64        { return r.base + 16*uint64(r.size) }
-func (r *ring) used() uint64         { return r.base + usedOffset(r.size) }
+// newSplitRing is the driver's view of a queue placed part by part.
+func newSplitRing(mem *guestmem.Memory, size uint16, desc, avail, used uint64) *ring {
+	return &ring{mem: mem, size: size, descAt: desc, availAt: avail, usedAt: used}
+}
+
+func (r *ring) desc(i uint16) uint64 { return r.descAt + 16*uint64(i) }
+func (r *ring) avail() uint64        { return r.availAt }
+func (r *ring) used() uint64         { return r.usedAt }
 
 // setDesc writes descriptor i.
 func (r *ring) setDesc(t testing.TB, i uint16, addr uint64, length uint32, flags, next uint16) {
@@ -86,14 +93,26 @@ func (r *ring) takeUsed(t testing.TB) []usedEntry {
 	return out
 }
 
-// driver is a minimal legacy virtio-pci console driver over a Console,
-// the way the test guest and Linux drive it.
+// driver is a minimal console driver over a Console, the way the test
+// guest and Linux drive it, talking to the device through the Device
+// calls a transport makes (the transports' own tests check their
+// registers); queues use the legacy layout.
 type driver struct {
-	t     testing.TB
-	c     *Console
-	mem   *guestmem.Memory
-	rings map[int]*ring
+	t      testing.TB
+	c      *Console
+	mem    *guestmem.Memory
+	rings  map[int]*ring
+	queues []*Queue
+	irqs   *irqCount
 }
+
+// irqCount is an Interrupt that counts the causes signalled.
+type irqCount struct {
+	n      int
+	causes Cause
+}
+
+func (i *irqCount) Signal(c Cause) { i.n++; i.causes |= c }
 
 // Queue page frames and buffer area of the fake driver.
 const (
@@ -103,54 +122,34 @@ const (
 
 func newDriver(t testing.TB, cfg ConsoleConfig) *driver {
 	t.Helper()
-	if cfg.Mem == nil {
-		cfg.Mem = newTestMem(t)
-	}
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = 16
 	}
 	c, err := NewConsole(cfg)
 	require.NoError(t, err)
-	return &driver{t: t, c: c, mem: cfg.Mem, rings: map[int]*ring{}}
+	return &driver{t: t, c: c, mem: newTestMem(t), rings: map[int]*ring{}, irqs: &irqCount{}}
 }
 
-func (d *driver) write8(off uint64, v uint8) { d.c.IOWrite(off, []byte{v}) }
-func (d *driver) write16(off uint64, v uint16) {
-	d.c.IOWrite(off, binary.LittleEndian.AppendUint16(nil, v))
-}
-func (d *driver) write32(off uint64, v uint32) {
-	d.c.IOWrite(off, binary.LittleEndian.AppendUint32(nil, v))
-}
-func (d *driver) read8(off uint64) uint8 {
-	var b [1]byte
-	d.c.IORead(off, b[:])
-	return b[0]
-}
-func (d *driver) read16(off uint64) uint16 {
-	var b [2]byte
-	d.c.IORead(off, b[:])
-	return binary.LittleEndian.Uint16(b[:])
-}
-func (d *driver) read32(off uint64) uint32 {
-	var b [4]byte
-	d.c.IORead(off, b[:])
-	return binary.LittleEndian.Uint32(b[:])
-}
-
-// setup resets the device, negotiates features and places the queues.
-func (d *driver) setup(features uint32) {
-	d.write8(RegStatus, 0)
-	d.write8(RegStatus, StatusAcknowledge|StatusDriver)
-	d.write32(RegGuestFeatures, features&d.read32(RegHostFeatures))
-	for q := range numQueues {
-		d.write16(RegQueueSelect, uint16(q))
-		size := d.read16(RegQueueSize)
+// setup resets the device, places every queue and activates the device
+// with features, as a transport does once the driver sets DRIVER_OK.
+func (d *driver) setup(features uint64) {
+	d.c.Reset()
+	d.queues = nil
+	for q, max := range d.c.QueueMaxSizes() {
+		qq, err := NewQueue(d.mem, max)
+		require.NoError(d.t, err)
 		pfn := uint32(drvQueuePFN0 + 8*q)
-		d.write32(RegQueuePFN, pfn)
-		d.rings[q] = newRing(d.mem, size, pfn)
+		// Fresh rings, as a driver allocates them: zeroed.
+		require.NoError(d.t, d.mem.Write(uint64(pfn)*LegacyAlign, make([]byte, LegacyLayoutSize(max))))
+		require.NoError(d.t, qq.SetPFN(pfn))
+		d.queues = append(d.queues, qq)
+		d.rings[q] = newRing(d.mem, max, pfn)
 	}
-	d.write8(RegStatus, StatusAcknowledge|StatusDriver|StatusDriverOK)
+	require.NoError(d.t, d.c.Activate(Activation{Features: features & d.c.Features(), Queues: d.queues, Interrupt: d.irqs}))
 }
+
+// notify notifies queue q.
+func (d *driver) notify(q int) { d.c.Notify(q) }
 
 // buf returns the guest address of scratch buffer i (4 KiB each).
 func buf(i int) uint64 { return drvBufBase + 4096*uint64(i) }
@@ -162,7 +161,7 @@ func (d *driver) send(q int, di uint16, bi int, data []byte) {
 	r := d.rings[q]
 	r.setDesc(d.t, di, buf(bi), uint32(len(data)), 0, 0)
 	r.offer(d.t, di)
-	d.write16(RegQueueNotify, uint16(q))
+	d.notify(q)
 }
 
 // control sends a control message.
@@ -182,7 +181,7 @@ func (d *driver) postRX(q int, first, n int) {
 		r.setDesc(d.t, uint16(i), buf(first+i), 4096, DescFWrite, 0)
 		r.offer(d.t, uint16(i))
 	}
-	d.write16(RegQueueNotify, uint16(q))
+	d.notify(q)
 }
 
 // ctrlMsg is a decoded control message.

@@ -59,14 +59,27 @@ func usedOffset(size uint16) uint64 {
 	return (descSize*n + 6 + 2*n + LegacyAlign - 1) &^ (LegacyAlign - 1)
 }
 
-// Queue is the device side of one split virtqueue in the legacy layout
-// (the driver gives one page frame number; the three parts follow at
-// fixed offsets). Every value read from the rings is checked before use.
-// A Queue is not safe for concurrent use; the device serialises access.
+// Alignment of the parts of a split virtqueue (virtio 1.2 §2.7).
+const (
+	DescAlign  = 16
+	AvailAlign = 2
+	UsedAlign  = 4
+)
+
+// Queue is the device side of one split virtqueue. Its transport places
+// it in guest memory, as the driver asks and after checking the
+// placement: in the legacy layout at one page frame (SetPFN), or with
+// its size and the three parts at addresses of their own (Place). The
+// device then takes chains from it and returns them; every value read
+// from the rings is checked before use. A Queue is not safe for
+// concurrent use: its transport places it only while the device is not
+// active, and the device serialises its own use.
 type Queue struct {
 	mem   *guestmem.Memory
-	size  uint16 // entries; a power of two
-	pfn   uint32 // 0: not set up
+	max   uint16 // most entries; a power of two
+	size  uint16 // entries; a power of two no larger than max
+	ready bool
+	pfn   uint32 // legacy placement, 0 if none
 	desc  uint64
 	avail uint64
 	used  uint64
@@ -75,33 +88,43 @@ type Queue struct {
 	nextUsed  uint16 // next used-ring slot to fill
 }
 
-// NewQueue returns a queue of size entries over guest memory mem. size
-// must be a power of two no larger than MaxQueueSize.
-func NewQueue(mem *guestmem.Memory, size uint16) (*Queue, error) {
-	if size == 0 || size&(size-1) != 0 || uint32(size) > MaxQueueSize {
-		return nil, fmt.Errorf("virtqueue size %d is not a power of two in 1..%d", size, MaxQueueSize)
+// NewQueue returns a queue of at most max entries over guest memory
+// mem. max must be a power of two no larger than MaxQueueSize; the
+// queue starts with max entries, unplaced.
+func NewQueue(mem *guestmem.Memory, max uint16) (*Queue, error) {
+	if !validSize(max, MaxQueueSize) {
+		return nil, fmt.Errorf("virtqueue size %d is not a power of two in 1..%d", max, MaxQueueSize)
 	}
-	return &Queue{mem: mem, size: size}, nil
+	return &Queue{mem: mem, max: max, size: max}, nil
+}
+
+func validSize(n uint16, max uint32) bool {
+	return n != 0 && n&(n-1) == 0 && uint32(n) <= max
 }
 
 // Size returns the number of entries.
 func (q *Queue) Size() uint16 { return q.size }
 
-// PFN returns the page frame number the driver set, 0 if none.
+// MaxSize returns the most entries the queue may have.
+func (q *Queue) MaxSize() uint16 { return q.max }
+
+// PFN returns the page frame number of a legacy placement, 0 if none.
 func (q *Queue) PFN() uint32 { return q.pfn }
 
 // Ready reports whether the driver has placed the queue in memory.
-func (q *Queue) Ready() bool { return q.pfn != 0 }
+func (q *Queue) Ready() bool { return q.ready }
 
-// Reset forgets the queue's placement and indices.
+// Reset forgets the queue's placement and indices and gives it its
+// maximum size again.
 func (q *Queue) Reset() {
-	q.pfn, q.desc, q.avail, q.used = 0, 0, 0, 0
+	q.ready, q.pfn, q.desc, q.avail, q.used = false, 0, 0, 0, 0
+	q.size = q.max
 	q.nextAvail, q.nextUsed = 0, 0
 }
 
-// SetPFN places the queue at guest page frame pfn (the legacy
-// QUEUE_PFN register); 0 resets it. The whole layout must lie inside
-// one region of guest memory.
+// SetPFN places the queue, with its maximum size, at guest page frame
+// pfn (the legacy virtio-pci QUEUE_PFN register); 0 resets it. The whole
+// layout must lie inside one region of guest memory.
 func (q *Queue) SetPFN(pfn uint32) error {
 	q.Reset()
 	if pfn == 0 {
@@ -112,20 +135,61 @@ func (q *Queue) SetPFN(pfn uint32) error {
 		return fmt.Errorf("queue of %d entries at page frame %#x: %w", q.size, pfn, errors.Join(ErrBadRing, err))
 	}
 	q.pfn = pfn
-	q.desc = base
-	q.avail = base + descSize*uint64(q.size)
-	q.used = base + usedOffset(q.size)
+	q.place(base, base+descSize*uint64(q.size), base+usedOffset(q.size))
 	return nil
 }
 
-// availIdx returns the driver's available index and ring flags.
-func (q *Queue) availWord() (flags, idx uint16, err error) {
-	w, err := q.mem.LoadUint32(q.avail)
-	if err != nil {
-		return 0, 0, err
+// Place gives the queue size entries and its descriptor table,
+// available ring and used ring at desc, avail and used (the virtio 1.x
+// way, the virtio-mmio Queue* registers). size must be a power of two no
+// larger than MaxSize; each part must be aligned as the spec requires
+// (DescAlign, AvailAlign, UsedAlign) and lie inside one region of guest
+// memory. On error the queue is left reset.
+func (q *Queue) Place(size uint16, desc, avail, used uint64) error {
+	q.Reset()
+	if !validSize(size, uint32(q.max)) {
+		return fmt.Errorf("queue size %d is not a power of two in 1..%d: %w", size, q.max, ErrBadRing)
 	}
-	return uint16(w), uint16(w >> 16), nil
+	n := uint64(size)
+	for _, p := range []struct {
+		name       string
+		addr, size uint64
+		align      uint64
+	}{
+		{"descriptor table", desc, descSize * n, DescAlign},
+		{"available ring", avail, 6 + 2*n, AvailAlign},
+		{"used ring", used, 6 + 8*n, UsedAlign},
+	} {
+		if p.addr%p.align != 0 {
+			return fmt.Errorf("queue of %d entries: %s at %#x is not %d-byte aligned: %w", size, p.name, p.addr, p.align, ErrBadRing)
+		}
+		if _, err := q.mem.Slice(p.addr, p.size); err != nil {
+			return fmt.Errorf("queue of %d entries: %s of %d bytes at %#x: %w", size, p.name, p.size, p.addr, errors.Join(ErrBadRing, err))
+		}
+	}
+	q.size = size
+	q.place(desc, avail, used)
+	return nil
 }
+
+func (q *Queue) place(desc, avail, used uint64) {
+	q.desc, q.avail, q.used = desc, avail, used
+	q.ready = true
+}
+
+// load16 atomically reads the 2-byte aligned u16 at gpa, as half of the
+// aligned word holding it (the available ring need only be 2-byte
+// aligned).
+func (q *Queue) load16(gpa uint64) (uint16, error) {
+	w, err := q.mem.LoadUint32(gpa &^ 3)
+	if err != nil {
+		return 0, err
+	}
+	return uint16(w >> (8 * (gpa & 2))), nil
+}
+
+// availIdx returns the driver's available index.
+func (q *Queue) availIdx() (uint16, error) { return q.load16(q.avail + 2) }
 
 // Pending returns how many chains the driver has made available that the
 // device has not consumed.
@@ -133,7 +197,7 @@ func (q *Queue) Pending() (uint16, error) {
 	if !q.Ready() {
 		return 0, nil
 	}
-	_, idx, err := q.availWord()
+	idx, err := q.availIdx()
 	if err != nil {
 		return 0, err
 	}
@@ -147,7 +211,7 @@ func (q *Queue) Pending() (uint16, error) {
 // NeedsInterrupt reports whether the driver wants an interrupt when used
 // buffers are returned (VRING_AVAIL_F_NO_INTERRUPT clear).
 func (q *Queue) NeedsInterrupt() bool {
-	flags, _, err := q.availWord()
+	flags, err := q.load16(q.avail)
 	return err != nil || flags&AvailFNoInterrupt == 0
 }
 

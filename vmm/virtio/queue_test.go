@@ -37,6 +37,77 @@ func TestSetPFNBounds(t *testing.T) {
 	assert.False(t, q.Ready())
 }
 
+func TestPlaceBounds(t *testing.T) {
+	mem := newTestMem(t) // 1 MiB at 0
+	const desc, avail, used = 0x1000, 0x2000, 0x3000
+	tests := []struct {
+		name              string
+		size              uint16
+		desc, avail, used uint64
+		ok                bool
+	}{
+		{"well placed", 16, desc, avail, used, true},
+		{"smaller than the maximum", 4, desc, avail, used, true},
+		{"parts packed, available ring 2 mod 4", 8, desc, desc + 16*8 + 2, desc + 0x100, true},
+		{"the used ring 2 bytes before the end of memory", 16, desc, avail, testMemSize - 136, true},
+		{"size 0", 0, desc, avail, used, false},
+		{"size not a power of two", 12, desc, avail, used, false},
+		{"size over the maximum", 32, desc, avail, used, false},
+		{"descriptor table misaligned", 16, desc + 8, avail, used, false},
+		{"available ring misaligned", 16, desc, avail + 1, used, false},
+		{"used ring misaligned", 16, desc, avail, used + 2, false},
+		{"used ring 2 bytes past the end of memory", 16, desc, avail, testMemSize - 132, false},
+		{"descriptor table outside memory", 16, 1 << 40, avail, used, false},
+		{"available ring wraps the address space", 16, desc, ^uint64(0) - 1, used, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q, err := NewQueue(mem, 16)
+			require.NoError(t, err)
+			err = q.Place(tt.size, tt.desc, tt.avail, tt.used)
+			if tt.ok {
+				require.NoError(t, err)
+				assert.True(t, q.Ready())
+				assert.Equal(t, tt.size, q.Size())
+				assert.Zero(t, q.PFN(), "not a legacy placement")
+				return
+			}
+			assert.ErrorIs(t, err, ErrBadRing)
+			assert.False(t, q.Ready(), "a refused placement leaves the queue unplaced")
+			assert.Equal(t, uint16(16), q.Size(), "and at its maximum size")
+		})
+	}
+}
+
+// TestPlacedQueue runs chains through a queue placed part by part, its
+// available ring at 2 mod 4 (the device reads its index as the upper
+// half of an aligned word).
+func TestPlacedQueue(t *testing.T) {
+	mem := newTestMem(t)
+	q, err := NewQueue(mem, 8)
+	require.NoError(t, err)
+	const desc, avail, used = 0x1000, 0x1082, 0x2000
+	require.NoError(t, q.Place(4, desc, avail, used))
+	r := newSplitRing(mem, 4, desc, avail, used)
+	require.NoError(t, mem.Write(0x8000, []byte("modern")))
+	for i := range uint16(6) { // past the end of the 4-entry ring
+		r.setDesc(t, i%4, 0x8000, 6, 0, 0)
+		r.offer(t, i%4)
+		c, ok, err := q.Pop()
+		require.NoError(t, err)
+		require.True(t, ok, "chain %d", i)
+		assert.Equal(t, "modern", string(c.AppendOut(nil)))
+		require.NoError(t, q.Push(c.Head, 0))
+		assert.Equal(t, []usedEntry{{uint32(i % 4), 0}}, r.takeUsed(t))
+	}
+	assert.True(t, q.NeedsInterrupt())
+	require.NoError(t, mem.PutUint16(avail, AvailFNoInterrupt))
+	assert.False(t, q.NeedsInterrupt(), "the flags are the lower half of the word at 0x1080")
+	q.Reset()
+	assert.False(t, q.Ready())
+	assert.Equal(t, uint16(8), q.Size(), "reset restores the maximum size")
+}
+
 // queueFixture is a 16-entry queue at page 1 with its driver view.
 func queueFixture(t *testing.T) (*Queue, *ring) {
 	mem := newTestMem(t)

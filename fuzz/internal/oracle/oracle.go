@@ -1,6 +1,7 @@
 // Package oracle restates, in plain code that shares nothing with
 // dispatch/wire, the payload rows of the gate table (docs/protocol.md):
-// the rules FuzzPayloads and FuzzFrames hold the production decoders to.
+// the rules the payload and frame fuzz targets (fuzz/payloads_test.go,
+// fuzz/frames) hold the production decoders to.
 //
 // In the data flow (bytes → tap → Assembler → Dispatch → Sinks →
 // Outcome) it is a second opinion on one step: whether Dispatch may

@@ -1,6 +1,13 @@
 // Package seeds gives the fuzz targets under fuzz/ their seed inputs:
 // the streams of corpus.Seeds and of the checked-in traces under
-// corpus/, and the trace files themselves.
+// corpus/, and the trace files themselves; and with Export it writes the
+// inputs a target runs as libFuzzer inputs, which is how the seeds reach
+// OSS-Fuzz and ClusterFuzzLite (they ignore f.Add).
+//
+// Its functions return errors instead of taking a testing.TB: every
+// target must also build with go-118-fuzz-build, which rewrites a
+// harness's *testing.F and *testing.T into types of its own that do not
+// implement testing.TB.
 //
 // In the data flow (bytes → tap → Assembler → Dispatch → Sinks →
 // Outcome) these are recorded or hand-made tap bytes, handed to a fuzz
@@ -15,7 +22,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"testing"
 
 	"github.com/ktstr/ktstr/corpus"
 	"github.com/ktstr/ktstr/replay"
@@ -27,71 +33,73 @@ import (
 // its own (make fuzz-brokengate).
 const NoSeedsEnv = "KTSTR_FUZZ_NOSEEDS"
 
-// Enabled reports whether targets should add their seeds.
-func Enabled() bool { return os.Getenv(NoSeedsEnv) != "1" }
-
 // TracePaths returns the paths of the checked-in traces: the seed
 // traces and the real-run traces under corpus/ of the module that holds
 // the working directory.
-func TracePaths(tb testing.TB) []string {
-	tb.Helper()
+func TracePaths() ([]string, error) {
 	root, err := moduleRoot()
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	var paths []string
 	for _, dir := range []string{corpus.SeedTraceDir, corpus.RealTraceDir} {
 		m, err := filepath.Glob(filepath.Join(root, "corpus", dir, "*.zst"))
 		if err != nil {
-			tb.Fatal(err)
+			return nil, fmt.Errorf("seeds: %w", err)
 		}
 		paths = append(paths, m...)
 	}
-	return paths
+	return paths, nil
 }
 
 // Streams returns every seed stream: corpus.Seeds and the streams of the
 // checked-in traces, each cut at corpus.DefaultExportLimit. Nil when
-// seeding is off.
-func Streams(tb testing.TB) []*replay.Stream {
-	tb.Helper()
+// seeding is off (Enabled).
+func Streams() ([]*replay.Stream, error) {
 	if !Enabled() {
-		return nil
+		return nil, nil
 	}
 	var out []*replay.Stream
 	for _, s := range corpus.Seeds() {
 		out = append(out, s.Stream())
 	}
-	for _, p := range TracePaths(tb) {
+	paths, err := TracePaths()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			tb.Fatal(err)
+			return nil, fmt.Errorf("seeds: %w", err)
 		}
 		s, _, _, err := replay.ReadStream(bytes.NewReader(b), corpus.DefaultExportLimit)
 		if err != nil {
-			tb.Fatalf("seed trace %s: %v", p, err)
+			return nil, fmt.Errorf("seeds: seed trace %s: %w", p, err)
 		}
 		out = append(out, s)
 	}
-	return out
+	return out, nil
 }
 
 // TraceFiles returns the bytes of every checked-in trace. Nil when
-// seeding is off.
-func TraceFiles(tb testing.TB) [][]byte {
-	tb.Helper()
+// seeding is off (Enabled).
+func TraceFiles() ([][]byte, error) {
 	if !Enabled() {
-		return nil
+		return nil, nil
+	}
+	paths, err := TracePaths()
+	if err != nil {
+		return nil, err
 	}
 	var out [][]byte
-	for _, p := range TracePaths(tb) {
+	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			tb.Fatal(err)
+			return nil, fmt.Errorf("seeds: %w", err)
 		}
 		out = append(out, b)
 	}
-	return out
+	return out, nil
 }
 
 // moduleRoot returns the nearest directory at or above the working

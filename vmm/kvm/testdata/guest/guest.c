@@ -2,12 +2,17 @@
  * Freestanding test guest for the native KVM backend (package vmm/kvm).
  *
  * The VMM enters _start in 64-bit long mode with the first 4 GiB
- * identity-mapped. The guest finds the virtio console on PCI bus 0
- * (configuration mechanism #1), drives it as a minimal legacy virtio-pci
- * multiport driver (feature MULTIPORT, control queues, port 1 brought up
- * and opened once the device names it "ktstr-bulk"), writes an SRDY, a
- * STIM and an SCDX frame to port 1 in the wire format of dispatch/wire,
- * and halts. It polls the used rings and never enables interrupts.
+ * identity-mapped. The guest finds the virtio console where Linux would:
+ * behind the virtio-mmio window that "virtio_mmio.device=SIZE@ADDR:IRQ"
+ * on its command line announces, or else on PCI bus 0 (configuration
+ * mechanism #1) as a legacy virtio-pci function. It drives it as a
+ * minimal multiport driver of either transport (feature MULTIPORT, and
+ * VERSION_1 on virtio-mmio; control queues; port 1 brought up and opened
+ * once the device names it "ktstr-bulk"), writes an SRDY, a STIM and an
+ * SCDX frame to port 1 in the wire format of dispatch/wire, and halts.
+ * It polls the used rings and never enables interrupts; each frame
+ * costs one VM exit, the queue notify (an OUT on virtio-pci, a 32-bit
+ * MMIO store on virtio-mmio).
  * "stim=N" on the command line (boot_params.cmd_line_ptr) makes it send
  * N STIM frames instead of one, each carrying its sequence number;
  * "poweroff" makes it print Linux's power-off line before it halts.
@@ -80,7 +85,7 @@ static u32 pci_read(u32 dev, u32 off)
 	return inl(0xcfc);
 }
 
-/* Legacy virtio-pci registers. */
+/* Legacy virtio-pci registers (I/O BAR 0). */
 enum {
 	VIRTIO_HOST_FEATURES = 0,
 	VIRTIO_GUEST_FEATURES = 4,
@@ -91,7 +96,32 @@ enum {
 	VIRTIO_STATUS = 18,
 	VIRTIO_CONFIG = 20,
 };
+/* virtio-mmio registers (version 2). */
+enum {
+	MMIO_MAGIC = 0x000,
+	MMIO_VERSION = 0x004,
+	MMIO_DEVICE_ID = 0x008,
+	MMIO_DEVICE_FEATURES = 0x010,
+	MMIO_DEVICE_FEATURES_SEL = 0x014,
+	MMIO_DRIVER_FEATURES = 0x020,
+	MMIO_DRIVER_FEATURES_SEL = 0x024,
+	MMIO_QUEUE_SEL = 0x030,
+	MMIO_QUEUE_NUM_MAX = 0x034,
+	MMIO_QUEUE_NUM = 0x038,
+	MMIO_QUEUE_READY = 0x044,
+	MMIO_QUEUE_NOTIFY = 0x050,
+	MMIO_STATUS = 0x070,
+	MMIO_QUEUE_DESC = 0x080,   /* low word; high at +4 */
+	MMIO_QUEUE_DRIVER = 0x090, /* the available ring */
+	MMIO_QUEUE_DEVICE = 0x0a0, /* the used ring */
+	MMIO_CONFIG = 0x100,
+};
+#define S_ACK 1
+#define S_DRIVER 2
+#define S_DRIVER_OK 4
+#define S_FEATURES_OK 8
 #define F_MULTIPORT (1u << 1)
+#define F_VERSION_1_HI 1u /* feature bit 32, in the second word */
 #define DESC_NEXT 1
 #define DESC_WRITE 2
 #define AVAIL_NO_INTERRUPT 1
@@ -113,13 +143,48 @@ struct vq {
 #define QMAX 256
 static u8 qmem[3][3 * 4096] __attribute__((aligned(4096)));
 static struct vq vqs[6];
-static u16 iobase;
 
+/* The transport: the legacy virtio-pci I/O BAR, or the virtio-mmio
+ * window (mmio != 0). */
+static u16 iobase;
+static u64 mmio;
+
+static void mw(u32 off, u32 v) { *(volatile u32 *)(mmio + off) = v; }
+static u32 mr(u32 off) { return *(volatile u32 *)(mmio + off); }
+
+static void set_status(u8 v)
+{
+	if (mmio)
+		mw(MMIO_STATUS, v);
+	else
+		outb(iobase + VIRTIO_STATUS, v);
+}
+
+static u32 config32(u32 off) { return mmio ? mr(MMIO_CONFIG + off) : inl(iobase + VIRTIO_CONFIG + off); }
+
+static void notify(int q)
+{
+	if (mmio)
+		mw(MMIO_QUEUE_NOTIFY, (u32)q);
+	else
+		outw(iobase + VIRTIO_QUEUE_NOTIFY, (u16)q);
+}
+
+/* Places queue q in qmem[slot], in the legacy layout either way: the
+ * descriptors, the available ring after them, the used ring at the next
+ * page. virtio-mmio is told each part's address. */
 static void setup_queue(int q, int slot)
 {
 	struct vq *v = &vqs[q];
-	outw(iobase + VIRTIO_QUEUE_SEL, (u16)q);
-	v->size = inw(iobase + VIRTIO_QUEUE_SIZE);
+	if (mmio) {
+		mw(MMIO_QUEUE_SEL, (u32)q);
+		if (mr(MMIO_QUEUE_READY))
+			fail("queue already ready");
+		v->size = (u16)mr(MMIO_QUEUE_NUM_MAX);
+	} else {
+		outw(iobase + VIRTIO_QUEUE_SEL, (u16)q);
+		v->size = inw(iobase + VIRTIO_QUEUE_SIZE);
+	}
 	if (v->size == 0 || v->size > QMAX)
 		fail("queue size");
 	u8 *base = qmem[slot];
@@ -128,7 +193,20 @@ static void setup_queue(int q, int slot)
 	u64 used = (16 * v->size + 6 + 2 * v->size + 4095) & ~4095ull;
 	v->used = (volatile u16 *)(base + used);
 	v->avail[0] = AVAIL_NO_INTERRUPT;
-	outl(iobase + VIRTIO_QUEUE_PFN, (u32)((u64)base >> 12));
+	if (mmio) {
+		u64 parts[3] = { (u64)v->desc, (u64)v->avail, (u64)v->used };
+		u32 regs[3] = { MMIO_QUEUE_DESC, MMIO_QUEUE_DRIVER, MMIO_QUEUE_DEVICE };
+		mw(MMIO_QUEUE_NUM, v->size);
+		for (int i = 0; i < 3; i++) {
+			mw(regs[i], (u32)parts[i]);
+			mw(regs[i] + 4, (u32)(parts[i] >> 32));
+		}
+		mw(MMIO_QUEUE_READY, 1);
+		if (!mr(MMIO_QUEUE_READY))
+			fail("queue not ready");
+	} else {
+		outl(iobase + VIRTIO_QUEUE_PFN, (u32)((u64)base >> 12));
+	}
 }
 
 /* Offers the chain starting at head and notifies the device. */
@@ -140,7 +218,7 @@ static void offer(int q, u16 head)
 	barrier();
 	v->avail[1] = idx + 1;
 	barrier();
-	outw(iobase + VIRTIO_QUEUE_NOTIFY, (u16)q);
+	notify(q);
 }
 
 /* Waits for the next used entry of q and returns its descriptor id. */
@@ -246,20 +324,44 @@ static const char *option(const char *key)
 	return 0;
 }
 
+/* Parses a number as Linux's memparse does: decimal or 0x hex, with an
+ * optional K, M or G suffix. */
+static u64 number(const char **pp)
+{
+	const char *p = *pp;
+	u64 n = 0;
+	if (p[0] == '0' && p[1] == 'x') {
+		for (p += 2;; p++) {
+			u32 d = *p >= '0' && *p <= '9' ? (u32)(*p - '0') : *p >= 'a' && *p <= 'f' ? (u32)(*p - 'a' + 10) : 16;
+			if (d == 16)
+				break;
+			n = n << 4 | d;
+		}
+	} else {
+		for (; *p >= '0' && *p <= '9'; p++)
+			n = n * 10 + (u32)(*p - '0');
+	}
+	if (*p == 'K')
+		n <<= 10, p++;
+	else if (*p == 'M')
+		n <<= 20, p++;
+	else if (*p == 'G')
+		n <<= 30, p++;
+	*pp = p;
+	return n;
+}
+
 static u32 stim_count(void)
 {
 	const char *p = option("stim=");
 	if (!p)
 		return 1;
-	u32 n = 0;
-	for (; *p >= '0' && *p <= '9'; p++)
-		n = n * 10 + (u32)(*p - '0');
-	return n;
+	return (u32)number(&p);
 }
 
-void main(void)
+/* Finds the legacy virtio-pci console on PCI bus 0 and resets it. */
+static void find_pci(void)
 {
-	puts("test guest: up\n");
 	u32 dev = 32;
 	for (u32 d = 0; d < 32; d++) {
 		if (pci_read(d, 0) == 0x10031af4u && pci_read(d, 0x2c) >> 16 == 3) {
@@ -273,23 +375,64 @@ void main(void)
 	if (!(bar & 1))
 		fail("BAR0 is not an I/O BAR");
 	iobase = (u16)(bar & ~3u);
-	puts("test guest: virtio console at slot ");
+	puts("test guest: virtio console at PCI slot ");
 	puthex(dev);
 	puts(" io ");
 	puthex(iobase);
 	putch('\n');
 
 	outb(iobase + VIRTIO_STATUS, 0);
-	outb(iobase + VIRTIO_STATUS, 1 | 2);
+	outb(iobase + VIRTIO_STATUS, S_ACK | S_DRIVER);
 	if (!(inl(iobase + VIRTIO_HOST_FEATURES) & F_MULTIPORT))
 		fail("device lacks MULTIPORT");
 	outl(iobase + VIRTIO_GUEST_FEATURES, F_MULTIPORT);
-	if (inl(iobase + VIRTIO_CONFIG + 4) < 2)
+}
+
+/* Checks the virtio-mmio window the command line announced and
+ * negotiates MULTIPORT and VERSION_1 up to FEATURES_OK. */
+static void find_mmio(const char *p)
+{
+	number(&p); /* the window's size */
+	if (*p++ != '@')
+		fail("virtio_mmio.device= without @ADDR");
+	mmio = number(&p);
+	puts("test guest: virtio console at mmio ");
+	puthex((u32)mmio);
+	putch('\n');
+	if (mr(MMIO_MAGIC) != 0x74726976u || mr(MMIO_VERSION) != 2 || mr(MMIO_DEVICE_ID) != 3)
+		fail("no virtio-mmio version 2 console there");
+	mw(MMIO_STATUS, 0);
+	mw(MMIO_STATUS, S_ACK);
+	mw(MMIO_STATUS, S_ACK | S_DRIVER);
+	mw(MMIO_DEVICE_FEATURES_SEL, 0);
+	if (!(mr(MMIO_DEVICE_FEATURES) & F_MULTIPORT))
+		fail("device lacks MULTIPORT");
+	mw(MMIO_DEVICE_FEATURES_SEL, 1);
+	if (!(mr(MMIO_DEVICE_FEATURES) & F_VERSION_1_HI))
+		fail("device lacks VERSION_1");
+	mw(MMIO_DRIVER_FEATURES_SEL, 0);
+	mw(MMIO_DRIVER_FEATURES, F_MULTIPORT);
+	mw(MMIO_DRIVER_FEATURES_SEL, 1);
+	mw(MMIO_DRIVER_FEATURES, F_VERSION_1_HI);
+	mw(MMIO_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
+	if (!(mr(MMIO_STATUS) & S_FEATURES_OK))
+		fail("device refused the features");
+}
+
+void main(void)
+{
+	puts("test guest: up\n");
+	const char *mm = option("virtio_mmio.device=");
+	if (mm)
+		find_mmio(mm);
+	else
+		find_pci();
+	if (config32(4) < 2)
 		fail("fewer than 2 ports");
 	setup_queue(Q_CTRL_RX, 0);
 	setup_queue(Q_CTRL_TX, 1);
 	setup_queue(Q_BULK_TX, 2);
-	outb(iobase + VIRTIO_STATUS, 1 | 2 | 4);
+	set_status(mmio ? S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK : S_ACK | S_DRIVER | S_DRIVER_OK);
 
 	struct vq *rx = &vqs[Q_CTRL_RX];
 	for (u16 i = 0; i < NRX; i++) {
@@ -298,7 +441,7 @@ void main(void)
 	}
 	barrier();
 	rx->avail[1] = NRX;
-	outw(iobase + VIRTIO_QUEUE_NOTIFY, Q_CTRL_RX);
+	notify(Q_CTRL_RX);
 
 	send_ctrl(0xffffffffu, DEVICE_READY, 1);
 	int named = 0, host_open = 0;

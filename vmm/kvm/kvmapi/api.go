@@ -1,8 +1,9 @@
 //go:build linux && amd64
 
-package kvm
+package kvmapi
 
 import (
+	"encoding/binary"
 	"fmt"
 	"unsafe"
 
@@ -44,22 +45,20 @@ const (
 	capIRQFD         = 32
 	capPIT2          = 33
 	capImmediateExit = 136
-	capNrVCPUs       = 9
-	capMaxVCPUs      = 66
 )
 
-// Exit reasons (KVM_EXIT_*).
+// Exit reasons (KVM_EXIT_*), as ExitReason returns them.
 const (
-	exitUnknown       = 0
-	exitException     = 1
-	exitIO            = 2
-	exitHLT           = 5
-	exitMMIO          = 6
-	exitShutdown      = 8
-	exitFailEntry     = 9
-	exitIntr          = 10
-	exitInternalError = 17
-	exitSystemEvent   = 24
+	ExitUnknown       = 0
+	ExitException     = 1
+	ExitIO            = 2
+	ExitHLT           = 5
+	ExitMMIO          = 6
+	ExitShutdown      = 8
+	ExitFailEntry     = 9
+	ExitIntr          = 10
+	ExitInternalError = 17
+	ExitSystemEvent   = 24
 )
 
 // KVM_INTERNAL_ERROR_EMULATION, the internal-error suberror of an
@@ -70,11 +69,11 @@ const (
 	emulationFlagInstructionBytes = 1
 )
 
-// System event types.
+// System event types of an ExitSystemEvent (SystemEvent).
 const (
-	systemEventShutdown = 1
-	systemEventReset    = 2
-	systemEventCrash    = 3
+	SystemEventShutdown = 1
+	SystemEventReset    = 2
+	SystemEventCrash    = 3
 )
 
 // Offsets in struct kvm_run.
@@ -181,10 +180,11 @@ type cpuidEntry struct {
 
 const maxCPUIDEntries = 256
 
-type cpuid struct {
-	Nent    uint32
+// CPUID is struct kvm_cpuid2 with room for the leaves a host supports.
+type CPUID struct {
+	nent    uint32
 	_       uint32
-	Entries [maxCPUIDEntries]cpuidEntry
+	entries [maxCPUIDEntries]cpuidEntry
 }
 
 // Compile-time checks that the structs match the kernel's sizes.
@@ -200,7 +200,8 @@ var (
 	_ [1024]byte = [unsafe.Sizeof(lapicState{})]byte{}
 )
 
-// ioctl issues an ioctl whose argument is an integer.
+// ioctl issues an ioctl whose argument is an integer. It retries on
+// EINTR except for KVM_RUN, whose interruption is how a vCPU is kicked.
 func ioctl(fd int, req uintptr, arg uintptr) (uintptr, error) {
 	for {
 		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg)
@@ -237,28 +238,48 @@ func checkExtension(fd int, cap uintptr) int {
 	return int(r)
 }
 
-func exitName(reason uint32) string {
+// ExitName names a KVM exit reason for messages.
+func ExitName(reason uint32) string {
 	switch reason {
-	case exitUnknown:
+	case ExitUnknown:
 		return "unknown"
-	case exitException:
+	case ExitException:
 		return "exception"
-	case exitIO:
+	case ExitIO:
 		return "io"
-	case exitHLT:
+	case ExitHLT:
 		return "hlt"
-	case exitMMIO:
+	case ExitMMIO:
 		return "mmio"
-	case exitShutdown:
+	case ExitShutdown:
 		return "shutdown"
-	case exitFailEntry:
+	case ExitFailEntry:
 		return "fail-entry"
-	case exitIntr:
+	case ExitIntr:
 		return "intr"
-	case exitInternalError:
+	case ExitInternalError:
 		return "internal-error"
-	case exitSystemEvent:
+	case ExitSystemEvent:
 		return "system-event"
 	}
 	return fmt.Sprintf("exit-%d", reason)
+}
+
+// InternalError describes a KVM_EXIT_INTERNAL_ERROR from the exit's
+// union u (struct kvm_run's internal / emulation_failure). For an
+// emulation failure KVM (Linux 5.14 and later) may add the bytes of the
+// instruction it could not emulate; they are shown, so the instruction
+// can be named without a disassembler at hand.
+func InternalError(u []byte, rip uint64) string {
+	le := binary.LittleEndian
+	sub := le.Uint32(u[0:])
+	if sub != internalErrorEmulation {
+		return fmt.Sprintf("KVM internal error, suberror %d at RIP %#x", sub, rip)
+	}
+	s := fmt.Sprintf("KVM emulation failure (an instruction the host's KVM cannot emulate), suberror %d at RIP %#x", sub, rip)
+	ndata, flags := le.Uint32(u[4:]), le.Uint64(u[8:])
+	if n := int(u[16]); ndata >= 2 && flags&emulationFlagInstructionBytes != 0 && n >= 1 && n <= 15 {
+		s += fmt.Sprintf(", instruction bytes % x", u[17:17+n])
+	}
+	return s
 }

@@ -1,6 +1,6 @@
 //go:build linux && amd64
 
-package kvm
+package kvmapi
 
 import (
 	"encoding/binary"
@@ -40,10 +40,10 @@ func TestInternalError(t *testing.T) {
 		{"other suberror", exit(3, 0, 0),
 			"KVM internal error, suberror 3 at RIP 0xffffffff8333041b"},
 	} {
-		assert.Equal(t, c.want, internalError(c.u, 0xffffffff8333041b), c.name)
+		assert.Equal(t, c.want, InternalError(c.u, 0xffffffff8333041b), c.name)
 	}
 	// An instruction size past the 15 bytes x86 allows is not trusted.
 	u := exit(1, 4, 1, xrstor...)
 	u[16] = 16
-	assert.NotContains(t, internalError(u, 0), "instruction bytes")
+	assert.NotContains(t, InternalError(u, 0), "instruction bytes")
 }

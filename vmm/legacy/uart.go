@@ -1,22 +1,16 @@
-// Package serial is the 8250/16550A UART of the native KVM backend, the
-// guest's serial console (ttyS0 at I/O port 0x3f8, IRQ 4).
-//
-// In the data flow (bytes → tap → Assembler → Dispatch → Sinks →
-// Outcome) it is beside the tap, not on it: console output goes to the
-// run's console log for people to read; frames never travel over it.
-// It transmits only: the guest never receives input.
-package serial
+package legacy
 
 import (
 	"io"
 	"sync"
 )
 
-// COM1 is the I/O base and IRQ of the first serial port.
+// COM1 is the I/O base and IRQ of the first serial port, the guest's
+// ttyS0.
 const (
-	COM1Base = 0x3f8
-	COM1IRQ  = 4
-	NumPorts = 8 // registers from the base
+	COM1Base  = 0x3f8
+	COM1IRQ   = 4
+	UARTPorts = 8 // registers from the base
 )
 
 // Register offsets from the base.
@@ -51,8 +45,11 @@ const (
 	msrDCD       = 0x80
 )
 
-// UART is a transmit-only 16550A. Its methods are safe for concurrent
-// use.
+// UART is a transmit-only 8250/16550A, the guest's serial console:
+// console output goes to the run's console log for people to read;
+// frames never travel over it, and the guest never receives input. It
+// is a bus.Device over its UARTPorts registers; its methods are safe for
+// concurrent use.
 type UART struct {
 	mu          sync.Mutex
 	out         io.Writer
@@ -81,8 +78,25 @@ func (u *UART) Written() uint64 {
 	return u.written
 }
 
-// Read handles a one-byte read of register off (0..7).
-func (u *UART) Read(off uint16) byte {
+// Read handles a read at register off: each byte of p reads the
+// register at its own offset (past the last one: all ones).
+func (u *UART) Read(off uint64, p []byte) {
+	for i := range p {
+		p[i] = u.readReg(off + uint64(i))
+	}
+}
+
+// Write handles a write at register off. Only the first byte counts: a
+// wider OUT reaches the register at off with its low byte, as on the
+// 8-bit ISA bus.
+func (u *UART) Write(off uint64, p []byte) {
+	if len(p) > 0 {
+		u.writeReg(off, p[0])
+	}
+}
+
+// readReg returns register off.
+func (u *UART) readReg(off uint64) byte {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	switch off {
@@ -138,8 +152,8 @@ func (u *UART) Read(off uint16) byte {
 	return 0xff
 }
 
-// Write handles a one-byte write of v to register off (0..7).
-func (u *UART) Write(off uint16, v byte) {
+// writeReg writes v to register off.
+func (u *UART) writeReg(off uint64, v byte) {
 	u.mu.Lock()
 	raise := false
 	switch off {

@@ -1,8 +1,9 @@
 //go:build linux && amd64
 
-package kvm
+package kvmapi
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -15,13 +16,6 @@ import (
 	"github.com/ktstr/ktstr/vmm/guestmem"
 )
 
-// ErrNoKVM reports that KVM cannot be used on this host.
-var ErrNoKVM = errors.New("KVM is not available")
-
-// DefaultDevice is the KVM device node the backend and the probe open
-// unless told otherwise.
-const DefaultDevice = "/dev/kvm"
-
 // Addresses KVM needs on Intel hosts for the real-mode TSS and the
 // identity page table, just below the BIOS area at the top of 4 GiB.
 const (
@@ -29,29 +23,32 @@ const (
 	identityMapAddr = 0xfffbc000
 )
 
-// vm is a KVM virtual machine with its memory and vCPU file descriptors.
-type vm struct {
+// VM is a KVM virtual machine with its memory and vCPUs. Its methods
+// are not safe for concurrent use, except the vCPUs' own (see VCPU).
+type VM struct {
 	kvm, fd int
 	runSize int
 	mem     *guestmem.Memory
 	maps    [][]byte
-	vcpus   []*vcpu
+	vcpus   []*VCPU
 	irqchip bool
 	irqfds  map[uint32]int // GSI → eventfd
 	closed  bool
 }
 
-// vcpu is one virtual CPU and its shared kvm_run page.
-type vcpu struct {
+// VCPU is one virtual CPU and its kvm_run page, shared with the kernel.
+// Run, the exit accessors and Regs belong to the thread running the
+// vCPU; Kick may be called from any thread until the VM is closed.
+type VCPU struct {
 	id  int
 	fd  int
 	run []byte
 	tid atomic.Int32 // OS thread running it, 0 before it starts
 }
 
-// openKVM opens the KVM device node and checks the API version. Its
+// open opens the KVM device node and checks the API version. Its
 // errors wrap ErrNoKVM and say how to fix the host.
-func openKVM(device string) (int, error) {
+func open(device string) (int, error) {
 	fd, err := unix.Open(device, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	switch {
 	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.ENODEV):
@@ -73,20 +70,35 @@ func openKVM(device string) (int, error) {
 	return fd, nil
 }
 
-// newVM creates a VM on the KVM device node device with memMiB of
-// memory: up to LowMemMax at address 0, the rest at HighMemBase.
-func newVM(device string, memMiB int) (_ *vm, err error) {
+// Available reports whether the KVM device node device can be opened
+// and speaks the KVM API; its error wraps ErrNoKVM and names the fix.
+func Available(device string) error {
+	if _, err := os.Stat(device); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoKVM, err)
+	}
+	fd, err := open(device)
+	if err != nil {
+		return err
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// NewVM creates a VM on the KVM device node device with memMiB of
+// memory: up to boot.LowMemMax at address 0, the rest at
+// boot.HighMemBase.
+func NewVM(device string, memMiB int) (_ *VM, err error) {
 	if memMiB < 2 || memMiB > 1<<20 {
 		return nil, fmt.Errorf("guest memory %d MiB is outside 2..%d MiB", memMiB, 1<<20)
 	}
-	kfd, err := openKVM(device)
+	kfd, err := open(device)
 	if err != nil {
 		return nil, err
 	}
-	v := &vm{kvm: kfd, fd: -1, irqfds: map[uint32]int{}}
+	v := &VM{kvm: kfd, fd: -1, irqfds: map[uint32]int{}}
 	defer func() {
 		if err != nil {
-			v.close()
+			v.Close()
 		}
 	}()
 	for _, c := range []struct {
@@ -144,9 +156,21 @@ func newVM(device string, memMiB int) (_ *vm, err error) {
 	return v, nil
 }
 
-// createIRQChip creates the in-kernel PIC, IOAPIC and LAPICs and the
+// Mem returns the guest's memory.
+func (v *VM) Mem() *guestmem.Memory { return v.mem }
+
+// VCPUs returns the vCPUs created so far, in order of creation.
+func (v *VM) VCPUs() []*VCPU { return v.vcpus }
+
+// IRQChip reports whether CreateIRQChip created the in-kernel irqchip.
+func (v *VM) IRQChip() bool { return v.irqchip }
+
+// IRQFD reports whether interrupts are raised through irqfds.
+func (v *VM) IRQFD() bool { return len(v.irqfds) > 0 }
+
+// CreateIRQChip creates the in-kernel PIC, IOAPIC and LAPICs and the
 // in-kernel PIT, if the host supports them.
-func (v *vm) createIRQChip() error {
+func (v *VM) CreateIRQChip() error {
 	if checkExtension(v.kvm, capIRQChip) == 0 {
 		return nil
 	}
@@ -163,11 +187,12 @@ func (v *vm) createIRQChip() error {
 	return nil
 }
 
-// interruptFunc returns a function that raises an edge on gsi: through
-// an irqfd where the host has them, else with KVM_IRQ_LINE.
-func (v *vm) interruptFunc(gsi uint32) (func(), error) {
+// InterruptFunc returns a function that raises an edge on gsi: through
+// an irqfd where the host has them, else with KVM_IRQ_LINE; without an
+// irqchip it does nothing (the guest must poll).
+func (v *VM) InterruptFunc(gsi uint32) (func(), error) {
 	if !v.irqchip {
-		return func() {}, nil // no interrupt controller: the guest must poll
+		return func() {}, nil
 	}
 	if checkExtension(v.kvm, capIRQFD) != 0 {
 		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
@@ -192,8 +217,8 @@ func (v *vm) interruptFunc(gsi uint32) (func(), error) {
 	}, nil
 }
 
-// newVCPU creates vCPU id and maps its kvm_run page.
-func (v *vm) newVCPU(id int) (*vcpu, error) {
+// NewVCPU creates vCPU id and maps its kvm_run page.
+func (v *VM) NewVCPU(id int) (*VCPU, error) {
 	fd, err := ioctl(v.fd, kvmCreateVCPU, uintptr(id))
 	if err != nil {
 		return nil, fmt.Errorf("KVM_CREATE_VCPU %d: %w", id, err)
@@ -203,13 +228,14 @@ func (v *vm) newVCPU(id int) (*vcpu, error) {
 		unix.Close(int(fd))
 		return nil, fmt.Errorf("mapping kvm_run of vCPU %d: %w", id, err)
 	}
-	c := &vcpu{id: id, fd: int(fd), run: run}
+	c := &VCPU{id: id, fd: int(fd), run: run}
 	v.vcpus = append(v.vcpus, c)
 	return c, nil
 }
 
-// close releases every resource of the VM. No vCPU may be running.
-func (v *vm) close() {
+// Close releases every resource of the VM. No vCPU may be running, and
+// none may be kicked after it.
+func (v *VM) Close() {
 	if v.closed {
 		return
 	}
@@ -230,22 +256,25 @@ func (v *vm) close() {
 	unix.Close(v.kvm)
 }
 
-// supportedCPUID returns the CPUID leaves KVM supports on this host.
-func (v *vm) supportedCPUID() (*cpuid, error) {
-	c := &cpuid{Nent: maxCPUIDEntries}
+// SupportedCPUID returns the CPUID leaves KVM supports on this host.
+func (v *VM) SupportedCPUID() (*CPUID, error) {
+	c := &CPUID{nent: maxCPUIDEntries}
 	if err := ioctlPtr(v.kvm, kvmGetSupportedCPUID, unsafe.Pointer(c)); err != nil {
 		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
 	}
 	return c, nil
 }
 
-// setup gives vCPU c its CPUID (with its APIC ID), and its local APIC
-// the virtual-wire LINT0/LINT1 setup; the boot vCPU also gets the
-// long-mode entry state st.
-func (c *vcpu) setup(base *cpuid, st *boot.CPUState, irqchip bool) error {
+// ID returns the vCPU's index (also its APIC ID).
+func (c *VCPU) ID() int { return c.id }
+
+// Setup gives the vCPU its CPUID (base with its APIC ID), and its local
+// APIC the virtual-wire LINT0/LINT1 setup; the boot vCPU (st not nil)
+// also gets the long-mode entry state st.
+func (c *VCPU) Setup(base *CPUID, st *boot.CPUState, irqchip bool) error {
 	id := *base
-	for i := range id.Nent {
-		e := &id.Entries[i]
+	for i := range id.nent {
+		e := &id.entries[i]
 		switch e.Function {
 		case 1:
 			e.EBX = e.EBX&0x00ffffff | uint32(c.id)<<24
@@ -264,9 +293,8 @@ func (c *vcpu) setup(base *cpuid, st *boot.CPUState, irqchip bool) error {
 		}
 		const lvt0, lvt1, extINT, nmi = 0x350, 0x360, 7 << 8, 4 << 8
 		for _, r := range []struct{ off, mode uint32 }{{lvt0, extINT}, {lvt1, nmi}} {
-			v := uint32(l.Regs[r.off]) | uint32(l.Regs[r.off+1])<<8 | uint32(l.Regs[r.off+2])<<16 | uint32(l.Regs[r.off+3])<<24
-			v = v&^0x700 | r.mode
-			l.Regs[r.off], l.Regs[r.off+1], l.Regs[r.off+2], l.Regs[r.off+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+			v := binary.LittleEndian.Uint32(l.Regs[r.off:])
+			binary.LittleEndian.PutUint32(l.Regs[r.off:], v&^0x700|r.mode)
 		}
 		if err := ioctlPtr(c.fd, kvmSetLAPIC, unsafe.Pointer(&l)); err != nil {
 			return fmt.Errorf("KVM_SET_LAPIC on vCPU %d: %w", c.id, err)
@@ -275,9 +303,9 @@ func (c *vcpu) setup(base *cpuid, st *boot.CPUState, irqchip bool) error {
 	if st == nil {
 		return nil // application processors wait for INIT/SIPI
 	}
-	var s Sregs
-	if err := ioctlPtr(c.fd, kvmGetSregs, unsafe.Pointer(&s)); err != nil {
-		return fmt.Errorf("KVM_GET_SREGS: %w", err)
+	s, err := c.Sregs()
+	if err != nil {
+		return err
 	}
 	code := Segment{Limit: 0xffffffff, Selector: boot.SelectorCode, Type: 11, Present: 1, S: 1, L: 1, G: 1}
 	data := Segment{Limit: 0xffffffff, Selector: boot.SelectorData, Type: 3, Present: 1, S: 1, DB: 1, G: 1}
@@ -305,15 +333,111 @@ func (c *vcpu) setup(base *cpuid, st *boot.CPUState, irqchip bool) error {
 	return nil
 }
 
-// kvmAvailable reports whether DefaultDevice can be opened, for tests.
-func kvmAvailable() error {
-	if _, err := os.Stat(DefaultDevice); err != nil {
-		return fmt.Errorf("%w: %w", ErrNoKVM, err)
+// Regs returns the vCPU's general registers (KVM_GET_REGS).
+func (c *VCPU) Regs() (Regs, error) {
+	var r Regs
+	if err := ioctlPtr(c.fd, kvmGetRegs, unsafe.Pointer(&r)); err != nil {
+		return r, fmt.Errorf("KVM_GET_REGS on vCPU %d: %w", c.id, err)
 	}
-	fd, err := openKVM(DefaultDevice)
-	if err != nil {
-		return err
-	}
-	unix.Close(fd)
-	return nil
+	return r, nil
 }
+
+// Sregs returns the vCPU's segment and control registers
+// (KVM_GET_SREGS).
+func (c *VCPU) Sregs() (Sregs, error) {
+	var s Sregs
+	if err := ioctlPtr(c.fd, kvmGetSregs, unsafe.Pointer(&s)); err != nil {
+		return s, fmt.Errorf("KVM_GET_SREGS on vCPU %d: %w", c.id, err)
+	}
+	return s, nil
+}
+
+// BindThread records the calling OS thread as the one running the vCPU,
+// so Kick can interrupt it. The caller must have locked its goroutine to
+// the thread.
+func (c *VCPU) BindThread() { c.tid.Store(int32(unix.Gettid())) }
+
+// Run enters the guest (KVM_RUN) until the next exit. It returns
+// unix.EINTR, unretried, when a signal (a Kick) interrupted it.
+func (c *VCPU) Run() error {
+	_, err := ioctl(c.fd, kvmRun, 0)
+	return err
+}
+
+// ClearImmediateExit clears kvm_run.immediate_exit, so the next Run
+// enters the guest. Clear it before looking at the requests a Kick
+// announces, so a request made after the look still stops that Run.
+func (c *VCPU) ClearImmediateExit() {
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&c.run[0])), 0)
+}
+
+// Kick makes the vCPU leave the guest soon: immediate_exit stops a Run
+// about to enter, a SIGURG to its thread interrupts one inside (Go's
+// runtime ignores an unexpected SIGURG). The VM must not be closed.
+func (c *VCPU) Kick() {
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&c.run[0])), 1<<(8*runImmediateExit))
+	if tid := c.tid.Load(); tid != 0 {
+		unix.Tgkill(unix.Getpid(), int(tid), unix.SIGURG) // ESRCH: the thread has ended
+	}
+}
+
+// ExitReason returns the reason of the last exit (an Exit constant).
+func (c *VCPU) ExitReason() uint32 {
+	return binary.LittleEndian.Uint32(c.run[runExitReason:])
+}
+
+// ExitData returns the exit union of the kvm_run page: the raw details
+// of the last exit.
+func (c *VCPU) ExitData() []byte { return c.run[runExit:] }
+
+// IOExit is a decoded ExitIO: Count accesses of Size bytes at Port, with
+// Data (Size×Count bytes inside the kvm_run page) holding what an OUT
+// wrote or receiving what an IN reads.
+type IOExit struct {
+	Out   bool
+	Port  uint16
+	Size  int
+	Count int
+	Data  []byte
+}
+
+// IO decodes the last exit as an ExitIO. KVM writes these fields; they
+// are checked all the same, so a bad exit is an error, not a panic.
+func (c *VCPU) IO() (IOExit, error) {
+	u := c.ExitData()
+	e := IOExit{
+		Out:   u[0] == ioDirectionOut,
+		Size:  int(u[1]),
+		Port:  binary.LittleEndian.Uint16(u[2:]),
+		Count: int(binary.LittleEndian.Uint32(u[4:])),
+	}
+	off := binary.LittleEndian.Uint64(u[8:])
+	if e.Size != 1 && e.Size != 2 && e.Size != 4 || off > uint64(len(c.run)) || uint64(e.Size)*uint64(e.Count) > uint64(len(c.run))-off {
+		return e, fmt.Errorf("malformed I/O exit (port %#x, size %d, count %d)", e.Port, e.Size, e.Count)
+	}
+	e.Data = c.run[off : off+uint64(e.Size*e.Count)]
+	return e, nil
+}
+
+// MMIOExit is a decoded ExitMMIO: an access of len(Data) bytes (1 to 8)
+// at guest physical address Addr that no memory backs. Data holds what
+// a write wrote, or receives what a read reads.
+type MMIOExit struct {
+	Addr  uint64
+	Write bool
+	Data  []byte
+}
+
+// MMIO decodes the last exit as an ExitMMIO.
+func (c *VCPU) MMIO() MMIOExit {
+	u := c.ExitData()
+	n := min(binary.LittleEndian.Uint32(u[16:]), 8)
+	return MMIOExit{Addr: binary.LittleEndian.Uint64(u[0:]), Write: u[20] != 0, Data: u[8 : 8+n]}
+}
+
+// SystemEvent returns the type of the last ExitSystemEvent (a
+// SystemEvent constant).
+func (c *VCPU) SystemEvent() uint32 { return binary.LittleEndian.Uint32(c.ExitData()[0:]) }
+
+// FailEntryReason returns the hardware reason of the last ExitFailEntry.
+func (c *VCPU) FailEntryReason() uint64 { return binary.LittleEndian.Uint64(c.ExitData()[0:]) }

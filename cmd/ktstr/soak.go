@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ktstr/ktstr/internal/outfile"
+	"github.com/ktstr/ktstr/replay"
+	"github.com/ktstr/ktstr/soak"
+)
+
+// runSoak implements `ktstr soak [flags] -- RECORD-FLAGS...` and
+// `ktstr soak merge SUMMARY...`.
+func runSoak(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "merge" {
+		return runSoakMerge(args[1:], stdout, stderr)
+	}
+	fs := newFlagSet("soak", "[flags] -- RECORD-FLAGS... (or: soak merge SUMMARY.json...)", stderr)
+	runs := fs.Int("runs", 10, "runs of the configuration, over all shards")
+	jobs := fs.Int("j", 1, "runs at once (each a VM; give the VMs --cpus so they fit the host)")
+	shardFlag := fs.String("shard", "0/1", "this job's share of the runs: I/N (0 ≤ I < N), or auto/N to take I from JOB_COMPLETION_INDEX (Kubernetes Indexed Job)")
+	keep := fs.String("keep", "soak-out", "directory for the traces (and console logs) of runs that did not end as expected")
+	expect := fs.String("expect", "poweroff,sched_exit", "END reasons that count as expected, comma-separated")
+	asJSON := fs.Bool("json", false, "print one JSON object per run and a final summary object (JSON Lines)")
+	summaryPath := fs.String("summary", "", "also write the summary as JSON to FILE (for soak merge)")
+	rest, recordArgs := args, []string(nil)
+	for i, a := range args {
+		if a == "--" {
+			rest, recordArgs = args[:i], args[i+1:]
+			break
+		}
+	}
+	if help, err := parseFlags(fs, rest); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("soak: unexpected argument %q; record's flags go after --", fs.Arg(0))
+	}
+	switch {
+	case *runs < 1:
+		return usagef("soak: --runs must be at least 1, got %d", *runs)
+	case *jobs < 1:
+		return usagef("soak: -j must be at least 1, got %d", *jobs)
+	}
+	for _, a := range recordArgs {
+		if a == "-o" || strings.HasPrefix(a, "-o=") || a == "--console" || strings.HasPrefix(a, "--console=") {
+			return usagef("soak: %s is soak's to set for each run; drop it from the record flags", a)
+		}
+	}
+	shard, err := soak.ParseShard(*shardFlag, os.Getenv)
+	if err != nil {
+		return usagef("soak: --%w", err)
+	}
+	if err := os.MkdirAll(*keep, 0o755); err != nil {
+		return usagef("soak: --keep %s: %w", *keep, err)
+	}
+	if *summaryPath != "" {
+		if err := outfile.Check(*summaryPath, summaryOpt()); err != nil {
+			return usagef("soak: %w", err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return envErr(fmt.Errorf("soak: cannot find the ktstr executable to run record: %w", err))
+	}
+	// Every run's configuration is checked once before any boots: bad
+	// record flags are one error, not N failed runs.
+	if err := checkRecordArgs(recordArgs); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	enc := json.NewEncoder(stdout)
+	cfg := soak.Config{
+		Runs: *runs, Jobs: *jobs, Shard: shard, Dir: *keep,
+		Expect: soak.Expect{Reasons: strings.Split(*expect, ",")},
+		Run:    recordRunner(self, recordArgs),
+		Each: func(r soak.Result) {
+			if *asJSON {
+				_ = enc.Encode(r)
+			}
+			if !r.Expected {
+				fmt.Fprintf(stderr, "\rsoak: run %d: %s (kept %s)\n", r.Index, r.Why, r.Trace)
+			}
+		},
+		Progress: func(done, running, kept, total int, elapsed time.Duration) {
+			rate := 0.0
+			if elapsed > 0 {
+				rate = float64(done) / elapsed.Minutes()
+			}
+			fmt.Fprintf(stderr, "\rsoak %s: %d/%d runs done, %d running, %d kept, %.1f runs/min ", shard, done, total, running, kept, rate)
+		},
+	}
+	sum, err := soak.Soak(ctx, cfg)
+	fmt.Fprintln(stderr)
+	if *summaryPath != "" {
+		if werr := writeSummary(*summaryPath, sum); werr != nil {
+			return usagef("soak: %w", werr)
+		}
+	}
+	if *asJSON {
+		_ = enc.Encode(map[string]any{"summary": sum})
+	} else {
+		writeSoakTable(stdout, sum)
+	}
+	if err != nil {
+		return &exitError{ExitInterrupted, err}
+	}
+	if sum.Failed > 0 {
+		return checkFailed()
+	}
+	return nil
+}
+
+// summaryOpt is how soak writes --summary: a summary is a soak's own
+// output, replaced by the next soak that names it.
+func summaryOpt() outfile.Options { return outfile.Options{Force: true, Flag: "--summary"} }
+
+// writeSummary writes the summary as indented JSON under the output rule.
+func writeSummary(path string, sum soak.Summary) error {
+	f, err := outfile.Create(path, summaryOpt())
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(sum); err != nil {
+		return fmt.Errorf("--summary %s: %w", path, err)
+	}
+	return f.Commit()
+}
+
+// checkRecordArgs runs `ktstr record --help`'s parser over the record
+// flags (without recording), so a typo is exit 2 before any run.
+func checkRecordArgs(args []string) error {
+	fs := newFlagSet("record", "", io.Discard)
+	var o recordOptions
+	o.declare(fs)
+	if _, err := parseFlags(fs, args); err != nil {
+		return usagef("soak: the record flags after --: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("soak: the record flags after --: unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// recordRunner runs `ktstr record ARGS -o PATH` as a child process and
+// replays the trace it wrote.
+func recordRunner(self string, args []string) soak.Runner {
+	return func(ctx context.Context, i int, path string) soak.Result {
+		console := strings.TrimSuffix(path, ".zst") + ".console"
+		cmd := exec.CommandContext(ctx, self, append(append([]string{"record"}, args...), "-q", "--force", "-o", path, "--console", console)...)
+		out, err := cmd.CombinedOutput()
+		var r soak.Result
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			r.ExitStatus = ee.ExitCode()
+		case err != nil:
+			r.ExitStatus = -1
+			r.Why = err.Error()
+		}
+		f, ferr := os.Open(path)
+		if ferr != nil {
+			r.Reason = ""
+			r.Violations = []string{"no trace: " + lastLine(string(out))}
+			return r
+		}
+		defer f.Close()
+		rep, rerr := replay.Trace(f, path, replay.Options{})
+		if rerr != nil {
+			r.Violations = []string{rerr.Error()}
+			return r
+		}
+		if rep.End != nil {
+			r.Reason = rep.End.Reason
+		}
+		r.Match, r.Violations = rep.Match, rep.Violations
+		if rep.Truncated != nil {
+			r.Violations = append(r.Violations, "trace truncated: "+rep.Truncated.Error())
+		}
+		if r.ExitStatus == 0 {
+			_ = os.Remove(console)
+		}
+		return r
+	}
+}
+
+func lastLine(s string) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	return l[len(l)-1]
+}
+
+// writeSoakTable prints the run-end reasons with counts and the kept
+// traces.
+func writeSoakTable(w io.Writer, s soak.Summary) {
+	reasons := make([]string, 0, len(s.Reasons))
+	for k := range s.Reasons {
+		reasons = append(reasons, k)
+	}
+	sort.Strings(reasons)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "soak %s: %d runs in %.0f s (%.1f runs/min), %d not as expected\n", s.Shard, s.Runs, s.Seconds, float64(s.Runs)/(s.Seconds/60), s.Failed)
+	fmt.Fprintln(tw, "END REASON\tRUNS")
+	for _, k := range reasons {
+		fmt.Fprintf(tw, "%s\t%d\n", k, s.Reasons[k])
+	}
+	tw.Flush()
+	for _, k := range s.Kept {
+		fmt.Fprintf(w, "kept %s (ktstr replay %s)\n", k, k)
+	}
+}
+
+// runSoakMerge implements `ktstr soak merge SUMMARY...`.
+func runSoakMerge(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("soak merge", "SUMMARY.json...", stderr)
+	asJSON := fs.Bool("json", false, "print the merged summary as JSON")
+	paths, help, err := parseInterspersed(fs, args)
+	if help || err != nil {
+		return err
+	}
+	if len(paths) == 0 {
+		return usagef("soak merge: give the shards' --summary files")
+	}
+	var parts []soak.Summary
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return usagef("soak merge: %w", err)
+		}
+		var s soak.Summary
+		if err := json.Unmarshal(b, &s); err != nil {
+			return usagef("soak merge: %s is not a soak summary: %w", filepath.Base(p), err)
+		}
+		parts = append(parts, s)
+	}
+	m, err := soak.Merge(parts)
+	if err != nil {
+		return usagef("soak %w", err)
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(m)
+	}
+	writeSoakTable(stdout, m)
+	if m.Failed > 0 {
+		return checkFailed()
+	}
+	return nil
+}

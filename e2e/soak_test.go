@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// soakCLI runs `ktstr soak ARGS -- RECORD...` and returns its summary.
+func soakCLI(t testing.TB, e env, bin string, args []string, record ...string) (map[string]any, string, int) {
+	t.Helper()
+	sum := filepath.Join(t.TempDir(), "summary.json")
+	cmd := exec.Command(bin, append(append(append([]string{"soak"}, args...), "--summary", sum, "--"), append([]string{"--agent", e.agent}, record...)...)...)
+	cmd.Dir = e.root
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err, string(out))
+	}
+	b, err := os.ReadFile(sum)
+	require.NoError(t, err, string(out))
+	var s map[string]any
+	require.NoError(t, json.Unmarshal(b, &s))
+	return s, string(out), code
+}
+
+// TestSoak: a soak of good runs keeps nothing and exits 0; a soak whose
+// runs cannot end as expected (a watchdog far shorter than the run)
+// keeps every trace, counts the reason and exits 1; two shards merge to
+// the whole.
+func TestSoak(t *testing.T) {
+	e := setup(t)
+	dir := t.TempDir()
+	bin := buildKtstr(t, e, dir)
+
+	keep := filepath.Join(dir, "good")
+	s, out, code := soakCLI(t, e, bin, []string{"--runs", "2", "-j", "2", "--keep", keep}, "--cpus", "1", "--duration", "1s")
+	require.Equal(t, 0, code, out)
+	assert.EqualValues(t, 2, s["runs"])
+	assert.Equal(t, map[string]any{"poweroff": 2.0}, s["reasons"])
+	assert.Empty(t, s["kept"])
+	left, _ := filepath.Glob(filepath.Join(keep, "*"))
+	assert.Empty(t, left, "expected runs leave nothing behind")
+
+	bad := filepath.Join(dir, "bad")
+	s, out, code = soakCLI(t, e, bin, []string{"--runs", "2", "--shard", "1/2", "--keep", bad}, "--cpus", "1", "--duration", "20s", "--watchdog", "1s")
+	assert.Equal(t, 1, code, out)
+	assert.EqualValues(t, 1, s["runs"], "shard 1 of 2 takes one of two runs")
+	assert.Equal(t, map[string]any{"watchdog": 1.0}, s["reasons"])
+	require.Len(t, s["kept"], 1)
+	kept := s["kept"].([]any)[0].(string)
+	assert.FileExists(t, kept)
+	assert.FileExists(t, strings.TrimSuffix(kept, ".zst")+".console", "the console log is kept beside it")
+
+	// Bad input is caught before any run.
+	cmd := exec.Command(bin, "soak", "--runs", "1", "--", "--no-such-flag")
+	out2, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 2, ee.ExitCode(), string(out2))
+	cmd = exec.Command(bin, "soak", "--shard", "2/2")
+	out2, err = cmd.CombinedOutput()
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 2, ee.ExitCode(), string(out2))
+}
+
+// BenchmarkSoak reports `ktstr soak --runs 6 --cpus 1` runs per minute
+// with -j 2 against -j 1 on this host (the issue's comparison at a third
+// of its 20 runs, to keep make bench short).
+func BenchmarkSoak(b *testing.B) {
+	e := setup(b)
+	bin := buildKtstr(b, e, b.TempDir())
+	rate := map[string]float64{}
+	for range b.N {
+		for _, j := range []string{"1", "2"} {
+			s, out, code := soakCLI(b, e, bin, []string{"--runs", "6", "-j", j, "--keep", b.TempDir()}, "--cpus", "1", "--duration", "1s")
+			require.Equal(b, 0, code, out)
+			rate[j] = s["runs"].(float64) / (s["seconds"].(float64) / 60)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "soak: %.1f runs/min with -j 2, %.1f with -j 1 (ratio %.2f)\n", rate["2"], rate["1"], rate["2"]/rate["1"])
+	b.ReportMetric(rate["2"], "j2-runs/min")
+	b.ReportMetric(rate["1"], "j1-runs/min")
+	b.ReportMetric(rate["2"]/rate["1"], "j2/j1")
+}
