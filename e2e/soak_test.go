@@ -92,3 +92,45 @@ func BenchmarkSoak(b *testing.B) {
 	b.ReportMetric(rate["1"], "j1-runs/min")
 	b.ReportMetric(rate["2"]/rate["1"], "j2/j1")
 }
+
+// TestRerun: a recorded run is recorded again from its trace's command
+// line and the two are compared: the rerun's trace exists, replays, and
+// the report says where the runs part (exit 1) or that they agree (0).
+// A trace whose command line is not a record (an import) is refused.
+func TestRerun(t *testing.T) {
+	e := setup(t)
+	dir := t.TempDir()
+	bin := buildKtstr(t, e, dir)
+	orig := filepath.Join(dir, "orig.zst")
+	cmd := exec.Command(bin, "record", "--agent", e.agent, "--scenario", "sched-exit", "--duration", "2s", "-q", "-o", orig)
+	cmd.Dir = e.root
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	rerun := filepath.Join(dir, "again.zst")
+	cmd = exec.Command(bin, "rerun", orig, "-o", rerun)
+	cmd.Dir = e.root
+	out, err = cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err, string(out))
+	}
+	require.Contains(t, []int{0, 1}, code, string(out))
+	assert.Contains(t, string(out), "rerun: ktstr record", "the command it ran is shown")
+	assert.Contains(t, string(out), "--scenario=sched-exit")
+	require.FileExists(t, rerun)
+	rep, err := exec.Command(bin, "replay", rerun).CombinedOutput()
+	assert.NoError(t, err, "the rerun's trace replays: %s", rep)
+	t.Logf("rerun exit %d:\n%s", code, lastLines(string(out), 12))
+
+	imported := filepath.Join(dir, "raw.zst")
+	raw := filepath.Join(dir, "raw.bin")
+	require.NoError(t, os.WriteFile(raw, []byte("x"), 0o644))
+	require.NoError(t, exec.Command(bin, "trace", "import", "--raw", raw, "-o", imported).Run())
+	out, err = exec.Command(bin, "rerun", imported).CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 2, ee.ExitCode(), string(out))
+}

@@ -50,6 +50,7 @@ func commands() map[string]command {
 		"trace":  {"show, summarise or import traces", runTrace, readSoftLimit},
 		"corpus": {"export traces as Go fuzz corpus files", runCorpus, readSoftLimit},
 		"kernel": {"fetch or build guest kernels", runKernel, 0},
+		"rerun":  {"record again the configuration a trace records, and diff the two", runRerun, recordSoftLimit},
 		"soak":   {"run one record configuration many times, keep the runs that went wrong", runSoak, readSoftLimit},
 	}
 }
