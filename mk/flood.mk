@@ -14,3 +14,9 @@ FLOOD_ROUNDS ?= 1
 .PHONY: bench-flood
 bench-flood:
 	$(GO) test -run '^$$' -bench 'Flood' -benchtime=$(FLOOD_ROUNDS)x -timeout 30m ./e2e
+
+# ktstr soak's parallelism on this host: runs per minute with -j 2
+# against -j 1 (BenchmarkSoak, 6 runs of steady on 1 vCPU each side).
+.PHONY: bench-soak
+bench-soak:
+	$(GO) test -run '^$$' -bench 'Soak' -benchtime=1x -timeout 30m ./e2e
