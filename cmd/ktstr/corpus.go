@@ -10,6 +10,7 @@ import (
 
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/corpus"
+	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/internal/outfile"
 	"github.com/ktstr/ktstr/replay"
 )
@@ -89,7 +90,8 @@ func runCorpusExport(args []string, stdout, stderr io.Writer) error {
 			}
 			return usagef("corpus export: %w", err)
 		}
-		fmt.Fprintf(stdout, "%s\t%s (%d deliveries, %d bytes)\n", safe(out), safe(path), streams[i].Deliveries(), len(streams[i].Data))
+		frames, rejected := sessionCounts(streams[i])
+		fmt.Fprintf(stdout, "%s\t%s (%d deliveries, %d bytes, %d frames, %d rejected)\n", safe(out), safe(path), streams[i].Deliveries(), len(streams[i].Data), frames, rejected)
 	}
 	return nil
 }
@@ -167,4 +169,21 @@ func parseInterspersed(fs *flag.FlagSet, args []string) (pos []string, help bool
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// sessionCounts feeds an exported stream through a Session, as the fuzz
+// target will, and counts its frames and the ones the gates reject: what
+// the corpus entry exercises.
+func sessionCounts(s *replay.Stream) (frames, rejected int) {
+	sess := dispatch.NewSession()
+	for i := range s.Deliveries() {
+		sess.Feed(s.Times[i], s.Delivery(i), func(_ *dispatch.Message, r dispatch.Result) {
+			frames++
+			if !r.Accepted() {
+				rejected++
+			}
+		})
+	}
+	sess.Finish()
+	return frames, rejected
 }
