@@ -91,16 +91,16 @@ func bareQEMUThroughput(tb testing.TB, e env, accel string) (mbPerS, sysRdyMS fl
 	tb.Helper()
 	for attempt := 1; ; attempt++ {
 		stream, sysRdy, console, hung := bareQEMURun(tb, e, accel)
-		if hung && attempt == 1 {
-			tb.Logf("bare QEMU hung (no end within %v); retrying once; console:\n%s", bareTimeout, lastLines(console, 10))
+		if hung && attempt < bootTries {
+			tb.Logf("bare QEMU hung (no end within %v); retrying; console:\n%s", bareTimeout, lastLines(console, 10))
 			continue
 		}
 		first, test := scanTX(stream)
 		if first != wire.SysRdy {
 			// As recordRun does: a kernel that died while booting is
 			// retried once, saying so.
-			if panicked := panicLine(console); attempt == 1 && panicked != "" {
-				tb.Logf("bare QEMU: the guest kernel died before SYS_RDY (%s); retrying once", panicked)
+			if panicked := panicLine(console); attempt < bootTries && panicked != "" {
+				tb.Logf("bare QEMU: the guest kernel died before SYS_RDY (%s); retrying", panicked)
 				continue
 			}
 			tb.Logf("bare QEMU console:\n%s", lastLines(console, 30))

@@ -122,8 +122,8 @@ func (b *Backend) ChooseAccel() error {
 }
 
 // Args returns QEMU's command line for cfg (without the binary), with
-// the bulk port on bulkSock and QMP on qmpSock. It starts the guest
-// paused.
+// the bulk port on bulkSock and QMP on qmpSock. The guest starts once a
+// client holds the bulk port.
 func Args(cfg vmm.Config, accel, bulkSock, qmpSock string) []string {
 	cpu := "max"
 	if accel == AccelKVM {
@@ -136,11 +136,14 @@ func Args(cfg vmm.Config, accel, bulkSock, qmpSock string) []string {
 	return []string{
 		"-M", "pc", "-accel", accel, "-cpu", cpu,
 		"-m", strconv.Itoa(cfg.MemMiB), "-smp", strconv.Itoa(cfg.CPUs),
-		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-S",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-serial", serial,
 		"-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Cmdline,
 		"-device", "virtio-serial-pci",
-		"-chardev", "socket,id=bulk,path=" + bulkSock + ",server=on,wait=off",
+		// wait=on: QEMU starts the guest only once the recorder holds
+		// the bulk port, so no byte is written before anyone reads, and
+		// the guest's boot need not wait for a QMP round trip.
+		"-chardev", "socket,id=bulk,path=" + bulkSock + ",server=on,wait=on",
 		"-device", "virtserialport,chardev=bulk,name=ktstr-bulk",
 		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
 	}
@@ -208,17 +211,18 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error
 		case <-sctx.Done():
 		}
 	}()
+	// The bulk port first: QEMU waits for it (wait=on) before it starts
+	// the guest, and before it listens on QMP.
+	conn, err := dialUnix(sctx, bulkSock)
+	if err != nil {
+		return fail(fmt.Errorf("qemu: connect bulk port socket: %w", err))
+	}
+	m.bulk = conn.(*net.UnixConn)
 	q, err := dialQMP(sctx, qmpSock)
 	if err != nil {
 		return fail(fmt.Errorf("qemu: %w", err))
 	}
 	m.qmp = q
-	var d net.Dialer
-	conn, err := d.DialContext(sctx, "unix", bulkSock)
-	if err != nil {
-		return fail(fmt.Errorf("qemu: connect bulk port socket: %w", err))
-	}
-	m.bulk = conn.(*net.UnixConn)
 	m.info = map[string]string{
 		"accel":        accel,
 		"accel_reason": why,
@@ -227,11 +231,25 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error
 		"machine":      "pc",
 		"transport":    "virtio-serial-pci",
 	}
-	if _, err := q.execute(sctx, "cont", nil); err != nil {
-		return fail(fmt.Errorf("qemu: start the guest: %w", err))
-	}
 	go m.reap()
 	return m, nil
+}
+
+// dialUnix connects to the unix socket at path, retrying until QEMU
+// listens on it or ctx ends.
+func dialUnix(ctx context.Context, path string) (net.Conn, error) {
+	for {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "unix", path)
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // exitGrace is how long QEMU may take to exit after it reports the

@@ -216,15 +216,16 @@ func TestArgs(t *testing.T) {
 	cfg := vmm.Config{Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0 ktstr.scenario=steady", CPUs: 2, MemMiB: 512, ConsoleLog: "/c.log"}
 	args := strings.Join(Args(cfg, AccelTCG, "/w/bulk.sock", "/w/qmp.sock"), " ")
 	for _, want := range []string{
-		"-M pc", "-accel tcg", "-cpu max", "-m 512", "-smp 2", "-no-reboot", "-S",
+		"-M pc", "-accel tcg", "-cpu max", "-m 512", "-smp 2", "-no-reboot",
 		"-serial file:/c.log", "-kernel /k", "-initrd /i",
 		"-device virtio-serial-pci",
-		"-chardev socket,id=bulk,path=/w/bulk.sock,server=on,wait=off",
+		"-chardev socket,id=bulk,path=/w/bulk.sock,server=on,wait=on",
 		"-device virtserialport,chardev=bulk,name=ktstr-bulk",
 		"-qmp unix:/w/qmp.sock,server=on,wait=off",
 	} {
 		assert.Contains(t, args, want)
 	}
+	assert.NotContains(t, strings.Fields(args), "-S", "the guest starts as soon as the recorder holds the bulk port")
 	a := Args(cfg, AccelTCG, "/b", "/q")
 	for i, s := range a {
 		if s == "-append" {
