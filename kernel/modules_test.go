@@ -99,7 +99,7 @@ func moduleTree(t *testing.T, root, ext string, builtin bool) string {
 	require.NoError(t, os.MkdirAll(filepath.Join(drv, "char"), 0o755))
 	mods := map[string]string{
 		"virtio/virtio_pci_legacy_dev": "", "virtio/virtio_pci_modern_dev": "",
-		"virtio/virtio_pci": "virtio,virtio_ring,virtio_pci_legacy_dev,virtio_pci_modern_dev",
+		"virtio/virtio_pci":   "virtio,virtio_ring,virtio_pci_legacy_dev,virtio_pci_modern_dev",
 		"char/virtio_console": "virtio,virtio_ring",
 	}
 	if !builtin {
@@ -164,9 +164,9 @@ func TestResolveOrdersByDependency(t *testing.T) {
 // another architecture, a dependency loop; each names the file.
 func TestResolveRefusesBadModules(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(dir string)
-		want  string
+		want   string
 	}{
 		{"control: intact", func(string) {}, ""},
 		{"missing dependency", func(d string) { os.Remove(filepath.Join(d, "kernel/drivers/virtio/virtio_ring.ko")) }, "needs virtio_ring"},

@@ -18,7 +18,6 @@ import (
 // order is the order they load in (dependencies first).
 const ModulesDir = "/lib/ktstr/modules"
 
-
 // loadModules loads every module in dir, in name order, with
 // finit_module(2), and says on the console what it loaded and how long
 // it took. A module already loaded (EEXIST) is fine; any other failure
