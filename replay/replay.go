@@ -139,9 +139,9 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 				}
 				rep.Deliveries++
 				if held != nil {
-					if int64(len(held.Data)+len(rec.Data)) > limit {
+					if !held.fits(len(rec.Data), limit) {
 						if opt.Chunking.Kind == ChunkWhole {
-							return fmt.Errorf("chunking whole feeds the stream in one piece, and this one exceeds %d bytes; use recorded, bytes or random:SEED", limit)
+							return fmt.Errorf("chunking whole feeds the stream in one piece, and this one exceeds %d bytes or %d deliveries; use recorded, bytes or random:SEED", limit, MaxHeldDeliveries)
 						}
 						held = nil
 					} else {
@@ -213,47 +213,80 @@ func contains(list []string, s string) bool {
 // ErrTooLong reports a TX stream longer than the caller's limit.
 var ErrTooLong = errors.New("the TX stream is longer than the limit")
 
-// ReadStream reads a trace's TX bulk-port deliveries into memory, for
-// mutation and inspection; it refuses streams over limit bytes with an
-// error wrapping ErrTooLong.
-func ReadStream(src io.Reader, limit int64) (*Stream, capture.Meta, *capture.End, error) {
-	s, meta, end, more, err := ReadPrefix(src, limit)
-	if err == nil && more {
-		return nil, meta, nil, fmt.Errorf("%w: it exceeds %d bytes", ErrTooLong, limit)
-	}
-	return s, meta, end, err
+// MaxHeldDeliveries is the most deliveries a stream held in memory keeps:
+// each costs 16 bytes of Starts and Times besides its bytes, so a trace
+// of one-byte deliveries must not make a 4 MiB stream a 64 MiB one.
+const MaxHeldDeliveries = 1 << 18
+
+// fits reports whether one more delivery of n bytes stays within limit
+// bytes and MaxHeldDeliveries.
+func (s *Stream) fits(n int, limit int64) bool {
+	return int64(len(s.Data)+n) <= limit && s.Deliveries() < MaxHeldDeliveries
 }
 
-// ReadPrefix reads a trace's TX bulk-port deliveries into memory up to
-// limit bytes, stopping before the first delivery that would pass it;
-// more reports that the stream goes on. The END record is returned only
-// when the whole stream was read.
-func ReadPrefix(src io.Reader, limit int64) (s *Stream, meta capture.Meta, end *capture.End, more bool, err error) {
+// Held is a trace's TX bulk-port stream held in memory, with what else
+// the trace says: every command that works on a whole stream (mutation,
+// minimisation, corpus export) reads it with Hold.
+type Held struct {
+	Stream     *Stream
+	Meta       capture.Meta
+	End        *capture.End // the END record, nil when the trace has none or More
+	Truncation *Truncation  // where a trace cut short stops; nil when complete
+	More       bool         // the stream goes on past the limit (Stream is its prefix)
+	Events     int          // EVENT records read
+	RX         int          // RX deliveries on the bulk port read
+}
+
+// Hold reads a trace's TX bulk-port deliveries into memory, stopping
+// before the first that would pass limit bytes or MaxHeldDeliveries
+// (then More is set). Errors about the trace wrap ErrBadTrace.
+func Hold(src io.Reader, limit int64) (*Held, error) {
 	r, err := capture.NewReader(src)
 	if err != nil {
-		return nil, capture.Meta{}, nil, false, fmt.Errorf("%w: %w", ErrBadTrace, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadTrace, err)
 	}
-	s = &Stream{}
+	h := &Held{Stream: &Stream{}}
 	for {
 		rec, err := r.Next()
-		if errors.Is(err, io.EOF) || errors.Is(err, capture.ErrTruncated) {
-			return s, r.Meta(), end, false, nil
+		h.Meta = r.Meta()
+		switch {
+		case errors.Is(err, io.EOF):
+			return h, nil
+		case errors.Is(err, capture.ErrTruncated):
+			h.Truncation = &Truncation{At: r.Offset(), Reason: strings.TrimPrefix(err.Error(), "capture: ")}
+			return h, nil
+		case err != nil:
+			return nil, fmt.Errorf("%w: %w", ErrBadTrace, err)
 		}
-		if err != nil {
-			return nil, r.Meta(), nil, false, fmt.Errorf("%w: %w", ErrBadTrace, err)
-		}
-		switch rec.Kind {
-		case capture.KindData:
-			if rec.Dir == capture.TX && rec.Port == capture.BulkPort {
-				if int64(len(s.Data)+len(rec.Data)) > limit {
-					return s, r.Meta(), nil, true, nil
-				}
-				s.Append(rec.TimeNS, rec.Data)
+		switch {
+		case rec.Kind == capture.KindData && rec.Port == capture.BulkPort && rec.Dir == capture.RX:
+			h.RX++
+		case rec.Kind == capture.KindData && rec.Port == capture.BulkPort:
+			if !h.Stream.fits(len(rec.Data), limit) {
+				h.More = true
+				return h, nil
 			}
-		case capture.KindEnd:
-			end = rec.End
+			h.Stream.Append(rec.TimeNS, rec.Data)
+		case rec.Kind == capture.KindEvent:
+			h.Events++
+		case rec.Kind == capture.KindEnd:
+			h.End = rec.End
 		}
 	}
+}
+
+// ReadStream reads a trace's TX bulk-port deliveries into memory, for
+// mutation and inspection; it refuses streams over limit bytes (or
+// MaxHeldDeliveries) with an error wrapping ErrTooLong.
+func ReadStream(src io.Reader, limit int64) (*Stream, capture.Meta, *capture.End, error) {
+	h, err := Hold(src, limit)
+	if err != nil {
+		return nil, capture.Meta{}, nil, err
+	}
+	if h.More {
+		return nil, h.Meta, nil, fmt.Errorf("%w: it exceeds %d bytes or %d deliveries", ErrTooLong, limit, MaxHeldDeliveries)
+	}
+	return h.Stream, h.Meta, h.End, nil
 }
 
 // WriteStream writes s as a trace (TX deliveries with their times, no

@@ -197,3 +197,34 @@ func TestReplaySkipsManyRXRecords(t *testing.T) {
 		assert.Empty(t, rep.Violations)
 	}
 }
+
+// TestHeldStreamIsBoundedByDeliveries: a stream within the model limit
+// in bytes but of more than MaxHeldDeliveries deliveries is not held
+// (each delivery costs its Starts and Times entries), so it replays
+// without the model check; a short one is held and model-checked (the
+// control).
+func TestHeldStreamIsBoundedByDeliveries(t *testing.T) {
+	frame := wire.AppendFrame(nil, wire.Stimulus, nil)
+	for _, tc := range []struct {
+		deliveries int
+		held       bool
+	}{{1000, true}, {replay.MaxHeldDeliveries + 10, false}} {
+		var buf bytes.Buffer
+		w, err := capture.NewWriter(&buf, capture.Meta{Backend: "test"})
+		require.NoError(t, err)
+		for i := range tc.deliveries {
+			require.NoError(t, w.WriteData(capture.TX, capture.BulkPort, int64(i), frame[i%16:i%16+1]))
+		}
+		require.NoError(t, w.Close())
+		rep, err := replay.Trace(bytes.NewReader(buf.Bytes()), "bytes", replay.Options{})
+		require.NoError(t, err)
+		assert.Equal(t, tc.held, rep.ModelChecked, "%d deliveries", tc.deliveries)
+		assert.Empty(t, rep.Violations)
+		assert.EqualValues(t, tc.deliveries/16, rep.Frames)
+
+		h, err := replay.Hold(bytes.NewReader(buf.Bytes()), 1<<20)
+		require.NoError(t, err)
+		assert.Equal(t, !tc.held, h.More)
+		assert.LessOrEqual(t, h.Stream.Deliveries(), replay.MaxHeldDeliveries)
+	}
+}

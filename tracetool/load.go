@@ -2,10 +2,8 @@ package tracetool
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
@@ -36,46 +34,20 @@ type Loaded struct {
 // replay.ErrTooLong, a damaged trace with one wrapping replay.ErrBadTrace.
 // name labels the errors.
 func Load(src io.Reader, name string, limit int64) (*Loaded, error) {
-	r, err := capture.NewReader(src)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", name, replay.ErrBadTrace, err)
+	h, err := replay.Hold(src, limit)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", name, err)
+	case h.More:
+		return nil, fmt.Errorf("%s: %w: it holds more than %d TX bytes or %d deliveries", name, replay.ErrTooLong, limit, replay.MaxHeldDeliveries)
 	}
-	l := &Loaded{Stream: &replay.Stream{}, Meta: r.Meta()}
-	for {
-		rec, err := r.Next()
-		switch {
-		case errors.Is(err, io.EOF):
-			return l, nil
-		case errors.Is(err, capture.ErrTruncated):
-			l.Truncation = &replay.Truncation{At: r.Offset(), Reason: strings.TrimPrefix(err.Error(), "capture: ")}
-			return l, nil
-		case err != nil:
-			return nil, fmt.Errorf("%s: %w: %w", name, replay.ErrBadTrace, err)
+	l := &Loaded{Stream: h.Stream, Meta: h.Meta, End: h.End, Truncation: h.Truncation, Events: h.Events, RX: h.RX}
+	if h.End != nil && len(h.End.Outcome) > 0 {
+		var o dispatch.Outcome
+		if err := json.Unmarshal(h.End.Outcome, &o); err != nil {
+			return nil, fmt.Errorf("%s: %w: the END record's outcome is not valid outcome JSON: %w", name, replay.ErrBadTrace, err)
 		}
-		switch rec.Kind {
-		case capture.KindData:
-			if rec.Port != capture.BulkPort {
-				continue
-			}
-			if rec.Dir == capture.RX {
-				l.RX++
-				continue
-			}
-			if int64(len(l.Stream.Data)+len(rec.Data)) > limit {
-				return nil, fmt.Errorf("%s: %w: it holds more than %d TX bytes", name, replay.ErrTooLong, limit)
-			}
-			l.Stream.Append(rec.TimeNS, rec.Data)
-		case capture.KindEvent:
-			l.Events++
-		case capture.KindEnd:
-			l.End = rec.End
-			if len(rec.End.Outcome) > 0 {
-				var o dispatch.Outcome
-				if err := json.Unmarshal(rec.End.Outcome, &o); err != nil {
-					return nil, fmt.Errorf("%s: %w: the END record's outcome is not valid outcome JSON: %w", name, replay.ErrBadTrace, err)
-				}
-				l.Recorded = &o
-			}
-		}
+		l.Recorded = &o
 	}
+	return l, nil
 }

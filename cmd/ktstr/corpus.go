@@ -1,14 +1,12 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
-	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/corpus"
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/internal/outfile"
@@ -118,36 +116,17 @@ func exportStream(path string, limit int64) (*replay.Stream, *replay.Truncation,
 		return nil, nil, fmt.Errorf("corpus export: %w", err)
 	}
 	defer f.Close()
-	r, err := capture.NewReader(f)
-	if err != nil {
+	h, err := replay.Hold(f, limit)
+	switch {
+	case err != nil:
+		return nil, nil, fmt.Errorf("corpus export: %s: %w", path, err)
+	case h.More:
+		return nil, nil, fmt.Errorf("corpus export: %s: %w: the stream exceeds %d bytes or %d deliveries; export a shorter trace or raise -max", path, corpus.ErrTooLarge, limit, replay.MaxHeldDeliveries)
+	}
+	if err := checkEndOutcome(h.End); err != nil {
 		return nil, nil, fmt.Errorf("corpus export: %s: %w: %w", path, replay.ErrBadTrace, err)
 	}
-	s := &replay.Stream{}
-	for {
-		rec, err := r.Next()
-		switch {
-		case errors.Is(err, io.EOF):
-			return s, nil, nil
-		case errors.Is(err, capture.ErrTruncated):
-			return s, truncationOf(r, err), nil
-		case err != nil:
-			return nil, nil, fmt.Errorf("corpus export: %s: %w: %w", path, replay.ErrBadTrace, err)
-		}
-		switch rec.Kind {
-		case capture.KindData:
-			if rec.Dir != capture.TX || rec.Port != capture.BulkPort {
-				continue
-			}
-			if int64(len(s.Data)+len(rec.Data)) > limit {
-				return nil, nil, fmt.Errorf("corpus export: %s: %w: the stream exceeds %d bytes; export a shorter trace or raise -max", path, corpus.ErrTooLarge, limit)
-			}
-			s.Append(rec.TimeNS, rec.Data)
-		case capture.KindEnd:
-			if err := checkEndOutcome(rec.End); err != nil {
-				return nil, nil, fmt.Errorf("corpus export: %s: %w: %w", path, replay.ErrBadTrace, err)
-			}
-		}
-	}
+	return h.Stream, h.Truncation, nil
 }
 
 // parseInterspersed parses flags that may come before, between or after

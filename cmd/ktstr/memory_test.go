@@ -51,7 +51,7 @@ func TestReadSideCommandsStayBounded(t *testing.T) {
 		t.Skip("writes and reads 64 MiB bombs (-short)")
 	}
 	dir := t.TempDir()
-	sizes := map[string]int{tracegen.BombFlood: 64 << 20, tracegen.BombTiny: 8 << 20, tracegen.BombTags: 32 << 20}
+	sizes := map[string]int{tracegen.BombFlood: 64 << 20, tracegen.BombTiny: 8 << 20, tracegen.BombTags: 32 << 20, tracegen.BombBytes: 4 << 20}
 	for _, shape := range tracegen.Bombs() {
 		path := filepath.Join(dir, shape+".zst")
 		f, err := os.Create(path)
@@ -66,6 +66,8 @@ func TestReadSideCommandsStayBounded(t *testing.T) {
 			{"replay", path},
 			{"replay", "--json", path},
 			{"replay", "--mutate", "40", path},
+			{"replay", "--chunking", "whole", path},
+			{"trace", "minimize", "--until", "sys_rdy", "--force", "-o", filepath.Join(dir, "min.zst"), path},
 			{"trace", "show", path},
 			{"trace", "stat", path},
 			{"corpus", "export", "-o", filepath.Join(dir, "corpus"), path},

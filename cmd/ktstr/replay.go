@@ -292,14 +292,15 @@ func campaign(path string, n int, seed uint64, saveDir string, force bool, stder
 		return nil, nil, fmt.Errorf("replay --mutate: %w", err)
 	}
 	defer f.Close()
-	s, meta, _, more, err := replay.ReadPrefix(f, mutateLimit)
+	h, err := replay.Hold(f, mutateLimit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("replay --mutate: %s: %w", path, err)
 	}
 	f.Close()
+	s, meta, more := h.Stream, h.Meta, h.More
 	if more {
-		fmt.Fprintf(stderr, "ktstr: replay --mutate: %s: its TX stream is longer than %d bytes; mutating its first %d bytes (%d deliveries)\n",
-			safe(path), mutateLimit, len(s.Data), s.Deliveries())
+		fmt.Fprintf(stderr, "ktstr: replay --mutate: %s: its TX stream is longer than %d bytes or %d deliveries; mutating its first %d bytes (%d deliveries)\n",
+			safe(path), mutateLimit, replay.MaxHeldDeliveries, len(s.Data), s.Deliveries())
 	}
 	c := replay.Mutate(s, n, seed)
 	mutants, failing := c.Total()

@@ -46,14 +46,14 @@ func TestTraceToolsStayBounded(t *testing.T) {
 		minimized  int    // minimize's exit status: 2 refused (over --max), 0 done
 	}
 	var inputs []input
-	sizes := map[string]int{tracegen.BombFlood: 64 << 20, tracegen.BombTiny: 8 << 20, tracegen.BombTags: 32 << 20}
+	sizes := map[string]int{tracegen.BombFlood: 64 << 20, tracegen.BombTiny: 8 << 20, tracegen.BombTags: 32 << 20, tracegen.BombBytes: 4 << 20}
 	for _, shape := range tracegen.Bombs() {
 		p := writeTraceFile(t, dir, shape+".zst", func(f *os.File) error { return tracegen.WriteBomb(f, shape, sizes[shape]) })
 		inputs = append(inputs, input{"bomb-" + shape, p, "tag=STIM", 2})
 	}
 	inputs = append(inputs, input{"run-256MiB", writeTraceFile(t, dir, "run.zst", func(f *os.File) error { return tracegen.Write(f, 256<<20) }), "tag=STIM", 2})
 	// At the minimizer's default bound (4 MiB of TX), so that it runs to
-	// the end: one frame per delivery (524288 deliveries), and a tag each.
+	// the end: one frame per delivery (262144 deliveries, at replay.MaxHeldDeliveries), and a tag each.
 	inputs = append(inputs,
 		input{"bomb-tiny-4MiB", writeTraceFile(t, dir, "tiny4.zst", func(f *os.File) error { return tracegen.WriteBomb(f, tracegen.BombTiny, 4<<20) }), "tag=STIM", 0},
 		input{"bomb-tags-4MiB", writeTraceFile(t, dir, "tags4.zst", func(f *os.File) error { return tracegen.WriteBomb(f, tracegen.BombTags, 4<<20) }), "reject=unknown_tag", 0})

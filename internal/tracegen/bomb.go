@@ -15,10 +15,11 @@ const (
 	BombFlood = "flood" // intact empty STIM frames in 256 KiB deliveries: per-verdict state
 	BombTiny  = "tiny"  // one intact empty STIM frame per delivery: per-delivery state
 	BombTags  = "tags"  // intact empty frames, each with a tag of its own: per-tag state
+	BombBytes = "bytes" // one byte per delivery: per-delivery state of a stream held whole
 )
 
 // Bombs lists every bomb shape.
-func Bombs() []string { return []string{BombFlood, BombTiny, BombTags} }
+func Bombs() []string { return []string{BombFlood, BombTiny, BombTags, BombBytes} }
 
 // WriteBomb writes a trace of the given shape holding size TX bytes (a
 // whole number of 16-byte frames), with an END record whose outcome is
@@ -59,6 +60,15 @@ func WriteBomb(w io.Writer, shape string, size int) error {
 						return err
 					}
 					buf = buf[:0]
+				}
+			}
+			return nil
+		}
+	case BombBytes:
+		deliver = func(tw *capture.Writer) error {
+			for i := 0; i < size; i++ {
+				if err := tw.WriteData(capture.TX, capture.BulkPort, int64(i), frame[i%len(frame):i%len(frame)+1]); err != nil {
+					return err
 				}
 			}
 			return nil
