@@ -23,6 +23,8 @@ build:
 
 vet:
 	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './out/*')); \
+	if [ -n "$$unformatted" ]; then echo "vet: not gofmt-formatted (run gofmt -w): $$unformatted"; exit 1; fi
 
 # The end-to-end runs boot VMs under TCG; they run after the other
 # packages, not beside them, so two cores are theirs alone. First
