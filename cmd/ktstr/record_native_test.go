@@ -225,22 +225,8 @@ func TestCheckKVMSpeed(t *testing.T) {
 // (summary and END record), and the replay matches the live outcome with
 // no violation.
 func TestRecordNativeTestGuest(t *testing.T) {
-	if f, err := os.OpenFile(kvm.DefaultDevice, os.O_RDWR, 0); err != nil {
-		t.Skipf("no usable %s (%v): the native backend cannot run here", kvm.DefaultDevice, err)
-	} else {
-		f.Close()
-	}
 	dir := t.TempDir()
-	elf := os.Getenv(kvm.TestGuestEnv)
-	if elf == "" {
-		if _, err := exec.LookPath("gcc"); err != nil {
-			t.Skip("gcc not found (apt-get install gcc): cannot build the test guest")
-		}
-		elf = filepath.Join(dir, "guest.elf")
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		require.NoError(t, kvm.BuildTestGuest(ctx, filepath.Join("..", "..", kvm.TestGuestSource), elf))
-	}
+	elf := testGuest(t, dir)
 
 	trace := filepath.Join(dir, "guest.zst")
 	code, _, stderr := ktstr("record", "-q", "--backend", "native", "--kernel", elf, "--cmdline", "stim=3",
@@ -252,23 +238,8 @@ func TestRecordNativeTestGuest(t *testing.T) {
 	t.Logf("summary:\n%s", stderr)
 
 	// The END record says the same.
-	f, err := os.Open(trace)
-	require.NoError(t, err)
-	defer f.Close()
-	r, err := capture.NewReader(f)
-	require.NoError(t, err)
-	assert.Equal(t, "native", r.Meta().Backend)
-	var end *capture.End
-	for {
-		rec, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		require.NoError(t, err)
-		if rec.Kind == capture.KindEnd {
-			end = rec.End
-		}
-	}
+	meta, end := traceEnd(t, trace)
+	assert.Equal(t, "native", meta.Backend)
 	require.NotNil(t, end, "the trace has an END record")
 	assert.Equal(t, vmm.EndSchedExit, end.Reason)
 
@@ -312,4 +283,49 @@ func TestRecordKeepsExistingTrace(t *testing.T) {
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, "recorded earlier", string(b))
+}
+
+// testGuest returns the freestanding test guest (KTSTR_TEST_GUEST, or
+// built into dir with gcc), skipping with the reason where there is no
+// usable KVM device or no gcc.
+func testGuest(t *testing.T, dir string) string {
+	t.Helper()
+	if f, err := os.OpenFile(kvm.DefaultDevice, os.O_RDWR, 0); err != nil {
+		t.Skipf("no usable %s (%v): the native backend cannot run here", kvm.DefaultDevice, err)
+	} else {
+		f.Close()
+	}
+	if elf := os.Getenv(kvm.TestGuestEnv); elf != "" {
+		return elf
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("gcc not found (apt-get install gcc): cannot build the test guest")
+	}
+	elf := filepath.Join(dir, "guest.elf")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, kvm.BuildTestGuest(ctx, filepath.Join("..", "..", kvm.TestGuestSource), elf))
+	return elf
+}
+
+// traceEnd reads the trace at path and returns its metadata and END
+// record (nil when it has none), failing on any read error.
+func traceEnd(t *testing.T, path string) (capture.Meta, *capture.End) {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	r, err := capture.NewReader(f)
+	require.NoError(t, err)
+	var end *capture.End
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return r.Meta(), end
+		}
+		require.NoError(t, err)
+		if rec.Kind == capture.KindEnd {
+			end = rec.End
+		}
+	}
 }

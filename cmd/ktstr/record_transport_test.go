@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,22 +58,8 @@ func TestRecordTransportFlag(t *testing.T) {
 // guest's SCDX ends the run, the trace says which transport carried the
 // bytes, and the replay matches the live outcome.
 func TestRecordNativeTransports(t *testing.T) {
-	if f, err := os.OpenFile(kvm.DefaultDevice, os.O_RDWR, 0); err != nil {
-		t.Skipf("no usable %s (%v): the native backend cannot run here", kvm.DefaultDevice, err)
-	} else {
-		f.Close()
-	}
 	dir := t.TempDir()
-	elf := os.Getenv(kvm.TestGuestEnv)
-	if elf == "" {
-		if _, err := exec.LookPath("gcc"); err != nil {
-			t.Skip("gcc not found (apt-get install gcc): cannot build the test guest")
-		}
-		elf = filepath.Join(dir, "guest.elf")
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		require.NoError(t, kvm.BuildTestGuest(ctx, filepath.Join("..", "..", kvm.TestGuestSource), elf))
-	}
+	elf := testGuest(t, dir)
 	for _, tt := range []struct{ transport, meta string }{
 		{"pci", "virtio-pci-legacy"},
 		{"mmio", "virtio-mmio"},

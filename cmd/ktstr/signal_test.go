@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -21,7 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch/wire"
 	"github.com/ktstr/ktstr/vmm"
 )
@@ -163,22 +161,8 @@ func TestRecordInterrupted(t *testing.T) {
 			assert.Contains(t, last, "the trace "+trace+" holds the run")
 
 			// The trace is kept, whole, with its END record.
-			f, err := os.Open(trace)
-			require.NoError(t, err, "the trace is kept under its -o name")
-			defer f.Close()
-			r, err := capture.NewReader(f)
-			require.NoError(t, err)
-			var end *capture.End
-			for {
-				rec, err := r.Next()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				require.NoError(t, err)
-				if rec.Kind == capture.KindEnd {
-					end = rec.End
-				}
-			}
+			require.FileExists(t, trace, "the trace is kept under its -o name")
+			_, end := traceEnd(t, trace)
 			require.NotNil(t, end, "the trace ends with an END record")
 			assert.Equal(t, vmm.EndSignal, end.Reason)
 
