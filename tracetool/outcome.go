@@ -21,46 +21,71 @@ type FieldDiff struct {
 // maxValueText bounds the text of one side of a FieldDiff.
 const maxValueText = 240
 
+// outcomeField is one top-level field of the outcome JSON: whether two
+// outcomes differ in it (cheap, for the minimizer's every try), and how
+// the difference reads (for a report).
+type outcomeField struct {
+	name    string
+	differs func(a, b *dispatch.Outcome) bool
+	diff    func(a, b *dispatch.Outcome) FieldDiff
+}
+
+// scalarField is a field compared and shown by its value.
+func scalarField[T comparable](name string, get func(*dispatch.Outcome) T) outcomeField {
+	return outcomeField{name,
+		func(a, b *dispatch.Outcome) bool { return get(a) != get(b) },
+		func(a, b *dispatch.Outcome) FieldDiff {
+			return FieldDiff{Field: name, A: jsonText(get(a)), B: jsonText(get(b))}
+		}}
+}
+
+// listField is a list compared entry by entry and shown by its length
+// and first differing entry.
+func listField[T comparable](name string, get func(*dispatch.Outcome) []T) outcomeField {
+	return outcomeField{name,
+		func(a, b *dispatch.Outcome) bool { return !slices.Equal(get(a), get(b)) },
+		func(a, b *dispatch.Outcome) FieldDiff { return listDiff(name, get(a), get(b)) }}
+}
+
+// outcomeFields lists the top-level fields of the outcome JSON, in order.
+func outcomeFields() []outcomeField {
+	return []outcomeField{
+		scalarField("killed", func(o *dispatch.Outcome) bool { return o.Killed }),
+		scalarField("kill_signals", func(o *dispatch.Outcome) uint64 { return o.KillSignals }),
+		scalarField("sys_rdy", func(o *dispatch.Outcome) bool { return o.SysRdy }),
+		listField("snapshot_requests", func(o *dispatch.Outcome) []dispatch.SnapshotRequest { return o.SnapshotRequests }),
+		listField("kernel_ops", func(o *dispatch.Outcome) []dispatch.KernelOp { return o.KernelOps }),
+		{"kaslr",
+			func(a, b *dispatch.Outcome) bool {
+				return (a.KASLR == nil) != (b.KASLR == nil) || a.KASLR != nil && *a.KASLR != *b.KASLR
+			},
+			func(a, b *dispatch.Outcome) FieldDiff {
+				return FieldDiff{Field: "kaslr", A: jsonText(a.KASLR), B: jsonText(b.KASLR)}
+			}},
+		scalarField("step", func(o *dispatch.Outcome) uint16 { return o.Step }),
+		scalarField("watchdog_pauses", func(o *dispatch.Outcome) uint64 { return o.WatchdogPauses }),
+		scalarField("watchdog_pause_ns", func(o *dispatch.Outcome) int64 { return o.WatchdogPauseNS }),
+		listField("verdicts", func(o *dispatch.Outcome) []dispatch.Verdict { return o.Verdicts }),
+		scalarField("verdicts_dropped", func(o *dispatch.Outcome) uint64 { return o.VerdictsDropped }),
+		scalarField("verdicts_dropped_sha256", func(o *dispatch.Outcome) string { return o.VerdictsDroppedSHA256.String() }),
+		scalarField("rejected", func(o *dispatch.Outcome) dispatch.Rejected { return o.Rejected }),
+	}
+}
+
 // DiffOutcomes lists the top-level outcome fields in which a and b
 // differ, in the order of the outcome JSON; nil when they are equal.
 func DiffOutcomes(a, b *dispatch.Outcome) []FieldDiff {
 	var d []FieldDiff
-	scalar := func(name string, x, y any) {
-		if x != y {
-			d = append(d, FieldDiff{Field: name, A: jsonText(x), B: jsonText(y)})
+	for _, f := range outcomeFields() {
+		if f.differs(a, b) {
+			d = append(d, f.diff(a, b))
 		}
-	}
-	scalar("killed", a.Killed, b.Killed)
-	scalar("kill_signals", a.KillSignals, b.KillSignals)
-	scalar("sys_rdy", a.SysRdy, b.SysRdy)
-	if fd, ok := listDiff("snapshot_requests", a.SnapshotRequests, b.SnapshotRequests); ok {
-		d = append(d, fd)
-	}
-	if fd, ok := listDiff("kernel_ops", a.KernelOps, b.KernelOps); ok {
-		d = append(d, fd)
-	}
-	if (a.KASLR == nil) != (b.KASLR == nil) || a.KASLR != nil && *a.KASLR != *b.KASLR {
-		d = append(d, FieldDiff{Field: "kaslr", A: jsonText(a.KASLR), B: jsonText(b.KASLR)})
-	}
-	scalar("step", a.Step, b.Step)
-	scalar("watchdog_pauses", a.WatchdogPauses, b.WatchdogPauses)
-	scalar("watchdog_pause_ns", a.WatchdogPauseNS, b.WatchdogPauseNS)
-	if fd, ok := listDiff("verdicts", a.Verdicts, b.Verdicts); ok {
-		d = append(d, fd)
-	}
-	scalar("verdicts_dropped", a.VerdictsDropped, b.VerdictsDropped)
-	scalar("verdicts_dropped_sha256", a.VerdictsDroppedSHA256.String(), b.VerdictsDroppedSHA256.String())
-	if a.Rejected != b.Rejected {
-		d = append(d, FieldDiff{Field: "rejected", A: jsonText(a.Rejected), B: jsonText(b.Rejected)})
 	}
 	return d
 }
 
-// listDiff compares two lists of comparable entries.
-func listDiff[T comparable](name string, a, b []T) (FieldDiff, bool) {
-	if slices.Equal(a, b) {
-		return FieldDiff{}, false
-	}
+// listDiff shows two differing lists by length and first differing entry.
+func listDiff[T comparable](name string, a, b []T) FieldDiff {
 	i := 0
 	for i < len(a) && i < len(b) && a[i] == b[i] {
 		i++
@@ -74,7 +99,7 @@ func listDiff[T comparable](name string, a, b []T) (FieldDiff, bool) {
 		}
 		return s
 	}
-	return FieldDiff{Field: name, A: side(a), B: side(b)}, true
+	return FieldDiff{Field: name, A: side(a), B: side(b)}
 }
 
 // jsonText renders v as compact JSON, cut to maxValueText bytes.
@@ -93,55 +118,16 @@ func jsonText(v any) string {
 	return string(b)
 }
 
-// outcomeFields names the top-level fields of the outcome JSON, in
-// order.
-func outcomeFields() []string {
-	return []string{"killed", "kill_signals", "sys_rdy", "snapshot_requests", "kernel_ops", "kaslr", "step",
-		"watchdog_pauses", "watchdog_pause_ns", "verdicts", "verdicts_dropped", "verdicts_dropped_sha256", "rejected"}
-}
-
-// fieldDiffers reports whether a and b differ in the named field.
-func fieldDiffers(name string, a, b *dispatch.Outcome) bool {
-	switch name {
-	case "killed":
-		return a.Killed != b.Killed
-	case "kill_signals":
-		return a.KillSignals != b.KillSignals
-	case "sys_rdy":
-		return a.SysRdy != b.SysRdy
-	case "snapshot_requests":
-		return !slices.Equal(a.SnapshotRequests, b.SnapshotRequests)
-	case "kernel_ops":
-		return !slices.Equal(a.KernelOps, b.KernelOps)
-	case "kaslr":
-		return (a.KASLR == nil) != (b.KASLR == nil) || a.KASLR != nil && *a.KASLR != *b.KASLR
-	case "step":
-		return a.Step != b.Step
-	case "watchdog_pauses":
-		return a.WatchdogPauses != b.WatchdogPauses
-	case "watchdog_pause_ns":
-		return a.WatchdogPauseNS != b.WatchdogPauseNS
-	case "verdicts":
-		return !slices.Equal(a.Verdicts, b.Verdicts)
-	case "verdicts_dropped":
-		return a.VerdictsDropped != b.VerdictsDropped
-	case "verdicts_dropped_sha256":
-		return a.VerdictsDroppedSHA256 != b.VerdictsDroppedSHA256
-	default: // rejected
-		return a.Rejected != b.Rejected
-	}
-}
-
-// differingFields returns the names of the fields DiffOutcomes would
-// list, without rendering their values.
-func differingFields(a, b *dispatch.Outcome) []string {
-	var f []string
-	for _, name := range outcomeFields() {
-		if fieldDiffers(name, a, b) {
-			f = append(f, name)
+// differingOutcomeFields returns the fields in which a and b differ,
+// without rendering their values.
+func differingOutcomeFields(a, b *dispatch.Outcome) []outcomeField {
+	var d []outcomeField
+	for _, f := range outcomeFields() {
+		if f.differs(a, b) {
+			d = append(d, f)
 		}
 	}
-	return f
+	return d
 }
 
 // cloneOutcome returns a deep copy of o: one a Session does not share.

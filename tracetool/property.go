@@ -177,7 +177,7 @@ func (p Property) needsViolations() bool {
 type Checker struct {
 	prop     Property
 	recorded *dispatch.Outcome
-	fields   []string         // mismatch: the fields the baseline differs in
+	fields   []outcomeField   // mismatch: the fields the baseline differs in
 	base     dispatch.Outcome // mismatch: the baseline's outcome
 	s        *dispatch.Session
 	tags     []wire.Tag // the tags the property wants accepted
@@ -222,7 +222,7 @@ func (c *Checker) Runs() int { return c.runs }
 func (c *Checker) Baseline(s *replay.Stream) (bool, string) {
 	out, violations := c.replay(s)
 	if c.recorded != nil {
-		c.fields = differingFields(&out, c.recorded)
+		c.fields = differingOutcomeFields(&out, c.recorded)
 		c.base = cloneOutcome(&out)
 	}
 	var why []string
@@ -275,7 +275,7 @@ func (c *Checker) holds(cd cond, out *dispatch.Outcome, violations []string) boo
 			return false
 		}
 		for _, f := range c.fields {
-			if fieldDiffers(f, out, &c.base) {
+			if f.differs(out, &c.base) {
 				return false
 			}
 		}
