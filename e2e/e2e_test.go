@@ -175,7 +175,7 @@ func recordRun(t testing.TB, agent string, k kernel.Kernel, scheduler, scenario 
 	require.NoError(t, err)
 	assert.True(t, rep.Match, "replay reproduces the live outcome: %v", rep.Diff)
 	assert.Empty(t, rep.Violations)
-	assert.Nil(t, rep.Truncated)
+	assert.Nil(t, rep.Truncation)
 	t.Logf("%s: %s (%s); SYS_RDY %d ms; %d frames, %d bytes; accel %s",
 		scenario, res.Reason, res.Detail, res.SysRdyNS/1e6, res.Stats.Frames, res.Stats.Bytes, res.Info["accel"])
 	return recording{res: res, trace: trace.Bytes(), report: rep, recs: readAll(t, trace.Bytes())}

@@ -44,7 +44,6 @@ type Report struct {
 	Diff         []string       `json:"-"` // how Outcome differs from Recorded
 	Stats        dispatch.Stats `json:"-"`
 	ModelChecked bool           `json:"-"` // the stream fit in ModelLimit: invariants 6 and 10 were checked
-	Truncated    error          `json:"-"` // the trace ended early (a recorder killed mid-run)
 	Deliveries   int            `json:"-"`
 }
 
@@ -77,6 +76,12 @@ type MutationOperator struct {
 	Torn       uint64 `json:"torn"`       // frames rejected as crc or pad
 	Rejected   uint64 `json:"rejected"`   // frames rejected for any reason
 	Violations int    `json:"violations"` // mutants with at least one violation
+}
+
+// TruncationOf says where the Reader r stopped when it met err, an
+// error wrapping capture.ErrTruncated.
+func TruncationOf(r *capture.Reader, err error) *Truncation {
+	return &Truncation{At: r.Offset(), Reason: strings.TrimPrefix(err.Error(), "capture: ")}
 }
 
 // OK reports whether the replay matched and broke no invariant.
@@ -124,8 +129,7 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 				return nil
 			}
 			if errors.Is(err, capture.ErrTruncated) {
-				rep.Truncated = err
-				rep.Truncation = &Truncation{At: r.Offset(), Reason: strings.TrimPrefix(err.Error(), "capture: ")}
+				rep.Truncation = TruncationOf(r, err)
 				return nil
 			}
 			if err != nil {
@@ -253,7 +257,7 @@ func Hold(src io.Reader, limit int64) (*Held, error) {
 		case errors.Is(err, io.EOF):
 			return h, nil
 		case errors.Is(err, capture.ErrTruncated):
-			h.Truncation = &Truncation{At: r.Offset(), Reason: strings.TrimPrefix(err.Error(), "capture: ")}
+			h.Truncation = TruncationOf(r, err)
 			return h, nil
 		case err != nil:
 			return nil, fmt.Errorf("%w: %w", ErrBadTrace, err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
@@ -158,7 +157,7 @@ func (r *Reader) Next() (*Frame, error) {
 			r.finish()
 			continue
 		case errors.Is(err, capture.ErrTruncated):
-			r.trunc = &replay.Truncation{At: r.cr.Offset(), Reason: strings.TrimPrefix(err.Error(), "capture: ")}
+			r.trunc = replay.TruncationOf(r.cr, err)
 			r.finish()
 			continue
 		case err != nil:

@@ -132,12 +132,6 @@ func warnTruncated(stderr io.Writer, cmd, path string, t *replay.Truncation) {
 	fmt.Fprintf(stderr, "ktstr: %s: %s: truncated at byte %d: %s\n", cmd, safe(path), t.At, strings.TrimPrefix(t.Reason, "truncated trace: "))
 }
 
-// truncationOf is the truncated member for a trace whose Reader stopped
-// with err (wrapping capture.ErrTruncated), as replay.Trace fills it.
-func truncationOf(r *capture.Reader, err error) *replay.Truncation {
-	return &replay.Truncation{At: r.Offset(), Reason: strings.TrimPrefix(err.Error(), "capture: ")}
-}
-
 func replayOne(path string, c replay.Chunking, modelLimit int64) (*replay.Report, error) {
 	f, err := openTrace(path)
 	if err != nil {
@@ -191,8 +185,8 @@ func writeReport(w io.Writer, rep *replay.Report, c replay.Chunking) {
 			fmt.Fprintf(w, "              %s\n", safeInline(d))
 		}
 	}
-	if rep.Truncated != nil {
-		fmt.Fprintf(w, "  truncated:  %v (replayed what was there)\n", rep.Truncated)
+	if t := rep.Truncation; t != nil {
+		fmt.Fprintf(w, "  truncated:  at byte %d: %s (replayed what was there)\n", t.At, safe(t.Reason))
 	}
 	checked := "1–5, 7–9 (stream over --model-limit: model and split checks skipped)"
 	if rep.ModelChecked {

@@ -191,8 +191,8 @@ func recordRunner(self string, args []string) soak.Runner {
 			r.Reason = rep.End.Reason
 		}
 		r.Match, r.Violations = rep.Match, rep.Violations
-		if rep.Truncated != nil {
-			r.Violations = append(r.Violations, "trace truncated: "+rep.Truncated.Error())
+		if t := rep.Truncation; t != nil {
+			r.Violations = append(r.Violations, fmt.Sprintf("trace truncated at byte %d: %s", t.At, t.Reason))
 		}
 		if r.ExitStatus == 0 {
 			_ = os.Remove(console)

@@ -109,7 +109,7 @@ func walkTrace(path string, onStart func(capture.Meta), onFrame func(frameEvent)
 			break
 		}
 		if errors.Is(err, capture.ErrTruncated) {
-			w.truncated = truncationOf(r, err)
+			w.truncated = replay.TruncationOf(r, err)
 			break
 		}
 		if err != nil {

@@ -245,8 +245,8 @@ func compareReplay(v readerView, rep *replay.Report, err error) []string {
 	if rep.Deliveries != v.deliveries || rep.Bytes != v.bytes {
 		p = append(p, fmt.Sprintf("replay fed %d deliveries, %d bytes; the Reader returned %d, %d", rep.Deliveries, rep.Bytes, v.deliveries, v.bytes))
 	}
-	if (rep.Truncated != nil) != errors.Is(v.err, capture.ErrTruncated) {
-		p = append(p, fmt.Sprintf("replay notes truncation %v, the Reader ended with %v", rep.Truncated, orEOF(v.err)))
+	if (rep.Truncation != nil) != errors.Is(v.err, capture.ErrTruncated) {
+		p = append(p, fmt.Sprintf("replay notes truncation %v, the Reader ended with %v", rep.Truncation, orEOF(v.err)))
 	}
 	if (rep.End != nil) != (v.end != nil) {
 		p = append(p, fmt.Sprintf("replay saw an END record: %v; the Reader: %v", rep.End != nil, v.end != nil))
