@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
-
-	"github.com/ktstr/ktstr/dispatch/wire"
 )
 
 // Budgets of the gate table (invariant 7): the most snapshot requests,
@@ -38,7 +36,12 @@ type sinks struct {
 	dropLen int
 }
 
-const dropBufSize = 4096
+// dropBufSize is the gather buffer of dropped verdicts; dropHead is the
+// tag u32 and len u32 that start each dropped verdict's record.
+const (
+	dropBufSize = 4096
+	dropHead    = 8
+)
 
 func newSinks() sinks {
 	return sinks{out: NewOutcome(), dropped: sha256.New()}
@@ -52,17 +55,17 @@ func (s *sinks) bucket(m *Message) {
 		return
 	}
 	s.out.VerdictsDropped++
-	if wire.HeaderSize/2+len(m.Payload) > dropBufSize-s.dropLen {
+	if dropHead+len(m.Payload) > dropBufSize-s.dropLen {
 		s.flushDropped()
 	}
 	b := s.dropBuf[s.dropLen:]
 	binary.LittleEndian.PutUint32(b[0:4], uint32(m.Tag))
 	binary.LittleEndian.PutUint32(b[4:8], uint32(len(m.Payload)))
-	if 8+len(m.Payload) <= len(b) {
-		s.dropLen += 8 + copy(b[8:], m.Payload)
+	if dropHead+len(m.Payload) <= len(b) {
+		s.dropLen += dropHead + copy(b[dropHead:], m.Payload)
 		return
 	}
-	s.dropLen += 8
+	s.dropLen += dropHead
 	s.flushDropped()
 	s.dropped.Write(m.Payload)
 }
