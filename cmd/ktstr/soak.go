@@ -226,6 +226,28 @@ func writeSoakTable(w io.Writer, s soak.Summary) {
 	}
 }
 
+// maxSummary bounds a soak summary read back: its kept list is bounded
+// by the runs, and a file past this is not one soak wrote.
+const maxSummary = 16 << 20
+
+// readSummary reads a --summary file: a regular file (or pipe) of at
+// most maxSummary bytes.
+func readSummary(path string) ([]byte, error) {
+	f, err := openInput(path, "summary", true)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSummary+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > maxSummary {
+		return nil, fmt.Errorf("%s is over %d bytes: not a soak summary", path, maxSummary)
+	}
+	return b, nil
+}
+
 // runSoakMerge implements `ktstr soak merge SUMMARY...`.
 func runSoakMerge(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("soak merge", "SUMMARY.json...", stderr)
@@ -239,7 +261,7 @@ func runSoakMerge(args []string, stdout, stderr io.Writer) error {
 	}
 	var parts []soak.Summary
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := readSummary(p)
 		if err != nil {
 			return usagef("soak merge: %w", err)
 		}
