@@ -107,9 +107,23 @@ func Release(image []byte) (string, error) {
 
 // Inspect describes the bzImage at path, for `--kernel PATH`.
 func Inspect(path string) (Kernel, error) {
-	b, err := os.ReadFile(path)
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return Kernel{}, fmt.Errorf("read kernel: %w", err)
+	case !st.Mode().IsRegular():
+		return Kernel{}, fmt.Errorf("%s is not a regular file", path)
+	case st.Size() > maxImage:
+		return Kernel{}, fmt.Errorf("%s is %d bytes, over the %d-byte bound of a kernel image", path, st.Size(), maxImage)
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return Kernel{}, fmt.Errorf("read kernel: %w", err)
+	}
+	defer f.Close()
+	b, err := readAllLimited(f, maxImage)
+	if err != nil {
+		return Kernel{}, fmt.Errorf("read kernel %s: %w", path, err)
 	}
 	rel, err := Release(b)
 	if err != nil {

@@ -357,3 +357,14 @@ func TestPreflight(t *testing.T) {
 	assert.Equal(t, "missing", facts["virtio pci"])
 	assert.Equal(t, "yes", facts["PREEMPT_RT"])
 }
+
+// TestOpenDirRefusesNonFileImages: a directory whose boot/vmlinuz-* is a
+// device (here a symlink to /dev/zero) is refused, not read without end.
+func TestOpenDirRefusesNonFileImages(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "boot"), 0o755))
+	require.NoError(t, os.Symlink("/dev/zero", filepath.Join(dir, "boot", "vmlinuz-6.1.0-x")))
+	_, err := Open(dir, "", t.TempDir())
+	require.ErrorIs(t, err, ErrNotKernel)
+	assert.Contains(t, err.Error(), "not a regular file")
+}
