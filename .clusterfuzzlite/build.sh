@@ -10,10 +10,10 @@
 #
 # A target whose function is named in more than one .go file under its
 # package's directory breaks the base image's coverage build, and a
-# harness that passes its f or t as a testing.TB does not compile with
-# go-118-fuzz-build, whose F and T are not one (docs/fuzzing.md,
-# "libFuzzer and ClusterFuzzLite"). capture's FuzzReader and dispatch's
-# FuzzSessionPastBudget are not listed yet for that reason.
+# harness that calls what another _test.go file declares, or passes its
+# f or t as a testing.TB, does not compile with go-118-fuzz-build, which
+# compiles the harness file alone and whose F and T are not one
+# (docs/fuzzing.md, "What a target needs to build both ways").
 
 # go-118-fuzz-build rewrites each harness to import its own testing
 # package, which go.mod must then require; this changes only the copy
@@ -29,9 +29,11 @@ compile_native_go_fuzzer github.com/ktstr/ktstr/fuzz/trace FuzzTraceReader fuzz_
 compile_native_go_fuzzer github.com/ktstr/ktstr/fuzz/vmm FuzzVirtqueue fuzz_virtqueue
 compile_native_go_fuzzer github.com/ktstr/ktstr/fuzz/vmm FuzzConsoleRegisters fuzz_console_registers
 compile_native_go_fuzzer github.com/ktstr/ktstr/fuzz/vmm FuzzMMIORegisters fuzz_mmio_registers
+compile_native_go_fuzzer github.com/ktstr/ktstr/capture FuzzReader fuzz_reader
+compile_native_go_fuzzer github.com/ktstr/ktstr/dispatch FuzzSessionPastBudget fuzz_session_past_budget
 
 # The seed corpora: every input `go test` starts each target from (its
 # f.Add seeds, built from corpus.Seeds and the checked-in traces under
 # corpus/, and testdata/fuzz/FUNCTION), written as the libFuzzer input
 # that decodes to the same arguments.
-go run ./fuzz/internal/libfuzzer/lfuzz seeds -o "$OUT" "${BASH_SOURCE[0]}"
+go run ./internal/libfuzzer/lfuzz seeds -o "$OUT" "${BASH_SOURCE[0]}"

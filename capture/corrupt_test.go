@@ -3,7 +3,6 @@ package capture
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -157,7 +156,7 @@ func TestCorruptTraces(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, recs, err := readAll(t, tc.trace)
+			_, recs, err := readAll(tc.trace)
 			assert.Len(t, recs, tc.wantRecs)
 			if tc.want == nil {
 				require.ErrorIs(t, err, io.EOF)
@@ -169,17 +168,6 @@ func TestCorruptTraces(t *testing.T) {
 			assert.Equal(t, 1, sentinels(err), "error must wrap exactly one sentinel: %v", err)
 		})
 	}
-}
-
-// sentinels counts the package's sentinel errors err wraps.
-func sentinels(err error) int {
-	n := 0
-	for _, s := range []error{ErrCorrupt, ErrTruncated, ErrVersion} {
-		if errors.Is(err, s) {
-			n++
-		}
-	}
-	return n
 }
 
 // smallTrace returns a trace of several frames holding every kind of
@@ -202,13 +190,13 @@ func smallTrace(t *testing.T) ([]byte, []Record) {
 // (or record) boundaries and truncation everywhere else.
 func TestTruncatedEverywhere(t *testing.T) {
 	full, want := smallTrace(t)
-	_, got, err := readAll(t, full)
+	_, got, err := readAll(full)
 	require.ErrorIs(t, err, io.EOF, "control: the whole trace reads cleanly")
 	require.Len(t, got, len(want))
 
 	clean := 0
 	for i := 0; i < len(full); i++ {
-		_, got, err := readAll(t, full[:i])
+		_, got, err := readAll(full[:i])
 		if err == io.EOF {
 			clean++
 		} else {
@@ -238,7 +226,7 @@ func TestTruncatedEverywhere(t *testing.T) {
 	}
 	require.Equal(t, len(dec), off)
 	for i := 0; i < len(dec); i++ {
-		_, got, err := readAll(t, compress(dec[:i]))
+		_, got, err := readAll(compress(dec[:i]))
 		if boundaries[i] {
 			require.ErrorIs(t, err, io.EOF, "decompressed cut at record boundary %d", i)
 		} else {
@@ -259,7 +247,7 @@ func TestCorruptEveryByte(t *testing.T) {
 		for _, mask := range []byte{0x01, 0x80, 0xff} {
 			b := bytes.Clone(full)
 			b[i] ^= mask
-			_, _, err := readAll(t, b)
+			_, _, err := readAll(b)
 			if err != io.EOF {
 				require.Equal(t, 1, sentinels(err), "flip %#x at %d: %v", mask, i, err)
 				detected++
@@ -304,7 +292,7 @@ func TestOutcomeListBound(t *testing.T) {
 		n       int
 		corrupt bool
 	}{{MaxOutcomeEntries, false}, {MaxOutcomeEntries + 1, true}} {
-		_, recs, err := readAll(t, compress(cat(hdr, rec(KindEnd, endBody(0, 0, "x", list(tc.n))))))
+		_, recs, err := readAll(compress(cat(hdr, rec(KindEnd, endBody(0, 0, "x", list(tc.n))))))
 		if tc.corrupt {
 			require.ErrorIs(t, err, ErrCorrupt)
 			assert.Contains(t, err.Error(), "over the 65536")

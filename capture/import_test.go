@@ -39,7 +39,7 @@ func TestImportRaw(t *testing.T) {
 			var out bytes.Buffer
 			meta := Meta{ToolVersion: "import-test", Backend: "import"}
 			require.NoError(t, ImportRaw(&out, src, tc.chunk, meta))
-			got, recs, err := readAll(t, out.Bytes())
+			got, recs, err := readAll(out.Bytes())
 			require.ErrorIs(t, err, io.EOF)
 			assert.Equal(t, meta, got)
 			var joined []byte

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -92,56 +90,6 @@ func TestFalseLengthCostsNothing(t *testing.T) {
 	require.ErrorIs(t, err, io.EOF)
 	t.Logf("real record: %d bytes allocated", n)
 	assert.GreaterOrEqual(t, n, uint64(MaxRecordSize))
-}
-
-// FuzzReader feeds arbitrary bytes to the Reader, raw and compressed:
-// it must never panic, must classify every error, and whatever it reads
-// from a clean trace must survive a write/read round trip.
-func FuzzReader(f *testing.F) {
-	var buf bytes.Buffer
-	w, err := NewWriter(&buf, testMeta())
-	require.NoError(f, err)
-	require.NoError(f, writeRecords(w, sampleRecords(false)))
-	require.NoError(f, w.Close())
-	valid := buf.Bytes()
-	f.Add(valid, false)
-	f.Add(valid[:len(valid)/2], false)
-	f.Add([]byte{}, false)
-	f.Add([]byte("KTSTRTRC\x01\x00\x00\x00\x02\x00\x00\x00{}\x01\x0b\x00\x00\x00\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00"), true)
-	f.Add([]byte("KTSTRTRC\x01\x00\x00\x00\x02\x00\x00\x00{}\x07\xff\xff\xff\xff"), true)
-	f.Add([]byte("KTSTRTRC\x01\x00\x00\x00\x02\x00\x00\x00{}\x02\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff"), true)
-
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedFastest))
-	require.NoError(f, err)
-	var encMu sync.Mutex
-	f.Fuzz(func(t *testing.T, data []byte, compressIt bool) {
-		if compressIt {
-			// Let the fuzzer reach past the zstd layer.
-			encMu.Lock()
-			data = enc.EncodeAll(data, nil)
-			encMu.Unlock()
-		}
-		meta, recs, err := readAll(t, data)
-		if !errors.Is(err, io.EOF) {
-			require.Equal(t, 1, sentinels(err), "unclassified error: %v", err)
-			require.NotContains(t, err.Error(), "\n")
-			return
-		}
-		// A clean read round-trips.
-		var out bytes.Buffer
-		w, err := NewWriter(&out, meta)
-		require.NoError(t, err)
-		require.NoError(t, writeRecords(w, recs))
-		require.NoError(t, w.Close())
-		meta2, recs2, err := readAll(t, out.Bytes())
-		require.ErrorIs(t, err, io.EOF)
-		m1, err := json.Marshal(meta)
-		require.NoError(t, err)
-		m2, err := json.Marshal(meta2)
-		require.NoError(t, err)
-		require.JSONEq(t, string(m1), string(m2))
-		require.Equal(t, recs, recs2)
-	})
 }
 
 // benchDelivery and benchTotal shape the benchmark traffic: 64 MiB in

@@ -43,7 +43,7 @@ func TestTimerClosesFrame(t *testing.T) {
 	defer w.Close()
 	written := time.Now()
 	require.NoError(t, w.WriteData(TX, BulkPort, 1, []byte("pending")))
-	_, recs, err := readAll(t, dst.Bytes())
+	_, recs, err := readAll(dst.Bytes())
 	if time.Since(written) < FlushInterval {
 		// Control: before the deadline the record is still in the
 		// encoder, so the destination holds only the header frame.
@@ -52,7 +52,7 @@ func TestTimerClosesFrame(t *testing.T) {
 	}
 	deadline := written.Add(FlushInterval + 2*time.Second) // slack for a loaded machine
 	for {
-		_, recs, err = readAll(t, dst.Bytes())
+		_, recs, err = readAll(dst.Bytes())
 		if len(recs) == 1 || time.Now().After(deadline) {
 			break
 		}
@@ -72,12 +72,12 @@ func TestEventClosesFrame(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, w.WriteData(TX, BulkPort, 1, []byte("a")))
 	require.NoError(t, w.WriteEvent(2, "snapshot", json.RawMessage(`{"rip":1}`)))
-	_, recs, err := readAll(t, dst.Bytes())
+	_, recs, err := readAll(dst.Bytes())
 	require.ErrorIs(t, err, io.EOF)
 	require.Len(t, recs, 2)
 	require.NoError(t, w.WriteData(TX, BulkPort, 3, []byte("b")))
 	require.NoError(t, w.WriteEnd(End{TimeNS: 4, Reason: "poweroff"}))
-	_, recs, err = readAll(t, dst.Bytes())
+	_, recs, err = readAll(dst.Bytes())
 	require.ErrorIs(t, err, io.EOF)
 	require.Len(t, recs, 4)
 	assert.Equal(t, "poweroff", recs[3].End.Reason)
@@ -107,7 +107,7 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 	wg.Wait()
 	require.NoError(t, w.Close())
-	_, recs, err := readAll(t, dst.Bytes())
+	_, recs, err := readAll(dst.Bytes())
 	require.ErrorIs(t, err, io.EOF)
 	require.Len(t, recs, goroutines*each)
 	next := make([]int64, goroutines)
@@ -204,7 +204,7 @@ func TestWriterRejects(t *testing.T) {
 	assert.ErrorIs(t, err, ErrTooLarge)
 
 	// Everything rejected left no trace in the output.
-	_, recs, err := readAll(t, buf.Bytes())
+	_, recs, err := readAll(buf.Bytes())
 	require.ErrorIs(t, err, io.EOF)
 	require.Len(t, recs, 3)
 	assert.Equal(t, KindEvent, recs[1].Kind)

@@ -1,7 +1,9 @@
 package corpus
 
 import (
+	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/replay"
@@ -19,6 +21,22 @@ const SeedTraceDir = "seeds"
 // RealTraceDir is the directory, relative to this package, where
 // traces recorded from real runs are checked in.
 const RealTraceDir = "real"
+
+// TracePaths returns the paths of the traces checked in under
+// root/corpus, root being the module's root directory: those of
+// SeedTraceDir, then those of RealTraceDir. The fuzz targets start from
+// them (fuzz/internal/seeds), and lfuzz merge keeps their exports.
+func TracePaths(root string) ([]string, error) {
+	var paths []string
+	for _, dir := range []string{SeedTraceDir, RealTraceDir} {
+		m, err := filepath.Glob(filepath.Join(root, "corpus", dir, "*.zst"))
+		if err != nil {
+			return nil, fmt.Errorf("corpus: %w", err)
+		}
+		paths = append(paths, m...)
+	}
+	return paths, nil
+}
 
 // Meta returns the metadata of the seed's trace.
 func (s Seed) Meta() capture.Meta {

@@ -81,3 +81,18 @@ func assertSameStream(t *testing.T, want, got *replay.Stream, msg string) {
 	assert.Equal(t, want.Starts, got.Starts, msg)
 	assert.Equal(t, want.Times, got.Times, msg)
 }
+
+// TestTracePaths finds the checked-in seed traces, each a .zst under
+// SeedTraceDir, and nothing under a root without them.
+func TestTracePaths(t *testing.T) {
+	paths, err := TracePaths("..")
+	require.NoError(t, err)
+	require.NotEmpty(t, paths)
+	for _, p := range paths {
+		assert.Equal(t, ".zst", filepath.Ext(p), p)
+	}
+	assert.Equal(t, filepath.Join("..", "corpus", SeedTraceDir), filepath.Dir(paths[0]))
+	none, err := TracePaths(t.TempDir())
+	require.NoError(t, err)
+	assert.Empty(t, none)
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
 	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 )
 
 // FuzzAssembler frames one stream under two different splittings, and
@@ -39,7 +40,7 @@ func FuzzAssembler(f *testing.F) {
 		f.Add(s.Data, rec, []byte{})
 		f.Add(s.Data, []byte{0}, []byte{7, 200, 254, 1, 0x80})
 	}
-	export := seeds.Exporter()
+	export := libfuzzer.Exporter()
 	f.Fuzz(func(t *testing.T, stream, splitA, splitB []byte) {
 		if export != nil {
 			export(t, stream, splitA, splitB)

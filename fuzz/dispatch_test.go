@@ -8,6 +8,7 @@ import (
 
 	"github.com/ktstr/ktstr/corpus"
 	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 	"github.com/ktstr/ktstr/replay"
 )
 
@@ -23,7 +24,8 @@ import (
 // corpus export`, so every recorded run checked in becomes a test case.
 // It also builds with go-118-fuzz-build (.clusterfuzzlite/build.sh), so
 // the seeds are loaded without passing f on (seeds.Streams returns an
-// error) and the function is wrapped in seeds.Export.
+// error) and the fuzz function hands each input to libfuzzer.Exporter's
+// function first.
 func FuzzDispatch(f *testing.F) {
 	streams, err := seeds.Streams()
 	if err != nil {
@@ -32,7 +34,7 @@ func FuzzDispatch(f *testing.F) {
 	for _, s := range streams {
 		f.Add(corpus.EncodeDispatchInput(s))
 	}
-	export := seeds.Exporter()
+	export := libfuzzer.Exporter()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if export != nil {
 			export(t, data)

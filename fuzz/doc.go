@@ -38,8 +38,8 @@
 // whose F and T are not testing.TB: so a harness keeps what it calls in
 // non-test packages or in its own file, passes no f or t on as a
 // testing.TB (fuzz/internal/seeds returns errors instead), and calls
-// seeds.Exporter's function first, which is how its seeds reach
-// libFuzzer. And a target's function name appears in one .go file under
+// libfuzzer.Exporter's function (internal/libfuzzer) first, which is
+// how its seeds reach libFuzzer. And a target's function name appears in one .go file under
 // its package's directory, its harness: the base image finds the
 // harness with grep -r and its coverage build copies the one file.
 //
@@ -48,7 +48,7 @@
 // test ./fuzz/...` runs every target over its seed corpus (corpus.Seeds,
 // the checked-in traces under corpus/, and testdata/fuzz/) as ordinary
 // tests; KTSTR_FUZZ_NOSEEDS=1 leaves out the f.Add seeds of every
-// target but the two VMM ones, so a run can start from nothing. `make fuzz`
+// target but the three VMM ones, so a run can start from nothing. `make fuzz`
 // fuzzes the targets in turn and `make fuzz-brokengate` shows a target
 // finding the deliberately broken gate of the ktstr_brokengate build.
 // docs/fuzzing.md describes the input formats, how the corpus is

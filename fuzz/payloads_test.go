@@ -11,7 +11,7 @@ import (
 
 	"github.com/ktstr/ktstr/dispatch/wire"
 	"github.com/ktstr/ktstr/fuzz/internal/oracle"
-	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 )
 
 // codecs are the decoders FuzzPayloads checks. They are parameters so
@@ -45,7 +45,7 @@ type values struct {
 //   - values v: the encoding puts each field at its offset, and decoding
 //     it gives v back whenever the restatement accepts the bytes.
 func FuzzPayloads(f *testing.F) {
-	if seeds.Enabled() {
+	if libfuzzer.Enabled() {
 		snrq := wire.NewSnapshotRequest(7, wire.SnapshotCapture, "tag")
 		b, _ := snrq.AppendBinary(nil)
 		korq := wire.KernelOpRequestPayload{RequestID: 1, Op: 2, Arg: 3, Arg2: 4}
@@ -59,7 +59,7 @@ func FuzzPayloads(f *testing.F) {
 		f.Add(b, uint32(0), uint32(2), uint64(0), uint64(0), uint64(1), strings.Repeat("x", 63)+"é") // a rune cut by the 64-byte field
 		f.Add(a, uint32(1), uint32(3), uint64(1), uint64(0), uint64(0), "a\x00b")
 	}
-	export := seeds.Exporter()
+	export := libfuzzer.Exporter()
 	f.Fuzz(func(t *testing.T, p []byte, id, kind uint32, a, b, c uint64, tag string) {
 		if export != nil {
 			export(t, p, id, kind, a, b, c, tag)

@@ -17,14 +17,14 @@
 #                              corpus, go test's fuzz cache)
 #   make lint-workflows        actionlint over .github/workflows (make test runs it)
 #
-# lfuzz (fuzz/internal/libfuzzer/lfuzz) does the work. It needs clang
+# lfuzz (internal/libfuzzer/lfuzz) does the work. It needs clang
 # with its libFuzzer runtime (Debian 12: apt-get install clang-16
 # libclang-rt-16-dev; exit 3 names it when missing) and installs
 # go-118-fuzz-build, at the version build.sh pins, into out/tools/.
 
 .PHONY: libfuzzer libfuzzer-build libfuzzer-brokengate fuzz-merge lint-workflows
 
-LFUZZ = $(GO) run ./fuzz/internal/libfuzzer/lfuzz
+LFUZZ = $(GO) run ./internal/libfuzzer/lfuzz
 
 LIBFUZZER_TIME ?= 20s
 

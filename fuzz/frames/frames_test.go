@@ -14,7 +14,7 @@ import (
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
 	"github.com/ktstr/ktstr/fuzz/internal/oracle"
-	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 	"github.com/ktstr/ktstr/replay"
 )
 
@@ -403,7 +403,7 @@ func decodeFrames(data []byte) framesInput {
 // intact SCDX was sent, the internal effects and rejections the gate
 // table gives, and no resync or tail.
 func FuzzFrames(f *testing.F) {
-	if seeds.Enabled() {
+	if libfuzzer.Enabled() {
 		for _, seed := range [][]byte{
 			{},
 			[]byte("frames"),
@@ -413,7 +413,7 @@ func FuzzFrames(f *testing.F) {
 			f.Add(seed)
 		}
 	}
-	export := seeds.Exporter()
+	export := libfuzzer.Exporter()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if export != nil {
 			export(t, data)

@@ -18,6 +18,7 @@ import (
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 	"github.com/ktstr/ktstr/replay"
 )
 
@@ -61,14 +62,14 @@ func FuzzTraceReader(f *testing.F) {
 			f.Add(raw[:len(raw)*3/4], true)
 		}
 	}
-	if seeds.Enabled() {
+	if libfuzzer.Enabled() {
 		f.Add([]byte{}, false)
 		f.Add([]byte("KTSTRTRC\x01\x00\x00\x00\x02\x00\x00\x00{}"), true)
 	}
 	// Made at the first compressIt input and kept: a libFuzzer build
 	// runs this whole function, this line included, once per input.
 	var enc *zstd.Encoder
-	export := seeds.Exporter()
+	export := libfuzzer.Exporter()
 	f.Fuzz(func(t *testing.T, data []byte, compressIt bool) {
 		if export != nil {
 			export(t, data, compressIt)

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 	"github.com/ktstr/ktstr/vmm/guestmem"
 	"github.com/ktstr/ktstr/vmm/virtio"
 	"github.com/ktstr/ktstr/vmm/virtio/legacypci"
@@ -102,7 +102,7 @@ func FuzzVirtqueue(f *testing.F) {
 	// whole function once per input, and 4 MiB zeroed each time held it
 	// to 1.4 k executions a second.
 	var zeros []byte
-	export := seeds.Exporter()
+	export := libfuzzer.Exporter()
 	f.Fuzz(func(t *testing.T, image []byte, sizeLog uint8, pfn uint32) {
 		if export != nil {
 			export(t, image, sizeLog, pfn)
@@ -209,7 +209,7 @@ func runLegacyScript(t *testing.T, image, script []byte) int {
 // change.
 func FuzzConsoleRegisters(f *testing.F) {
 	f.Add(vqSeed(), legacyScript())
-	export := seeds.Exporter()
+	export := libfuzzer.Exporter()
 	f.Fuzz(func(t *testing.T, image, script []byte) {
 		if export != nil {
 			export(t, image, script)
@@ -301,7 +301,7 @@ func runMMIOScript(t *testing.T, image, script []byte) int {
 func FuzzMMIORegisters(f *testing.F) {
 	f.Add(vqSeed(), mmioScript())
 	f.Add(vqSeed(), mmioScript()[:8*8]) // negotiated, no queue
-	export := seeds.Exporter()
+	export := libfuzzer.Exporter()
 	f.Fuzz(func(t *testing.T, image, script []byte) {
 		if export != nil {
 			export(t, image, script)

@@ -1,8 +1,10 @@
 // Package seeds gives the fuzz targets under fuzz/ their seed inputs:
 // the streams of corpus.Seeds and of the checked-in traces under
-// corpus/, and the trace files themselves; and with Export it writes the
-// inputs a target runs as libFuzzer inputs, which is how the seeds reach
-// OSS-Fuzz and ClusterFuzzLite (they ignore f.Add).
+// corpus/, and the trace files themselves. Whether a target builds its
+// seeds at all (libfuzzer.Enabled) and how they reach OSS-Fuzz and
+// ClusterFuzzLite, which ignore f.Add (libfuzzer.Exporter), is
+// internal/libfuzzer's, which capture's and dispatch's harnesses use
+// too: they cannot import this package, which imports replay.
 //
 // Its functions return errors instead of taking a testing.TB: every
 // target must also build with go-118-fuzz-build, which rewrites a
@@ -24,39 +26,25 @@ import (
 	"path/filepath"
 
 	"github.com/ktstr/ktstr/corpus"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 	"github.com/ktstr/ktstr/replay"
 )
 
-// NoSeedsEnv, set to 1, makes every target that asks Enabled start from
-// an empty corpus (no f.Add seeds); with the package copied away from
-// its testdata/ this measures how long fuzzing takes to find a bug on
-// its own (make fuzz-brokengate).
-const NoSeedsEnv = "KTSTR_FUZZ_NOSEEDS"
-
-// TracePaths returns the paths of the checked-in traces: the seed
-// traces and the real-run traces under corpus/ of the module that holds
-// the working directory.
+// TracePaths returns the paths of the checked-in traces
+// (corpus.TracePaths) of the module that holds the working directory.
 func TracePaths() ([]string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return nil, err
 	}
-	var paths []string
-	for _, dir := range []string{corpus.SeedTraceDir, corpus.RealTraceDir} {
-		m, err := filepath.Glob(filepath.Join(root, "corpus", dir, "*.zst"))
-		if err != nil {
-			return nil, fmt.Errorf("seeds: %w", err)
-		}
-		paths = append(paths, m...)
-	}
-	return paths, nil
+	return corpus.TracePaths(root)
 }
 
 // Streams returns every seed stream: corpus.Seeds and the streams of the
 // checked-in traces, each cut at corpus.DefaultExportLimit. Nil when
-// seeding is off (Enabled).
+// seeding is off (libfuzzer.Enabled).
 func Streams() ([]*replay.Stream, error) {
-	if !Enabled() {
+	if !libfuzzer.Enabled() {
 		return nil, nil
 	}
 	var out []*replay.Stream
@@ -82,9 +70,9 @@ func Streams() ([]*replay.Stream, error) {
 }
 
 // TraceFiles returns the bytes of every checked-in trace. Nil when
-// seeding is off (Enabled).
+// seeding is off (libfuzzer.Enabled).
 func TraceFiles() ([][]byte, error) {
-	if !Enabled() {
+	if !libfuzzer.Enabled() {
 		return nil, nil
 	}
 	paths, err := TracePaths()

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/ktstr/ktstr/fuzz/internal/libfuzzer"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 )
 
 // goHeader is the first line of a `go test` corpus file.

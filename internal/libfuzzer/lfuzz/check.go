@@ -10,11 +10,11 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 )
 
 // cmdCheck runs every libFuzzer binary once over its seed corpus
-// (-runs=0: the corpus only, no mutation) with seeds.ExportEnv set, so
+// (-runs=0: the corpus only, no mutation) with libfuzzer.ExportEnv set, so
 // that each input the target's function is called with is written back
 // in the same encoding. The files written must be the seed corpus
 // exactly: then go-118-fuzz-build's decoder, the real one, turned every
@@ -89,7 +89,7 @@ func positiveControl(c *common, t Target) error {
 	return nil
 }
 
-// echo runs bin once over files with seeds.ExportEnv set and returns
+// echo runs bin once over files with libfuzzer.ExportEnv set and returns
 // what the target's function wrote back, and the binary's output.
 func echo(bin string, files map[string][]byte, work string) (map[string][]byte, []byte, error) {
 	if err := os.RemoveAll(work); err != nil {
@@ -105,7 +105,7 @@ func echo(bin string, files map[string][]byte, work string) (map[string][]byte, 
 	}
 	cmd := exec.Command(abs, "-runs=0", "in")
 	cmd.Dir = work
-	cmd.Env = append(withoutEnv(os.Environ(), seeds.ExportEnv), seeds.ExportEnv+"="+back)
+	cmd.Env = append(withoutEnv(os.Environ(), libfuzzer.ExportEnv), libfuzzer.ExportEnv+"="+back)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Run(); err != nil {

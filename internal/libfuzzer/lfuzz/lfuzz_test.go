@@ -44,10 +44,6 @@ func notBuilt(fn string) string {
 	switch fn {
 	case "FuzzBaseline":
 		return "fuzz: the engine's own reference for make fuzz-rate, with nothing to fuzz"
-	case "FuzzReader":
-		return "capture: its harness calls helpers of other test files (readAll takes a testing.TB), which go-118-fuzz-build does not compile"
-	case "FuzzSessionPastBudget":
-		return "dispatch: an external test package (dispatch_test) calling FillVerdicts of export_test.go"
 	}
 	return ""
 }
@@ -136,7 +132,7 @@ func TestTargetNamedOnlyInItsHarness(t *testing.T) {
 }
 
 // exportsItsInputs reports whether the declaration of fn in src hands
-// every input to seeds.Exporter's function, which is how its seeds reach
+// every input to libfuzzer.Exporter's function, which is how its seeds reach
 // libFuzzer (lfuzz seeds fails the build when none arrive).
 func exportsItsInputs(src, fn string) bool {
 	start := strings.Index(src, "func "+fn+"(")
@@ -147,11 +143,11 @@ func exportsItsInputs(src, fn string) bool {
 	if end := strings.Index(body[1:], "\nfunc "); end >= 0 {
 		body = body[:end+1]
 	}
-	return strings.Contains(body, "seeds.Exporter()") && strings.Contains(body, "export(t, ")
+	return strings.Contains(body, "libfuzzer.Exporter()") && strings.Contains(body, "export(t, ")
 }
 
 // TestHarnessesExportTheirInputs: every target of build.sh calls
-// seeds.Exporter's function in its fuzz function, so that make test
+// libfuzzer.Exporter's function in its fuzz function, so that make test
 // says so before a libFuzzer build does.
 func TestHarnessesExportTheirInputs(t *testing.T) {
 	root := moduleRoot(t)
@@ -165,13 +161,13 @@ func TestHarnessesExportTheirInputs(t *testing.T) {
 		b, err := os.ReadFile(files[0])
 		require.NoError(t, err)
 		assert.True(t, exportsItsInputs(string(b), tg.Func),
-			"%s (%s) does not call seeds.Exporter's function first in its fuzz function: its seeds would not reach libFuzzer", tg.Func, files[0])
+			"%s (%s) does not call libfuzzer.Exporter's function first in its fuzz function: its seeds would not reach libFuzzer", tg.Func, files[0])
 	}
 
 	// Positive control: a target without it is reported, one with it is not.
-	without := "func FuzzA(f *testing.F) {\n\tf.Fuzz(func(t *testing.T, b []byte) {})\n}\n\nfunc FuzzB(f *testing.F) {\n\texport := seeds.Exporter()\n\t_ = export\n}\n"
+	without := "func FuzzA(f *testing.F) {\n\tf.Fuzz(func(t *testing.T, b []byte) {})\n}\n\nfunc FuzzB(f *testing.F) {\n\texport := libfuzzer.Exporter()\n\t_ = export\n}\n"
 	assert.False(t, exportsItsInputs(without, "FuzzA"))
-	with := "func FuzzA(f *testing.F) {\n\texport := seeds.Exporter()\n\tf.Fuzz(func(t *testing.T, b []byte) {\n\t\tif export != nil {\n\t\t\texport(t, b)\n\t\t}\n\t})\n}\n"
+	with := "func FuzzA(f *testing.F) {\n\texport := libfuzzer.Exporter()\n\tf.Fuzz(func(t *testing.T, b []byte) {\n\t\tif export != nil {\n\t\t\texport(t, b)\n\t\t}\n\t})\n}\n"
 	assert.True(t, exportsItsInputs(with, "FuzzA"))
 }
 

@@ -1,22 +1,3 @@
-// Package libfuzzer carries fuzz inputs between the two engines that run
-// the native Go fuzz targets: `go test -fuzz`, whose corpus files are
-// "go test fuzz v1" text (one typed value a line), and libFuzzer, which
-// runs the same targets compiled by github.com/AdamKorcz/go-118-fuzz-build
-// and hands them raw bytes that go-118-fuzz-build's testing.F.Fuzz cuts
-// into the target's arguments.
-//
-// In the data flow (bytes → tap → Assembler → Dispatch → Sinks →
-// Outcome) it stands before the tap: it only translates the inputs a fuzz
-// target starts from, so that OSS-Fuzz and ClusterFuzzLite, which ignore
-// f.Add, start from the same seeds as `go test`, and so that a corpus
-// minimized by libFuzzer can be written back to testdata/fuzz/.
-//
-// The raw encoding restates how go-118-fuzz-build
-// v0.0.0-20250520111509-a70c2aa677fa (testing/f.go) reads each argument
-// type with github.com/AdaLogics/go-fuzz-headers
-// v0.0.0-20230811130428-ced1acdcaa24 (consumer.go), the versions
-// .clusterfuzzlite/build.sh pins; `lfuzz check` verifies it against the
-// real decoder in every build (docs/fuzzing.md).
 package libfuzzer
 
 import (

@@ -1,6 +1,6 @@
 //go:build !libfuzzer
 
-package seeds
+package libfuzzer
 
 import "os"
 

@@ -1,4 +1,4 @@
-package seeds
+package libfuzzer
 
 import (
 	"crypto/sha256"
@@ -10,8 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/ktstr/ktstr/fuzz/internal/libfuzzer"
 )
 
 // fakeT records what Exporter's function does with its T.
@@ -44,7 +42,7 @@ func TestExporter(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
 	for _, args := range [][]any{{[]byte("stream"), true}, {[]byte{}, false}} {
-		raw, err := libfuzzer.Encode(args...)
+		raw, err := Encode(args...)
 		require.NoError(t, err)
 		sum := sha256.Sum256(raw)
 		got, err := os.ReadFile(filepath.Join(dir, "FuzzExample", hex.EncodeToString(sum[:])))
@@ -59,7 +57,7 @@ func TestExporter(t *testing.T) {
 	bad := &fakeT{name: "FuzzExample"}
 	Exporter()(bad, []byte("x"))
 	require.Len(t, bad.fatal, 1)
-	assert.Contains(t, fmt.Sprint(bad.fatal...), "seeds:")
+	assert.Contains(t, fmt.Sprint(bad.fatal...), "libfuzzer:")
 
 	// And an argument libFuzzer cannot carry fails it too.
 	t.Setenv(ExportEnv, dir)
@@ -67,23 +65,4 @@ func TestExporter(t *testing.T) {
 	Exporter()(odd, 1.5)
 	require.Len(t, odd.fatal, 1)
 	assert.Contains(t, fmt.Sprint(odd.fatal...), "unsupported argument type")
-}
-
-// TestSeedsWithoutTB: the seed loaders work without a testing.TB and
-// find the checked-in traces.
-func TestSeedsWithoutTB(t *testing.T) {
-	paths, err := TracePaths()
-	require.NoError(t, err)
-	require.NotEmpty(t, paths)
-	files, err := TraceFiles()
-	require.NoError(t, err)
-	assert.Len(t, files, len(paths))
-	streams, err := Streams()
-	require.NoError(t, err)
-	assert.Greater(t, len(streams), len(paths), "corpus.Seeds and the traces")
-
-	t.Setenv(NoSeedsEnv, "1")
-	streams, err = Streams()
-	require.NoError(t, err)
-	assert.Empty(t, streams)
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 )
 
 // rateRow is one target's two runs.
@@ -111,7 +111,7 @@ func runLibFuzzer(c *common, t Target, work string, d time.Duration) (LibFuzzerR
 	}
 	cmd := exec.Command(abs, "-max_total_time="+seconds(d), "-print_final_stats=1", "corpus")
 	cmd.Dir = work
-	cmd.Env = withoutEnv(os.Environ(), seeds.ExportEnv)
+	cmd.Env = withoutEnv(os.Environ(), libfuzzer.ExportEnv)
 	log, runErr := runLogged(cmd, filepath.Join(work, "libfuzzer.log"))
 	r, err := ParseLibFuzzer(log)
 	if runErr != nil {
@@ -151,7 +151,7 @@ func runGoFuzz(c *common, t Target, testBin, work string, d time.Duration, minim
 	cmd := exec.Command(testBin, "-test.run", "^$", "-test.fuzz", "^"+t.Func+"$", "-test.fuzztime", d.String(),
 		"-test.parallel", "1", "-test.fuzzminimizetime", minimize, "-test.fuzzcachedir", cache, "-test.timeout", "0")
 	cmd.Dir = dir
-	cmd.Env = withoutEnv(os.Environ(), seeds.ExportEnv, seeds.NoSeedsEnv)
+	cmd.Env = withoutEnv(os.Environ(), libfuzzer.ExportEnv, libfuzzer.NoSeedsEnv)
 	log, runErr := runLogged(cmd, filepath.Join(work, "gotest.log"))
 	r, err := ParseGoFuzz(log)
 	if runErr != nil {

@@ -10,8 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ktstr/ktstr/fuzz/internal/libfuzzer"
-	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 )
 
 // cmdBrokengate is make fuzz-brokengate's proof, for libFuzzer: the
@@ -187,7 +186,7 @@ func firstMatch(log []byte, re *regexp.Regexp) string {
 func runIn(dir, bin string, args ...string) ([]byte, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	cmd.Env = withoutEnv(os.Environ(), seeds.ExportEnv)
+	cmd.Env = withoutEnv(os.Environ(), libfuzzer.ExportEnv)
 	return cmd.CombinedOutput()
 }
 

@@ -14,11 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 )
 
 // cmdSeeds writes every target's seed corpus: it runs each package's
-// targets over their seed corpora with `go test -run` and seeds.ExportEnv
+// targets over their seed corpora with `go test -run` and libfuzzer.ExportEnv
 // set, which makes every input go test feeds a target (f.Add and
 // testdata/fuzz/TARGET) land in a directory as the libFuzzer input that
 // decodes to the same values, and zips those into OUT/NAME_seed_corpus.zip.
@@ -48,7 +48,7 @@ func cmdSeeds(args []string) error {
 	for _, t := range targets {
 		files := got[t.Func]
 		if len(files) == 0 {
-			return fmt.Errorf("%s: go test ran no input through seeds.Exporter: does its fuzz function call export(t, …) first?", t.Func)
+			return fmt.Errorf("%s: go test ran no input through libfuzzer.Exporter: does its fuzz function call export(t, …) first?", t.Func)
 		}
 		path := filepath.Join(*out, t.SeedZip())
 		if err := writeZip(path, files); err != nil {
@@ -60,7 +60,7 @@ func cmdSeeds(args []string) error {
 }
 
 // exportSeeds runs the targets' seed corpora through `go test` with
-// seeds.ExportEnv set to dir and returns, per fuzz function, the files
+// libfuzzer.ExportEnv set to dir and returns, per fuzz function, the files
 // written (name → raw input).
 func exportSeeds(targets []Target, dir string) (map[string]map[string][]byte, error) {
 	byPkg := map[string][]string{}
@@ -74,7 +74,7 @@ func exportSeeds(targets []Target, dir string) (map[string]map[string][]byte, er
 	for _, pkg := range pkgs {
 		start := time.Now()
 		cmd := exec.Command("go", "test", "-count=1", "-run", "^("+strings.Join(byPkg[pkg], "|")+")$", pkg)
-		cmd.Env = append(withoutEnv(os.Environ(), seeds.NoSeedsEnv, seeds.ExportEnv), seeds.ExportEnv+"="+dir)
+		cmd.Env = append(withoutEnv(os.Environ(), libfuzzer.NoSeedsEnv, libfuzzer.ExportEnv), libfuzzer.ExportEnv+"="+dir)
 		var log bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &log, &log
 		if err := cmd.Run(); err != nil {

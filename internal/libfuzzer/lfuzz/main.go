@@ -48,7 +48,7 @@ func (e usageError) Error() string { return e.msg }
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: lfuzz seeds|build|check|rate|merge|brokengate [flags] (see go doc ./fuzz/internal/libfuzzer/lfuzz)")
+		fmt.Fprintln(os.Stderr, "usage: lfuzz seeds|build|check|rate|merge|brokengate [flags] (see go doc ./internal/libfuzzer/lfuzz)")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{

@@ -14,8 +14,7 @@ import (
 	"strings"
 
 	"github.com/ktstr/ktstr/corpus"
-	"github.com/ktstr/ktstr/fuzz/internal/libfuzzer"
-	"github.com/ktstr/ktstr/fuzz/internal/seeds"
+	"github.com/ktstr/ktstr/internal/libfuzzer"
 )
 
 // multiFlag is a repeatable string flag.
@@ -73,7 +72,7 @@ func cmdMerge(args []string) error {
 // traceExports returns the names of the Go corpus files `make corpus`
 // exports the checked-in traces to.
 func traceExports() (map[string]bool, error) {
-	paths, err := seeds.TracePaths()
+	paths, err := corpus.TracePaths(".")
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +253,7 @@ func libFuzzerMerge(bin, work, name string, first, rest []string, byRaw map[stri
 	}
 	cmd := exec.Command(abs, "-merge=1", name, name+".candidates")
 	cmd.Dir = work
-	cmd.Env = withoutEnv(os.Environ(), seeds.ExportEnv)
+	cmd.Env = withoutEnv(os.Environ(), libfuzzer.ExportEnv)
 	log, err := runLogged(cmd, filepath.Join(work, name+".log"))
 	if err != nil {
 		return nil, fmt.Errorf("%s -merge=1: %v\n%s", bin, err, tail(log, 12))

@@ -1,4 +1,4 @@
-package seeds
+package libfuzzer
 
 import (
 	"crypto/sha256"
@@ -7,15 +7,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/ktstr/ktstr/fuzz/internal/libfuzzer"
 )
+
+// NoSeedsEnv, set to 1, makes every target that asks Enabled start from
+// an empty corpus (no f.Add seeds); with the package copied away from
+// its testdata/ this measures how long fuzzing takes to find a bug on
+// its own (make fuzz-brokengate).
+const NoSeedsEnv = "KTSTR_FUZZ_NOSEEDS"
 
 // ExportEnv names a directory. When it is set, the function Exporter
 // returns writes every input a target's fuzz function is called with into
 // DIR/TARGET/HASH, as the libFuzzer input that go-118-fuzz-build decodes
-// into the same arguments (libfuzzer.Encode). TARGET is the first
-// element of t.Name(): the fuzz function's name under `go test`,
+// into the same arguments (Encode). TARGET is the first element of
+// t.Name(): the fuzz function's name under `go test`,
 // "libFuzzer" in a go-118-fuzz-build binary; HASH is the file's SHA-256.
 //
 // `lfuzz seeds` runs `go test -run '^TARGET$'` with it set: go test calls
@@ -38,7 +42,7 @@ type T interface {
 // arguments to have them written as ExportEnv says. A write that fails
 // fails the input (t.Fatal). Targets call it as
 //
-//	export := seeds.Exporter()
+//	export := libfuzzer.Exporter()
 //	f.Fuzz(func(t *testing.T, data []byte) {
 //		if export != nil {
 //			export(t, data)
@@ -63,17 +67,17 @@ func Exporter() func(t T, args ...any) {
 // write writes one call's arguments for the test named name.
 func write(dir, name string, args []any) error {
 	target, _, _ := strings.Cut(name, "/")
-	raw, err := libfuzzer.Encode(args...)
+	raw, err := Encode(args...)
 	if err != nil {
-		return fmt.Errorf("seeds: exporting an input of %s: %w", target, err)
+		return fmt.Errorf("libfuzzer: exporting an input of %s: %w", target, err)
 	}
 	sum := sha256.Sum256(raw)
 	d := filepath.Join(dir, target)
 	if err := os.MkdirAll(d, 0o755); err != nil {
-		return fmt.Errorf("seeds: %w", err)
+		return fmt.Errorf("libfuzzer: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(d, hex.EncodeToString(sum[:])), raw, 0o644); err != nil {
-		return fmt.Errorf("seeds: %w", err)
+		return fmt.Errorf("libfuzzer: %w", err)
 	}
 	return nil
 }
