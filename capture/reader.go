@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -14,10 +13,11 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// readBufSize is the size of the Reader's read-ahead buffer. Bodies at
-// least this large bypass it and are decoded straight into the record
-// buffer.
-const readBufSize = 64 << 10
+// aheadSize is the size of the Reader's read-ahead buffer, which serves
+// record heads and small bodies. It is small on purpose: a larger one
+// would pull most of the next delivery through it, to be copied a
+// second time; bytes past it are decoded straight into the body buffer.
+const aheadSize = 4 << 10
 
 // growStep is the least a body buffer grows by while a body arrives.
 const growStep = 64 << 10
@@ -28,7 +28,10 @@ const growStep = 64 << 10
 // does not allocate once they have grown to the largest delivery.
 type Reader struct {
 	dec   *zstd.Decoder
-	br    *bufio.Reader
+	ahead []byte // read-ahead: the unread bytes are ahead[pos:end]
+	pos   int
+	end   int
+	derr  error // the decoder's error, met after ahead[:end]
 	meta  Meta
 	buf   []byte // record body, reused
 	off   int64  // decompressed offset of the next record
@@ -59,10 +62,10 @@ func NewReader(src io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture: creating zstd decoder: %w", err)
 	}
-	r := &Reader{dec: dec, br: bufio.NewReaderSize(dec, readBufSize)}
+	r := &Reader{dec: dec, ahead: make([]byte, aheadSize)}
 
 	var h [headerFixed]byte
-	if n, err := io.ReadFull(r.br, h[:]); err != nil {
+	if n, err := r.readFull(h[:]); err != nil {
 		if n == 0 && err == io.EOF {
 			return nil, fmt.Errorf("capture: %w: the trace is empty (the recorder died before writing the header); record it again", ErrTruncated)
 		}
@@ -85,7 +88,7 @@ func NewReader(src io.Reader) (*Reader, error) {
 		return nil, fmt.Errorf("capture: %w: metadata declares %d bytes, over the %d-byte bound; the file is damaged", ErrCorrupt, n, MaxMetaSize)
 	}
 	r.off = int64(headerFixed)
-	mj, err := r.readBody(int(n))
+	mj, err := r.readBody(int(n), nil)
 	if err != nil {
 		return nil, r.readErr(err, "the trace metadata")
 	}
@@ -122,15 +125,30 @@ func (r *Reader) Offset() int64 { return r.off }
 // wrapping ErrTruncated; damage gives an error wrapping ErrCorrupt. After
 // an error, Next returns the same error.
 func (r *Reader) Next() (Record, error) {
+	rec, _, err := r.next(nil)
+	return rec, err
+}
+
+// NextInto is Next, but the body of a DATA record that fits cap(buf) is
+// decoded into buf, and inBuf is true: the record's Data is then buf's
+// and stays valid after later calls. A larger body is read into the
+// Reader's own buffer, as Next does. It lets a consumer on another
+// goroutine take deliveries from a ring of its own buffers without
+// copying each one again.
+func (r *Reader) NextInto(buf []byte) (rec Record, inBuf bool, err error) {
+	return r.next(buf)
+}
+
+func (r *Reader) next(into []byte) (Record, bool, error) {
 	if r.err != nil {
-		return Record{}, r.err
+		return Record{}, false, r.err
 	}
 	for {
 		start := r.off
-		if n, err := io.ReadFull(r.br, r.head[:]); err != nil {
+		if n, err := r.readHead(); err != nil {
 			if n == 0 && err == io.EOF {
 				r.err = io.EOF
-				return Record{}, io.EOF
+				return Record{}, false, io.EOF
 			}
 			return r.fail(r.readErr(err, "a record header"))
 		}
@@ -147,13 +165,17 @@ func (r *Reader) Next() (Record, error) {
 		r.off += recordHead
 		if kind > KindEnd {
 			// Unknown kind from a later writer: skip its body.
-			if _, err := r.br.Discard(int(n)); err != nil {
+			if err := r.discard(int(n)); err != nil {
 				return r.fail(r.readErr(err, "the body of a "+kind.String()+" record"))
 			}
 			r.off += int64(n)
 			continue
 		}
-		b, err := r.readBody(int(n))
+		if kind != KindData {
+			into = nil
+		}
+		inBuf := kind == KindData && cap(into) >= int(n)
+		b, err := r.readBody(int(n), into)
 		if err != nil {
 			return r.fail(r.readErr(err, "the body of a "+kind.String()+" record"))
 		}
@@ -162,7 +184,7 @@ func (r *Reader) Next() (Record, error) {
 		if err != nil {
 			return r.fail(err)
 		}
-		return rec, nil
+		return rec, inBuf, nil
 	}
 }
 
@@ -294,13 +316,19 @@ func longestList(b []byte) int {
 	return longest
 }
 
-// readBody reads n bytes into the reusable buffer. The buffer grows only
-// as bytes arrive, so a false length in a short trace costs memory only
-// for the bytes actually present.
-func (r *Reader) readBody(n int) ([]byte, error) {
+// readBody reads n bytes into into when they fit its capacity, else into
+// the reusable buffer. That buffer grows only as bytes arrive, so a false
+// length in a short trace costs memory only for the bytes actually
+// present.
+func (r *Reader) readBody(n int, into []byte) ([]byte, error) {
+	if cap(into) >= n {
+		b := into[:n]
+		_, err := r.readFull(b)
+		return b, err
+	}
 	if cap(r.buf) >= n {
 		b := r.buf[:n]
-		_, err := io.ReadFull(r.br, b)
+		_, err := r.readFull(b)
 		return b, err
 	}
 	b := r.buf[:0]
@@ -309,7 +337,7 @@ func (r *Reader) readBody(n int) ([]byte, error) {
 			b = slices.Grow(b, min(n-len(b), max(len(b), growStep)))
 		}
 		m := min(n, cap(b))
-		k, err := io.ReadFull(r.br, b[len(b):m])
+		k, err := r.readFull(b[len(b):m])
 		b = b[:len(b)+k]
 		if err != nil {
 			r.buf = b
@@ -318,6 +346,77 @@ func (r *Reader) readBody(n int) ([]byte, error) {
 	}
 	r.buf = b
 	return b, nil
+}
+
+// readFull reads len(b) decompressed bytes, with io.ReadFull's results:
+// the read-ahead bytes first, then a remainder too large for the
+// read-ahead straight from the decoder (one copy, not two), a smaller
+// one through the read-ahead.
+func (r *Reader) readFull(b []byte) (int, error) {
+	n := copy(b, r.ahead[r.pos:r.end])
+	r.pos += n
+	for n < len(b) {
+		if r.derr != nil {
+			return n, fullErr(n, r.derr)
+		}
+		if len(b)-n >= len(r.ahead) {
+			k, err := io.ReadFull(r.dec, b[n:])
+			n += k
+			if err != nil {
+				r.derr = err
+				return n, fullErr(n, err)
+			}
+			return n, nil
+		}
+		k, err := r.dec.Read(r.ahead)
+		r.pos, r.end, r.derr = 0, k, err
+		c := copy(b[n:], r.ahead[:k])
+		r.pos += c
+		n += c
+	}
+	return n, nil
+}
+
+// readHead reads a record head. Where the read-ahead holds none of it
+// the head is read on its own, not by refilling the read-ahead: a
+// refill would pull the first aheadSize bytes of a large body through
+// it, to be copied twice. (After a small body the read-ahead usually
+// holds the next heads, and serves them.)
+func (r *Reader) readHead() (int, error) {
+	if r.pos < r.end || r.derr != nil {
+		return r.readFull(r.head[:])
+	}
+	n, err := io.ReadFull(r.dec, r.head[:])
+	if err != nil {
+		r.derr = err
+	}
+	return n, err
+}
+
+// fullErr is io.ReadFull's error for a read that met err after n bytes.
+func fullErr(n int, err error) error {
+	if n > 0 && err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// discard skips n decompressed bytes.
+func (r *Reader) discard(n int) error {
+	for n > 0 {
+		if r.pos == r.end {
+			if r.derr != nil {
+				return fullErr(1, r.derr)
+			}
+			k, err := r.dec.Read(r.ahead)
+			r.pos, r.end, r.derr = 0, k, err
+			continue
+		}
+		k := min(n, r.end-r.pos)
+		r.pos += k
+		n -= k
+	}
+	return nil
 }
 
 // readErr classifies an error met while reading what.
@@ -337,7 +436,7 @@ func (r *Reader) corruptf(format string, args ...any) error {
 }
 
 // fail makes err the Reader's sticky error and returns it.
-func (r *Reader) fail(err error) (Record, error) {
+func (r *Reader) fail(err error) (Record, bool, error) {
 	r.err = err
-	return Record{}, err
+	return Record{}, false, err
 }

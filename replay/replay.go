@@ -124,7 +124,8 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 			}
 		}()
 		for {
-			rec, err := pipe.next()
+			it, err := pipe.next()
+			rec := it.rec
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -138,7 +139,7 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 			switch rec.Kind {
 			case capture.KindData:
 				if rec.Dir != capture.TX || rec.Port != capture.BulkPort {
-					pipe.release(rec.Data) // every data buffer goes back, or the decoder stalls
+					pipe.release(it) // every data buffer goes back, or the decoder stalls
 					continue
 				}
 				rep.Deliveries++
@@ -157,7 +158,7 @@ func Trace(src io.Reader, name string, opt Options) (*Report, error) {
 				}
 				// The Assembler keeps no reference once Next has reported
 				// false, so the buffer can go back to the decoder.
-				pipe.release(rec.Data)
+				pipe.release(it)
 			case capture.KindEnd:
 				rep.End = rec.End
 			}
