@@ -294,8 +294,11 @@ func TestSchedExit(t *testing.T) {
 	assert.True(t, res.Outcome.Killed)
 	assert.Equal(t, uint64(1), res.Outcome.KillSignals)
 	require.GreaterOrEqual(t, res.SchedExitNS, int64(0))
+	// The guest's vCPUs are stopped before anything else (vmm.Freezer):
+	// a QEMU machine that lost its Freeze went unnoticed once.
+	require.GreaterOrEqual(t, res.FrozenNS, res.SchedExitNS, "the vCPUs were stopped after the SCDX")
 	gone := time.Duration(res.GoneNS - res.SchedExitNS)
-	t.Logf("SCDX to VM gone: %v", gone)
+	t.Logf("SCDX to vCPUs stopped: %v, to VM gone: %v", time.Duration(res.FrozenNS-res.SchedExitNS), gone)
 	assert.Less(t, gone, time.Second, "the run ends within 1 s of the SCDX frame")
 	assert.Equal(t, vmm.ExitStopped, res.Exit.Reason)
 	// SCDX carries the stand-in's status, 7.

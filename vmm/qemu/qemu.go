@@ -334,6 +334,29 @@ func (m *machine) Resume() error {
 	return err
 }
 
+// The QEMU machine stops its vCPUs by freezing the process: the
+// coordinator's stop latency depends on it (it was once lost in a merge,
+// and SCDX → vCPUs stopped went from 0.05 ms to never).
+var _ vmm.Freezer = (*machine)(nil)
+
+// Freeze stops every vCPU at once by stopping the QEMU process
+// (SIGSTOP): microseconds, where a QMP "stop" is a round trip through
+// QEMU's main loop. The guest then runs no further instruction; Stop
+// ends it.
+func (m *machine) Freeze() error {
+	select {
+	case <-m.done:
+		return nil
+	default:
+	}
+	m.frozen.Store(true)
+	if err := m.cmd.Process.Signal(syscall.SIGSTOP); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		m.frozen.Store(false)
+		return fmt.Errorf("qemu: freeze (SIGSTOP): %w", err)
+	}
+	return nil
+}
+
 // Stop ends the guest now: QMP quit, and a kill if QEMU does not go. A
 // frozen QEMU cannot answer QMP, and its guest runs no more: it is
 // killed at once.

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -351,4 +353,37 @@ func TestQEMUExitingAfterShutdownIsNotKilled(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, vmm.Exit{Reason: vmm.ExitPoweroff}, exit, "no detail: nothing was killed")
 	assert.False(t, m.killedAfterShutdown.Load())
+}
+
+// processState returns the state letter of /proc/PID/stat (R, S, T, …).
+func processState(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	require.Positive(t, i, "stat: %s", s)
+	return strings.Fields(s[i+1:])[0]
+}
+
+// TestFreezeStopsTheProcess checks that the QEMU machine is a
+// vmm.Freezer whose Freeze stops the process at once (SIGSTOP: state T,
+// no QMP round trip), and that Stop then kills it. Control: before
+// Freeze the process is not stopped.
+func TestFreezeStopsTheProcess(t *testing.T) {
+	m := shutdownMachine(t, time.Minute, "sleep", "60")
+	pid := m.cmd.Process.Pid
+	require.NotEqual(t, "T", processState(t, pid), "running before Freeze")
+
+	var f vmm.Freezer = m
+	require.NoError(t, f.Freeze())
+	require.Eventually(t, func() bool { return processState(t, pid) == "T" }, 2*time.Second, time.Millisecond,
+		"Freeze leaves the process stopped")
+	require.NoError(t, m.Stop(), "a frozen QEMU is killed")
+	select {
+	case <-m.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the frozen process was not gone after Stop")
+	}
+	require.NoError(t, m.Freeze(), "Freeze after the process is gone does nothing")
 }
