@@ -247,3 +247,34 @@ func TestGuestPowerOff(t *testing.T) {
 	assert.Equal(t, vmm.ExitPoweroff, exit.Reason)
 	assert.Equal(t, 3, n, "every delivery is read before EOF")
 }
+
+// TestGuestFreeze checks that Freeze leaves no vCPU running guest code:
+// the running test guest's exits stop counting the moment it returns,
+// and the machine ends as stopped. Control: before Freeze they count.
+func TestGuestFreeze(t *testing.T) {
+	elf := buildGuest(t)
+	mi, err := (&Backend{Timeout: time.Minute}).Start(context.Background(), vmm.Config{Kernel: elf, Cmdline: "stim=1", CPUs: 1, MemMiB: 16, WorkDir: t.TempDir()})
+	require.NoError(t, err)
+	defer mi.Stop()
+	m := mi.(*Machine)
+	go func() { // keep the port drained so the guest keeps running
+		for {
+			if _, err := m.Console().ReadDelivery(); err != nil {
+				return
+			}
+		}
+	}()
+	before := m.Stats().Exits
+	require.Eventually(t, func() bool { return m.Stats().Exits > before }, 10*time.Second, time.Millisecond, "the guest runs before Freeze")
+
+	var f vmm.Freezer = m
+	start := time.Now()
+	require.NoError(t, f.Freeze())
+	t.Logf("Freeze returned after %v", time.Since(start))
+	frozen := m.Stats().Exits
+	time.Sleep(50 * time.Millisecond)
+	assert.Equal(t, frozen, m.Stats().Exits, "no VM exit after Freeze: no vCPU runs")
+	exit, err := m.Wait()
+	require.NoError(t, err)
+	assert.Equal(t, vmm.ExitStopped, exit.Reason)
+}

@@ -429,6 +429,23 @@ func (m *Machine) Resume() error {
 	return nil
 }
 
+// The native machine stops its vCPUs through the kill flag.
+var _ vmm.Freezer = (*Machine)(nil)
+
+// Freeze stops every vCPU for good: the stop request is set and each
+// vCPU is kicked out of KVM_RUN (immediate_exit), and Freeze returns once
+// no vCPU thread is left running guest code. Stop then waits for the VM's
+// resources to be released.
+func (m *Machine) Freeze() error {
+	m.end(vmm.Exit{Reason: vmm.ExitStopped}, nil)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for m.live > 0 {
+		m.cond.Wait()
+	}
+	return nil
+}
+
 // Stop ends the guest and returns once every vCPU thread has ended and
 // the VM's resources are released.
 func (m *Machine) Stop() error {

@@ -71,6 +71,8 @@ func recordGuest(t *testing.T, elf, transport, cmdline string) (*replay.Report, 
 	assert.True(t, res.Outcome.Killed)
 	assert.True(t, res.Outcome.SysRdy)
 	assert.GreaterOrEqual(t, res.SchedExitNS, res.SysRdyNS)
+	assert.GreaterOrEqual(t, res.FrozenNS, res.SchedExitNS, "the vCPUs were stopped (Freeze) after the SCDX")
+	t.Logf("SCDX -> vCPUs stopped %v, -> VM gone %v", time.Duration(res.FrozenNS-res.SchedExitNS), time.Duration(res.GoneNS-res.SchedExitNS))
 
 	raw, err := os.ReadFile(tracePath)
 	require.NoError(t, err)
