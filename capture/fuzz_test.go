@@ -73,6 +73,12 @@ func FuzzReader(f *testing.F) {
 			data = enc.EncodeAll(data, nil)
 		}
 		meta, recs, err := readAll(data)
+		// NextInto, into buffers that some bodies fit and some do not,
+		// reads what Next reads and fails as Next fails.
+		_, recsInto, errInto := readAllInto(data, []int{0, 20, 300, 5000}[len(data)%4])
+		if !reflect.DeepEqual(recs, recsInto) || (err == nil) != (errInto == nil) || err != nil && err.Error() != errInto.Error() {
+			t.Fatalf("NextInto read %d records (%v), Next %d (%v)", len(recsInto), errInto, len(recs), err)
+		}
 		if !errors.Is(err, io.EOF) {
 			if n := sentinels(err); n != 1 {
 				t.Fatalf("unclassified error (wraps %d sentinels): %v", n, err)
@@ -158,6 +164,30 @@ func readAll(trace []byte) (Meta, []Record, error) {
 		rec, err := r.Next()
 		if err != nil {
 			return r.Meta(), recs, err
+		}
+		rec.Data = bytes.Clone(rec.Data)
+		rec.Detail = bytes.Clone(rec.Detail)
+		recs = append(recs, rec)
+	}
+}
+
+// readAllInto is readAll with NextInto, each DATA body decoded into a
+// fresh buffer of capacity bufCap when it fits; it checks the Reader's
+// promise that a delivery so decoded lies in that buffer.
+func readAllInto(trace []byte, bufCap int) (Meta, []Record, error) {
+	r, err := NewReader(bytes.NewReader(trace))
+	if err != nil {
+		return Meta{}, nil, err
+	}
+	var recs []Record
+	for {
+		buf := make([]byte, 0, bufCap)
+		rec, inBuf, err := r.NextInto(buf)
+		if err != nil {
+			return r.Meta(), recs, err
+		}
+		if inBuf && (rec.Kind != KindData || cap(rec.Data) == 0 || &rec.Data[:cap(rec.Data)][cap(rec.Data)-1] != &buf[:bufCap][bufCap-1]) {
+			return r.Meta(), recs, errors.New("NextInto said the body is in the buffer, and it is not")
 		}
 		rec.Data = bytes.Clone(rec.Data)
 		rec.Detail = bytes.Clone(rec.Detail)
