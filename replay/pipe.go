@@ -61,6 +61,13 @@ func (p *recordPipe) run(r *capture.Reader) {
 	var ring []byte // the ring buffer the next delivery decodes into
 	held := false   // ring was taken from free
 	for {
+		// Stop as soon as close asks: the selects below pick at random
+		// among ready cases, and could go on decoding for a while.
+		select {
+		case <-p.done:
+			return
+		default:
+		}
 		if !held {
 			select {
 			case ring = <-p.free:
@@ -125,8 +132,14 @@ func (p *recordPipe) release(it pipeItem) {
 	}
 }
 
-// close stops the decoding goroutine.
-func (p *recordPipe) close() { close(p.done) }
+// close stops the decoding goroutine and waits until it has ended, so
+// that the trace's source is not read after the replay returns (a Read
+// under way is let finish, as io.Reader gives no way to cancel one).
+func (p *recordPipe) close() {
+	close(p.done)
+	for range p.out {
+	}
+}
 
 type pipeError string
 

@@ -2,7 +2,10 @@ package replay
 
 import (
 	"bytes"
+	"io"
 	"math/rand/v2"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,4 +127,50 @@ func TestRecordPipeBound(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no delivery after a buffer came back")
 	}
+}
+
+// slowSource is a trace source that takes a millisecond a Read (a pipe,
+// a network disk) and counts the Reads made once closed is set.
+type slowSource struct {
+	r      io.Reader
+	closed atomic.Bool
+	late   atomic.Int64
+}
+
+func (s *slowSource) Read(p []byte) (int, error) {
+	if s.closed.Load() {
+		s.late.Add(1)
+	}
+	time.Sleep(time.Millisecond)
+	return s.r.Read(p)
+}
+
+// TestTraceDoesNotReadAfterReturn: Trace returning early (chunking
+// whole, a stream over ModelLimit) while its decoder is still at work
+// reads its source no more once it has returned, and leaves no goroutine
+// behind. (Found by a hostile review: the decoding goroutine went on
+// reading 10-43 times.) Control: the same replay with room for the whole
+// stream succeeds, so the early return is the limit's.
+func TestTraceDoesNotReadAfterReturn(t *testing.T) {
+	var trace bytes.Buffer
+	w, err := capture.NewWriter(&trace, capture.Meta{})
+	require.NoError(t, err)
+	for i := range 40 {
+		require.NoError(t, w.WriteData(capture.TX, capture.BulkPort, int64(i), bytes.Repeat([]byte{byte(i)}, 300<<10)))
+		require.NoError(t, w.Flush())
+	}
+	require.NoError(t, w.Close())
+	whole := Options{Chunking: Chunking{Kind: ChunkWhole}, ModelLimit: 1 << 20}
+
+	_, err = Trace(bytes.NewReader(trace.Bytes()), "control", Options{Chunking: whole.Chunking, ModelLimit: 64 << 20})
+	require.NoError(t, err, "control: with room for the stream, chunking whole replays")
+
+	before := runtime.NumGoroutine()
+	src := &slowSource{r: bytes.NewReader(trace.Bytes())}
+	_, err = Trace(src, "slow", whole)
+	src.closed.Store(true)
+	require.ErrorContains(t, err, "chunking whole")
+	time.Sleep(200 * time.Millisecond)
+	assert.Zero(t, src.late.Load(), "Reads of the source after Trace returned")
+	assert.LessOrEqual(t, runtime.NumGoroutine(), before, "goroutines left behind")
 }
