@@ -192,12 +192,12 @@ func machineDescription() string {
 func bareQEMUThroughput(tb testing.TB, e env, accel string) (mbPerS, sysRdyMS float64) {
 	tb.Helper()
 	for attempt := 1; ; attempt++ {
-		stream, sysRdy, console, hung := bareQEMURun(tb, e, accel)
+		tx, sysRdy, console, hung := bareQEMURun(tb, e, accel)
 		if hung && attempt < bootTries {
 			tb.Logf("bare QEMU hung (no end within %v); retrying; console:\n%s", bareTimeout, lastLines(console, 10))
 			continue
 		}
-		first, test := scanTX(stream)
+		first, test := scanTX(tb, tx)
 		if first != wire.SysRdy {
 			// As recordRun does: a kernel that died while booting is
 			// retried once, saying so.
@@ -219,9 +219,9 @@ func bareQEMUThroughput(tb testing.TB, e env, accel string) (mbPerS, sysRdyMS fl
 }
 
 // bareQEMURun runs the throughput scenario once under plain QEMU and
-// returns the bulk port's bytes, the time from starting QEMU to the
+// returns the file holding the bulk port's bytes, the time from starting QEMU to the
 // first frame's bytes in the file (-1 if none came) and the console.
-func bareQEMURun(tb testing.TB, e env, accel string) (stream []byte, sysRdy time.Duration, console string, hung bool) {
+func bareQEMURun(tb testing.TB, e env, accel string) (txPath string, sysRdy time.Duration, console string, hung bool) {
 	tb.Helper()
 	work := tb.TempDir()
 	initrd := filepath.Join(work, "initrd.zst")
@@ -290,10 +290,8 @@ wait:
 			break wait
 		}
 	}
-	stream, err := os.ReadFile(tx)
-	require.NoError(tb, err)
 	con, _ := os.ReadFile(filepath.Join(work, "console.log"))
-	return stream, sysRdy, string(con), hung
+	return tx, sysRdy, string(con), hung
 }
 
 // bareTimeout bounds one bare-QEMU round: a throughput run takes about
@@ -301,22 +299,39 @@ wait:
 // printed anything.
 const bareTimeout = time.Minute
 
-// scanTX frames a raw TX stream and returns its first frame's tag and
-// the last intact TEST payload.
-func scanTX(stream []byte) (first wire.Tag, test []byte) {
+// scanTX frames the raw TX stream in the file at path, a MiB at a
+// time, and returns its first frame's tag and the last intact TEST
+// payload. It does not read the stream into memory: a round's stream is
+// most of a GB, and the test process collecting it while the next
+// round's bare QEMU runs would take CPU from that guest.
+func scanTX(tb testing.TB, path string) (first wire.Tag, test []byte) {
+	tb.Helper()
+	f, err := os.Open(path)
+	require.NoError(tb, err)
+	defer f.Close()
 	a := dispatch.NewAssembler()
-	a.Feed(stream)
-	for n := 0; ; n++ {
-		m, ok := a.Next()
-		if !ok {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for {
+		k, err := f.Read(buf)
+		a.Feed(buf[:k])
+		for {
+			m, ok := a.Next()
+			if !ok {
+				break
+			}
+			if n == 0 {
+				first = m.Tag
+			}
+			n++
+			if m.Tag == wire.TestResult && m.Intact() {
+				test = append(test[:0], m.Payload...)
+			}
+		}
+		if errors.Is(err, io.EOF) {
 			return first, test
 		}
-		if n == 0 {
-			first = m.Tag
-		}
-		if m.Tag == wire.TestResult && m.Intact() {
-			test = append([]byte(nil), m.Payload...)
-		}
+		require.NoError(tb, err)
 	}
 }
 
