@@ -58,8 +58,11 @@ func Open(spec, modulesDir, cacheDir string) (*Source, error) {
 			return nil, fmt.Errorf("--kernel %s: %w: %w", spec, ErrNotKernel, err)
 		}
 		s = &Source{Kernel: k}
-		if k.Config != "" {
-			s.config, _ = ReadConfig(k.Config)
+		if k.Config == "" {
+			s.Kernel.Config = buildTreeConfig(spec, k.Release)
+		}
+		if s.Kernel.Config != "" {
+			s.config, _ = ReadConfig(s.Kernel.Config)
 		}
 	}
 	if err != nil {
@@ -198,6 +201,31 @@ func fileSum(p string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// buildTreeConfig returns the .config of the kernel build tree that
+// image lies in (TREE/arch/x86/boot/bzImage, as `make` leaves it), or ""
+// when image is not in one or the tree's include/config/kernel.release
+// is not the image's release: a .config changed since the last build
+// must not pre-flight the image built before it.
+func buildTreeConfig(image, release string) string {
+	boot := filepath.Dir(image)
+	arch := filepath.Dir(filepath.Dir(boot))
+	if filepath.Base(boot) != "boot" || filepath.Base(filepath.Dir(boot)) != "x86" || filepath.Base(arch) != "arch" {
+		return ""
+	}
+	tree := filepath.Dir(arch)
+	config := filepath.Join(tree, ".config")
+	for _, p := range []string{config, filepath.Join(tree, "include", "config", "kernel.release")} {
+		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() || st.Size() > maxConfig {
+			return ""
+		}
+	}
+	rel, err := os.ReadFile(filepath.Join(tree, "include", "config", "kernel.release"))
+	if err != nil || release == "" || strings.TrimSpace(string(rel)) != release {
+		return ""
+	}
+	return config
 }
 
 func fileExists(p string) bool {

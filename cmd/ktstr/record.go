@@ -90,7 +90,7 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 func (o *recordOptions) declare(fs *flag.FlagSet) {
 	fs.StringVar(&o.backend, "backend", "auto", "VMM backend: auto (qemu), qemu, or native (our own KVM VMM)")
 	fs.StringVar(&o.accel, "accel", "auto", "QEMU accelerator: auto (KVM only where a probe shows native speed), kvm or tcg; --backend qemu only")
-	fs.StringVar(&o.kernel, "kernel", "", "bzImage to boot (default: the newest kernel fetched by 'ktstr kernel fetch'); with --backend native also a freestanding ELF test guest, which runs without the agent")
+	fs.StringVar(&o.kernel, "kernel", "", "bzImage to boot (a build tree's arch/x86/boot/bzImage brings its .config for pre-flight), a linux-image-*.deb or a directory with boot/ and lib/modules/ (default: the newest kernel fetched by 'ktstr kernel fetch'); with --backend native also a freestanding ELF test guest, which runs without the agent")
 	fs.StringVar(&o.modules, "modules", "", "module tree of a modular --kernel bzImage (lib/modules/RELEASE, or a directory holding it); a .deb or directory --kernel brings its own")
 	fs.StringVar(&o.agent, "agent", "", "prebuilt static guest agent (default: build cmd/ktstr-init from the source tree)")
 	fs.IntVar(&o.cpus, "cpus", 2, "guest vCPUs")
