@@ -51,15 +51,7 @@ func cmdBrokengate(args []string) error {
 	if err != nil {
 		return err
 	}
-	script, err := os.ReadFile(c.script)
-	if err != nil {
-		return err
-	}
-	m := go118Pin.FindSubmatch(script)
-	if m == nil {
-		return fmt.Errorf("%s pins no version of %s/testing", c.script, go118Module)
-	}
-	tc, err := findToolchain(filepath.Join("out", "tools", "go-118-fuzz-build@"+string(m[1])), string(m[1]))
+	_, tc, err := c.toolchain()
 	if err != nil {
 		return err
 	}

@@ -43,15 +43,7 @@ func cmdBuild(args []string) error {
 	if err != nil {
 		return err
 	}
-	script, err := os.ReadFile(c.script)
-	if err != nil {
-		return err
-	}
-	m := go118Pin.FindSubmatch(script)
-	if m == nil {
-		return fmt.Errorf("%s pins no version of %s/testing (go get …/testing@VERSION)", c.script, go118Module)
-	}
-	tc, err := findToolchain(filepath.Join("out", "tools", "go-118-fuzz-build@"+string(m[1])), string(m[1]))
+	script, tc, err := c.toolchain()
 	if err != nil {
 		return err
 	}
@@ -138,6 +130,22 @@ func (tc toolchain) env(dir, sanitizer string) ([]string, error) {
 // newest clang-N on PATH), checks that clang links -fsanitize=fuzzer,
 // and installs go-118-fuzz-build at version into toolDir unless it is
 // there.
+// toolchain reads the build script and returns it with the toolchain it
+// builds with: clang, and go-118-fuzz-build at the version the script
+// pins (installed into out/tools/ when missing).
+func (c common) toolchain() ([]byte, toolchain, error) {
+	script, err := os.ReadFile(c.script)
+	if err != nil {
+		return nil, toolchain{}, err
+	}
+	m := go118Pin.FindSubmatch(script)
+	if m == nil {
+		return nil, toolchain{}, fmt.Errorf("%s pins no version of %s/testing (go get …/testing@VERSION)", c.script, go118Module)
+	}
+	tc, err := findToolchain(filepath.Join("out", "tools", "go-118-fuzz-build@"+string(m[1])), string(m[1]))
+	return script, tc, err
+}
+
 func findToolchain(toolDir, version string) (toolchain, error) {
 	var tc toolchain
 	const fix = "apt-get install -y clang-16 libclang-rt-16-dev (Debian 12; any clang with its compiler-rt will do, named by CC and CXX)"
