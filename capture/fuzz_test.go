@@ -154,26 +154,12 @@ func randBytes(seed uint64, n int) []byte {
 // readAll reads every record of a trace, copying the slices so they
 // outlive the next call, and returns them with the error that ended
 // reading (io.EOF for a clean end).
-func readAll(trace []byte) (Meta, []Record, error) {
-	r, err := NewReader(bytes.NewReader(trace))
-	if err != nil {
-		return Meta{}, nil, err
-	}
-	var recs []Record
-	for {
-		rec, err := r.Next()
-		if err != nil {
-			return r.Meta(), recs, err
-		}
-		rec.Data = bytes.Clone(rec.Data)
-		rec.Detail = bytes.Clone(rec.Detail)
-		recs = append(recs, rec)
-	}
-}
+func readAll(trace []byte) (Meta, []Record, error) { return readAllInto(trace, -1) }
 
 // readAllInto is readAll with NextInto, each DATA body decoded into a
-// fresh buffer of capacity bufCap when it fits; it checks the Reader's
-// promise that a delivery so decoded lies in that buffer.
+// fresh buffer of capacity bufCap when it fits (bufCap < 0: with Next);
+// it checks the Reader's promise that a delivery so decoded lies in
+// that buffer.
 func readAllInto(trace []byte, bufCap int) (Meta, []Record, error) {
 	r, err := NewReader(bytes.NewReader(trace))
 	if err != nil {
@@ -181,8 +167,15 @@ func readAllInto(trace []byte, bufCap int) (Meta, []Record, error) {
 	}
 	var recs []Record
 	for {
-		buf := make([]byte, 0, bufCap)
-		rec, inBuf, err := r.NextInto(buf)
+		var rec Record
+		var inBuf bool
+		var buf []byte
+		if bufCap < 0 {
+			rec, err = r.Next()
+		} else {
+			buf = make([]byte, 0, bufCap)
+			rec, inBuf, err = r.NextInto(buf)
+		}
 		if err != nil {
 			return r.Meta(), recs, err
 		}

@@ -79,31 +79,10 @@ func TestReadPathsAgree(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, writeRecords(w, sampleRecords(true)))
 	require.NoError(t, w.Close())
-	read := func(trace []byte, into bool) ([]Record, error) {
-		r, err := NewReader(bytes.NewReader(trace))
-		if err != nil {
-			return nil, err
-		}
-		var recs []Record
-		for {
-			var rec Record
-			if into {
-				rec, _, err = r.NextInto(make([]byte, 0, 5000))
-			} else {
-				rec, err = r.Next()
-			}
-			if err != nil {
-				return recs, err
-			}
-			rec.Data = bytes.Clone(rec.Data)
-			rec.Detail = bytes.Clone(rec.Detail)
-			recs = append(recs, rec)
-		}
-	}
 	full := buf.Bytes()
 	for _, cut := range []int{len(full), len(full) - 1, len(full) / 2, len(full) / 3, 40} {
-		a, errA := read(full[:cut], false)
-		b, errB := read(full[:cut], true)
+		_, a, errA := readAll(full[:cut])
+		_, b, errB := readAllInto(full[:cut], 5000)
 		assert.Equal(t, a, b, "cut at %d", cut)
 		if errA == nil || errB == nil {
 			assert.Equal(t, errA, errB)
