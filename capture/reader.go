@@ -368,13 +368,18 @@ func (r *Reader) readFull(b []byte) (int, error) {
 			}
 			return n, nil
 		}
-		k, err := r.dec.Read(r.ahead)
-		r.pos, r.end, r.derr = 0, k, err
-		c := copy(b[n:], r.ahead[:k])
+		r.refill()
+		c := copy(b[n:], r.ahead[:r.end])
 		r.pos += c
 		n += c
 	}
 	return n, nil
+}
+
+// refill reads what the decoder gives into the emptied read-ahead.
+func (r *Reader) refill() {
+	k, err := r.dec.Read(r.ahead)
+	r.pos, r.end, r.derr = 0, k, err
 }
 
 // readHead reads a record head. Where the read-ahead holds none of it
@@ -408,8 +413,7 @@ func (r *Reader) discard(n int) error {
 			if r.derr != nil {
 				return fullErr(1, r.derr)
 			}
-			k, err := r.dec.Read(r.ahead)
-			r.pos, r.end, r.derr = 0, k, err
+			r.refill()
 			continue
 		}
 		k := min(n, r.end-r.pos)
