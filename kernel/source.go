@@ -221,7 +221,13 @@ func buildTreeConfig(image, release string) string {
 			return ""
 		}
 	}
-	rel, err := os.ReadFile(filepath.Join(tree, "include", "config", "kernel.release"))
+	f, err := os.Open(filepath.Join(tree, "include", "config", "kernel.release"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	// Bounded again: the file may have grown since the Stat above.
+	rel, err := readAllLimited(f, maxConfig)
 	if err != nil || release == "" || strings.TrimSpace(string(rel)) != release {
 		return ""
 	}
