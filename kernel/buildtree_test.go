@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestOpenBuildTreeImage: a bzImage where `make` leaves it,
@@ -68,6 +69,15 @@ func TestOpenBuildTreeImage(t *testing.T) {
 		require.NoError(t, os.Remove(filepath.Join(root, ".config")))
 		require.NoError(t, os.Mkdir(filepath.Join(root, ".config"), 0o755))
 		s, err := Open(image, "", t.TempDir())
+		require.NoError(t, err)
+		assert.Nil(t, s.Config())
+	})
+	t.Run("kernel.release is a FIFO", func(t *testing.T) {
+		root, image := tree(t, release)
+		rel := filepath.Join(root, "include", "config", "kernel.release")
+		require.NoError(t, os.Remove(rel))
+		require.NoError(t, unix.Mkfifo(rel, 0o644))
+		s, err := Open(image, "", t.TempDir()) // would block reading a FIFO
 		require.NoError(t, err)
 		assert.Nil(t, s.Config())
 	})
