@@ -333,3 +333,22 @@ func TestGroup(t *testing.T) {
 	assert.Equal(t, "20", seconds(20*time.Second))
 	assert.Equal(t, "1", seconds(100*time.Millisecond))
 }
+
+// TestDeadlineRace: the log of go test -fuzz failing at its deadline
+// with no input (as CI saw on FuzzPayloads) is the coordinator's race;
+// a log with a failing input written is a finding, and a clean one is
+// neither. Its executions still parse.
+func TestDeadlineRace(t *testing.T) {
+	race := []byte("fuzz: elapsed: 0s, gathering baseline coverage: 11/11 completed, now fuzzing with 1 workers\n" +
+		"fuzz: elapsed: 3s, execs: 102424 (34133/sec), new interesting: 35 (total: 46)\n" +
+		"fuzz: elapsed: 5s, execs: 176475 (36740/sec), new interesting: 38 (total: 49)\n" +
+		"--- FAIL: FuzzPayloads (5.02s)\n    context deadline exceeded\nFAIL\n")
+	finding := append(append([]byte(nil), race...), []byte("    Failing input written to testdata/fuzz/FuzzPayloads/0123abcd\n")...)
+	clean := []byte("fuzz: elapsed: 5s, execs: 176475 (36740/sec), new interesting: 38 (total: 49)\nPASS\n")
+	assert.True(t, DeadlineRace(race))
+	assert.False(t, DeadlineRace(finding), "a failing input written is a finding")
+	assert.False(t, DeadlineRace(clean))
+	r, err := ParseGoFuzz(race)
+	require.NoError(t, err)
+	assert.Equal(t, int64(176475), r.Execs)
+}

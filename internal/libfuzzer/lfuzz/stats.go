@@ -65,6 +65,15 @@ type GoFuzzRun struct {
 	Interesting int64         // the corpus size: "(total: N)"
 }
 
+// DeadlineRace reports whether a failed `go test -fuzz` log is the
+// spurious failure of Go 1.26's fuzzing coordinator at a duration
+// -fuzztime's deadline (go.dev/issue/75804, fixed in Go 1.27): "context
+// deadline exceeded" and no failing input written. A real finding
+// always writes one ("Failing input written to ...").
+func DeadlineRace(log []byte) bool {
+	return bytes.Contains(log, []byte("context deadline exceeded")) && !bytes.Contains(log, []byte("Failing input written to"))
+}
+
 // goProgress matches the engine's progress lines, e.g. "fuzz: elapsed:
 // 21s, execs: 383177 (15454/sec), new interesting: 55 (total: 159)".
 var goProgress = regexp.MustCompile(`^fuzz: elapsed: (\S+), execs: (\d+) \(\d+/sec\), new interesting: \d+ \(total: (\d+)\)`)
