@@ -67,6 +67,13 @@ const (
 // an open zstd frame.
 const FlushInterval = 250 * time.Millisecond
 
+// FrameSize is how many decompressed bytes the Writer puts in a zstd
+// frame before it closes the frame, after the record that reaches it.
+// Small independent frames let a Reader decode several at once
+// (WithDecoders); at 2 MiB a frame costs under 0.1 % of the compressed
+// size against one frame per FlushInterval.
+const FrameSize = 2 << 20
+
 // BulkPort is the virtio-console port number of the bulk port, the port
 // whose TX stream ktstr records and replays.
 const BulkPort uint16 = 1

@@ -79,6 +79,12 @@ func FuzzReader(f *testing.F) {
 		if !reflect.DeepEqual(recs, recsInto) || (err == nil) != (errInto == nil) || err != nil && err.Error() != errInto.Error() {
 			t.Fatalf("NextInto read %d records (%v), Next %d (%v)", len(recsInto), errInto, len(recs), err)
 		}
+		// Decoding frames ahead on other goroutines reads what one
+		// decoder reads and fails as it fails.
+		_, recsAhead, errAhead := readAllDecoders(data, -1, 2)
+		if !reflect.DeepEqual(recs, recsAhead) || (err == nil) != (errAhead == nil) || err != nil && err.Error() != errAhead.Error() {
+			t.Fatalf("with 2 decoders read %d records (%v), with 1 %d (%v)", len(recsAhead), errAhead, len(recs), err)
+		}
 		if !errors.Is(err, io.EOF) {
 			if n := sentinels(err); n != 1 {
 				t.Fatalf("unclassified error (wraps %d sentinels): %v", n, err)
@@ -161,10 +167,16 @@ func readAll(trace []byte) (Meta, []Record, error) { return readAllInto(trace, -
 // it checks the Reader's promise that a delivery so decoded lies in
 // that buffer.
 func readAllInto(trace []byte, bufCap int) (Meta, []Record, error) {
-	r, err := NewReader(bytes.NewReader(trace))
+	return readAllDecoders(trace, bufCap, 1)
+}
+
+// readAllDecoders is readAllInto with a Reader of n decoders.
+func readAllDecoders(trace []byte, bufCap, n int) (Meta, []Record, error) {
+	r, err := NewReader(bytes.NewReader(trace), WithDecoders(n))
 	if err != nil {
 		return Meta{}, nil, err
 	}
+	defer r.Close()
 	var recs []Record
 	for {
 		var rec Record

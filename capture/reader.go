@@ -27,17 +27,18 @@ const growStep = 64 << 10
 // MaxWindow) in memory; its buffers are reused, so reading DATA records
 // does not allocate once they have grown to the largest delivery.
 type Reader struct {
-	dec   *zstd.Decoder
-	ahead []byte // read-ahead: the unread bytes are ahead[pos:end]
-	pos   int
-	end   int
-	derr  error // the decoder's error, met after ahead[:end]
-	meta  Meta
-	buf   []byte // record body, reused
-	off   int64  // decompressed offset of the next record
-	ended bool   // an END record was read
-	err   error  // sticky: the error Next returns from now on
-	head  [recordHead]byte
+	dec    io.Reader     // the decompressed stream
+	frames *frameDecoder // dec when it decodes frames ahead, else nil
+	ahead  []byte        // read-ahead: the unread bytes are ahead[pos:end]
+	pos    int
+	end    int
+	derr   error // the decoder's error, met after ahead[:end]
+	meta   Meta
+	buf    []byte // record body, reused
+	off    int64  // decompressed offset of the next record
+	ended  bool   // an END record was read
+	err    error  // sticky: the error Next returns from now on
+	head   [recordHead]byte
 }
 
 // decoderOptions configures the zstd decoder of a Reader: synchronous
@@ -54,15 +55,69 @@ func decoderOptions() []zstd.DOption {
 	}
 }
 
+// A ReaderOption configures a Reader.
+type ReaderOption func(*readerConfig)
+
+type readerConfig struct {
+	decoders int
+}
+
+// WithDecoders lets the Reader decode up to n of the trace's zstd
+// frames at once, each on a goroutine of its own, ahead of the records
+// asked for (holding at most 24 MiB more). The records, errors and
+// offsets are the same as with one decoder, which is the default: a
+// Reader then decodes in the goroutine that calls it. A Reader with n >
+// 1 should be closed.
+func WithDecoders(n int) ReaderOption {
+	return func(c *readerConfig) { c.decoders = n }
+}
+
 // NewReader reads and checks the trace header and metadata from src. The
 // returned Reader reads the records that follow. Errors wrap ErrCorrupt,
 // ErrTruncated or ErrVersion.
-func NewReader(src io.Reader) (*Reader, error) {
-	dec, err := zstd.NewReader(src, decoderOptions()...)
-	if err != nil {
-		return nil, fmt.Errorf("capture: creating zstd decoder: %w", err)
+func NewReader(src io.Reader, opts ...ReaderOption) (*Reader, error) {
+	var c readerConfig
+	for _, o := range opts {
+		o(&c)
 	}
-	r := &Reader{dec: dec, ahead: make([]byte, aheadSize)}
+	r := &Reader{ahead: make([]byte, aheadSize)}
+	if c.decoders > 1 {
+		fd, err := newFrameDecoder(src, c.decoders)
+		if err != nil {
+			return nil, fmt.Errorf("capture: creating zstd decoders: %w", err)
+		}
+		r.dec, r.frames = fd, fd
+	} else {
+		dec, err := zstd.NewReader(src, decoderOptions()...)
+		if err != nil {
+			return nil, fmt.Errorf("capture: creating zstd decoder: %w", err)
+		}
+		r.dec = dec
+	}
+	r2, err := r.readHeader()
+	if err != nil {
+		r.Close()
+	}
+	return r2, err
+}
+
+// Close waits for the frames a Reader decodes ahead and frees its
+// decoders. It does not close the source. A Reader is not used after
+// Close.
+func (r *Reader) Close() {
+	switch {
+	case r.frames != nil:
+		r.frames.Close()
+		r.frames = nil
+	case r.dec != nil:
+		r.dec.(*zstd.Decoder).Close()
+	}
+	r.dec = nil
+	r.err = errors.New("capture: the Reader is closed")
+}
+
+// readHeader reads the trace header and metadata.
+func (r *Reader) readHeader() (*Reader, error) {
 
 	var h [headerFixed]byte
 	if n, err := r.readFull(h[:]); err != nil {

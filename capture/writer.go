@@ -25,6 +25,7 @@ type Writer struct {
 	enc     *zstd.Encoder
 	timer   *time.Timer
 	pending bool  // records written since the last frame was closed
+	inFrame int   // decompressed bytes written into the open frame
 	ended   bool  // WriteEnd was called
 	closed  bool  // Close was called
 	err     error // sticky write error
@@ -94,6 +95,9 @@ func (w *Writer) WriteData(dir Direction, port uint16, tNS int64, b []byte) erro
 	w.write(h)
 	w.write(b)
 	w.markPending()
+	if w.inFrame >= FrameSize {
+		w.closeFrame()
+	}
 	return w.err
 }
 
@@ -229,6 +233,7 @@ func (w *Writer) write(p []byte) {
 	if w.err != nil || len(p) == 0 {
 		return
 	}
+	w.inFrame += len(p)
 	if _, err := w.enc.Write(p); err != nil {
 		w.fail(err)
 	}
@@ -251,6 +256,7 @@ func (w *Writer) closeFrame() {
 		return
 	}
 	w.pending = false
+	w.inFrame = 0
 	w.timer.Stop()
 	if err := w.enc.Close(); err != nil {
 		w.fail(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 
 	"github.com/ktstr/ktstr/capture"
@@ -95,10 +96,11 @@ var ErrBadTrace = errors.New("bad trace")
 // says so; a trace that cannot be read at all is an error wrapping
 // ErrBadTrace.
 func Trace(src io.Reader, name string, opt Options) (*Report, error) {
-	r, err := capture.NewReader(src)
+	r, err := capture.NewReader(src, capture.WithDecoders(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", name, ErrBadTrace, err)
 	}
+	defer r.Close() // after the pipe's goroutine, deferred below, has ended
 	limit := opt.ModelLimit
 	if limit == 0 {
 		limit = DefaultModelLimit
@@ -246,10 +248,11 @@ type Held struct {
 // before the first that would pass limit bytes or MaxHeldDeliveries
 // (then More is set). Errors about the trace wrap ErrBadTrace.
 func Hold(src io.Reader, limit int64) (*Held, error) {
-	r, err := capture.NewReader(src)
+	r, err := capture.NewReader(src, capture.WithDecoders(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadTrace, err)
 	}
+	defer r.Close()
 	h := &Held{Stream: &Stream{}}
 	for {
 		rec, err := r.Next()

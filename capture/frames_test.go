@@ -1,0 +1,266 @@
+package capture
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"testing/iotest"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// readResult is everything a Reader says of a trace.
+type readResult struct {
+	Meta   Meta
+	Recs   []Record
+	Err    string
+	Offset int64
+}
+
+// readWith reads a trace from src with n decoders, to its end or first
+// error.
+func readWith(src io.Reader, n int) readResult {
+	r, err := NewReader(src, WithDecoders(n))
+	if err != nil {
+		return readResult{Err: err.Error()}
+	}
+	defer r.Close()
+	res := readResult{Meta: r.Meta()}
+	for {
+		rec, err := r.Next()
+		if err != nil {
+			res.Err, res.Offset = err.Error(), r.Offset()
+			return res
+		}
+		rec.Data = bytes.Clone(rec.Data)
+		rec.Detail = bytes.Clone(rec.Detail)
+		res.Recs = append(res.Recs, rec)
+	}
+}
+
+// manyFrames writes a trace of many Writer frames: deliveries of assorted
+// sizes (some compressible, one larger than a frame decoded ahead may
+// be), events between them, and an END record.
+func manyFrames(t testing.TB, total int) []byte {
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, testMeta())
+	require.NoError(t, err)
+	sizes := []int{64 << 10, 0, 1, 300 << 10, 5000, 1 << 20}
+	for i, done := 0, 0; done < total; i++ {
+		n := sizes[i%len(sizes)]
+		d := randBytes(uint64(i), n)
+		if i%3 == 0 {
+			d = bytes.Repeat([]byte("compressible "), n/13+1)[:n]
+		}
+		require.NoError(t, w.WriteData(TX, BulkPort, int64(i), d))
+		if i%17 == 5 {
+			require.NoError(t, w.WriteEvent(int64(i), "step", []byte(`{"i":1}`)))
+		}
+		done += n
+	}
+	require.NoError(t, w.WriteEnd(End{TimeNS: 9, Reason: "poweroff", Outcome: []byte(`{"frames":1}`)}))
+	require.NoError(t, w.Close())
+	return buf.Bytes()
+}
+
+// framesOf returns the offsets at which the zstd frames of a stream the
+// frameDecoder can walk begin, and where the walk stopped.
+func framesOf(t testing.TB, b []byte) (starts []int, stop int) {
+	d, err := newFrameDecoder(bytes.NewReader(b), 2)
+	require.NoError(t, err)
+	defer d.Close()
+	off := 0
+	for {
+		f, _, rest := d.readFrame(nil)
+		if rest != nil {
+			return starts, off
+		}
+		starts = append(starts, off)
+		off += len(f)
+	}
+}
+
+// TestWriterFrameSize checks that the Writer closes a frame once it holds
+// FrameSize bytes, after the record that reaches it, and that the
+// frames' decompressed sizes add up to the stream.
+func TestWriterFrameSize(t *testing.T) {
+	trace := manyFrames(t, 20<<20)
+	starts, stop := framesOf(t, trace)
+	require.Equal(t, len(trace), stop, "every frame the Writer writes can be walked")
+	require.Greater(t, len(starts), 10, "20 MiB of deliveries make more than ten frames")
+	dec, err := zstd.NewReader(nil)
+	require.NoError(t, err)
+	defer dec.Close()
+	var total int
+	for i, s := range starts {
+		end := len(trace)
+		if i+1 < len(starts) {
+			end = starts[i+1]
+		}
+		out, err := dec.DecodeAll(trace[s:end], nil)
+		require.NoError(t, err, "frame %d", i)
+		// The largest delivery is 1 MiB: a frame passes FrameSize by
+		// less than one record.
+		assert.Less(t, len(out), FrameSize+(1<<20)+recordHead+dataFixed, "frame %d", i)
+		total += len(out)
+	}
+	all, err := dec.DecodeAll(trace, nil)
+	require.NoError(t, err)
+	assert.Equal(t, len(all), total)
+}
+
+// cutSource returns its source's bytes up to n, then err.
+type cutSource struct {
+	src io.Reader
+	n   int
+	err error
+}
+
+func (f *cutSource) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, f.err
+	}
+	k, err := f.src.Read(p[:min(len(p), f.n)])
+	f.n -= k
+	return k, err
+}
+
+// TestDecodersAgree reads traces, whole and damaged, with one decoder and
+// with several, and checks the records, the error and the offset are the
+// same: the Writer's many frames, a trace recompressed as one frame, a
+// skippable frame between frames, trailing bytes, cuts at many offsets,
+// flipped bytes, a source that fails and one that gives a byte at a
+// time.
+func TestDecodersAgree(t *testing.T) {
+	trace := manyFrames(t, 12<<20)
+	starts, _ := framesOf(t, trace)
+	require.Greater(t, len(starts), 4)
+
+	dec, err := zstd.NewReader(nil)
+	require.NoError(t, err)
+	plain, err := dec.DecodeAll(trace, nil)
+	dec.Close()
+	require.NoError(t, err)
+	enc, err := zstd.NewWriter(nil, zstd.WithWindowSize(MaxWindow))
+	require.NoError(t, err)
+	oneFrame := enc.EncodeAll(plain, nil)
+
+	skippable := []byte{0x50, 0x2A, 0x4D, 0x18, 5, 0, 0, 0, 1, 2, 3, 4, 5}
+	mid := starts[len(starts)/2]
+	withSkip := append(append(append([]byte{}, trace[:mid]...), skippable...), trace[mid:]...)
+
+	cases := map[string][]byte{
+		"many frames":     trace,
+		"one frame":       oneFrame,
+		"skippable frame": withSkip,
+		"trailing zeros":  append(append([]byte{}, trace...), 0, 0, 0, 0, 0),
+		"trailing magic":  append(append([]byte{}, trace...), 0x28, 0xB5, 0x2F),
+	}
+	for _, f := range []int{starts[1] + 2, starts[2] + 7, mid + 100, len(trace) - 2, starts[3] + 4} {
+		b := bytes.Clone(trace)
+		b[f] ^= 0x40
+		cases[fmt.Sprintf("flip at %d", f)] = b
+	}
+	for i := 0; i < 40; i++ {
+		c := len(trace) * i / 40
+		cases[fmt.Sprintf("cut at %d", c)] = trace[:c]
+	}
+	for _, s := range starts[1:4] {
+		for _, c := range []int{s, s + 1, s + 4, s + 5, s + 6, s + 8, s + 9} {
+			cases[fmt.Sprintf("cut at %d (frame start %+d)", c, c-s)] = trace[:c]
+		}
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			want := readWith(bytes.NewReader(b), 1)
+			for _, n := range []int{2, 3} {
+				got := readWith(bytes.NewReader(b), n)
+				require.Equal(t, want.Err, got.Err, "%d decoders", n)
+				require.Equal(t, want.Offset, got.Offset, "%d decoders", n)
+				require.Equal(t, want.Meta, got.Meta, "%d decoders", n)
+				require.Equal(t, len(want.Recs), len(got.Recs), "%d decoders", n)
+				require.Equal(t, want.Recs, got.Recs, "%d decoders", n)
+			}
+		})
+	}
+	// Positive control: the cases differ from each other, so agreeing
+	// is not a matter of every reading failing alike.
+	assert.Equal(t, "EOF", readWith(bytes.NewReader(trace), 2).Err)
+	assert.NotEqual(t, "EOF", readWith(bytes.NewReader(trace[:len(trace)/2]), 2).Err)
+
+	sources := map[string]func() io.Reader{
+		"one byte at a time": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(trace)) },
+		"fails mid-frame":    func() io.Reader { return &cutSource{bytes.NewReader(trace), mid + 50, errors.New("disk on fire")} },
+		"fails at a frame":   func() io.Reader { return &cutSource{bytes.NewReader(trace), mid, errors.New("disk on fire")} },
+		"data with error":    func() io.Reader { return iotest.DataErrReader(bytes.NewReader(trace)) },
+		"timeout":            func() io.Reader { return iotest.TimeoutReader(bytes.NewReader(trace)) },
+	}
+	for name, src := range sources {
+		t.Run(name, func(t *testing.T) {
+			want := readWith(src(), 1)
+			got := readWith(src(), 2)
+			require.Equal(t, want.Err, got.Err)
+			require.Equal(t, want.Offset, got.Offset)
+			require.Equal(t, want.Recs, got.Recs)
+		})
+	}
+}
+
+// TestDecodersAhead checks that a Reader with several decoders decodes
+// frames ahead of what was read, several at once, and holds no more
+// than aheadBudget for them whatever the frames' sizes.
+func TestDecodersAhead(t *testing.T) {
+	trace := manyFrames(t, 64<<20)
+	r, err := NewReader(bytes.NewReader(trace), WithDecoders(4))
+	require.NoError(t, err)
+	defer r.Close()
+	most, heldMost := 0, 0
+	for {
+		_, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		most = max(most, len(r.frames.queue))
+		heldMost = max(heldMost, r.frames.held)
+		require.LessOrEqual(t, r.frames.held, aheadBudget)
+		for _, j := range r.frames.queue {
+			select {
+			case <-j.done:
+				// Decoded within the room held for it, not grown past it.
+				require.LessOrEqual(t, cap(j.in)+cap(j.out), j.cost)
+			default:
+			}
+		}
+	}
+	assert.GreaterOrEqual(t, most, 3, "frames decoded ahead at once")
+	t.Logf("at most %d frames ahead, %d bytes held", most, heldMost)
+
+	// A trace whose frames the Writer did not size (one frame of 64
+	// MiB): read in order by the serial decoder, nothing held ahead.
+	dec, err := zstd.NewReader(nil)
+	require.NoError(t, err)
+	plain, err := dec.DecodeAll(trace, nil)
+	dec.Close()
+	require.NoError(t, err)
+	enc, err := zstd.NewWriter(nil, zstd.WithWindowSize(1<<20))
+	require.NoError(t, err)
+	r2, err := NewReader(bytes.NewReader(enc.EncodeAll(plain, nil)), WithDecoders(4))
+	require.NoError(t, err)
+	defer r2.Close()
+	n := 0
+	for {
+		_, err := r2.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		require.Zero(t, r2.frames.held)
+		n++
+	}
+	assert.Greater(t, n, 50)
+}
