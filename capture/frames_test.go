@@ -212,10 +212,11 @@ func TestDecodersAgree(t *testing.T) {
 
 // TestDecodersAhead checks that a Reader with several decoders decodes
 // frames ahead of what was read, several at once, and holds no more
-// than aheadBudget for them whatever the frames' sizes.
+// than aheadBudget for them: sixteen decoders would take seventeen
+// frames ahead, the budget lets about eight.
 func TestDecodersAhead(t *testing.T) {
 	trace := manyFrames(t, 64<<20)
-	r, err := NewReader(bytes.NewReader(trace), WithDecoders(4))
+	r, err := NewReader(bytes.NewReader(trace), WithDecoders(16))
 	require.NoError(t, err)
 	defer r.Close()
 	most, heldMost := 0, 0
@@ -238,6 +239,7 @@ func TestDecodersAhead(t *testing.T) {
 		}
 	}
 	assert.GreaterOrEqual(t, most, 3, "frames decoded ahead at once")
+	assert.Greater(t, heldMost, aheadBudget-aheadCost, "the budget, not the decoders, stopped the decoding ahead")
 	t.Logf("at most %d frames ahead, %d bytes held", most, heldMost)
 
 	// A trace whose frames the Writer did not size (one frame of 64
