@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"text/tabwriter"
@@ -83,10 +84,11 @@ func walkTrace(path string, onStart func(capture.Meta), onFrame func(frameEvent)
 		return walked{}, err
 	}
 	defer f.Close()
-	r, err := capture.NewReader(f)
+	r, err := capture.NewReader(f, capture.WithDecoders(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return walked{}, fmt.Errorf("%s: %w: %w", path, replay.ErrBadTrace, err)
 	}
+	defer r.Close()
 	if onStart != nil {
 		onStart(r.Meta())
 	}
