@@ -23,8 +23,18 @@ import (
 // streaming decoder from the same bytes. A frameDecoder therefore
 // yields the serial decoder's bytes and errors exactly, only sooner.
 //
-// The source is read only by the goroutine calling Read: the decoding
-// goroutines see nothing but a frame's bytes already read.
+// The source is read only by the goroutine calling Read, with
+// io.ReadFull as the serial decoder reads it: the decoding goroutines
+// see nothing but a frame's bytes already read.
+//
+// Memory: a frame is decoded ahead only in one of a fixed number of
+// slots, each with a zstd decoder of its own, a buffer for the frame's
+// compressed bytes (at most maxAheadIn) and one for its output, sized to
+// what the frame's block headers say it can hold (at most
+// maxAheadFrame); DecodeAll may not write past it. A slot's buffers grow
+// and never shrink, and a zstd decoder keeps pointing at the buffers it
+// last used, which are then its slot's: the bytes held beyond a serial
+// Reader's are at most slots × aheadCost, whatever the trace.
 
 const (
 	// maxAheadFrame bounds the decompressed size of a frame decoded
@@ -36,65 +46,55 @@ const (
 	// a frame's blocks' headers take 3 bytes each, and empty blocks
 	// take room without adding to the decompressed bound.
 	maxAheadIn = maxAheadFrame + maxAheadFrame/64
-	// aheadBudget bounds the bytes held for frames decoded ahead (their
-	// compressed bytes and room for their output, the frame being read
-	// included): what a Reader with several decoders holds beyond a
-	// serial one's, whatever the trace.
-	aheadBudget = 24 << 20
+	// aheadCost is the most one slot holds: room for a frame's
+	// compressed bytes and for its output.
+	aheadCost = maxAheadIn + maxAheadFrame
+	// maxDecoders bounds the frames decoded at once. Dispatch runs on
+	// one core at about 1.3 × one decoder's pace here, so two decoders
+	// keep it fed; a third is for slower decoding elsewhere.
+	maxDecoders = 3
 	// zstdBlockMax is zstd's largest block (RFC 8878 §3.1.1.2.4).
 	zstdBlockMax = 128 << 10
 	// zstdMagic is a zstd frame's magic number.
 	zstdMagic = 0xFD2FB528
 )
 
-// aheadCost is the most one frame decoded ahead can hold: its
-// compressed bytes (grown at most to maxAheadIn) and its output room.
-const aheadCost = maxAheadIn + maxAheadFrame
-
-// frameJob is one frame decoded ahead.
+// frameJob is one slot: a frame decoded ahead, or room for one.
 type frameJob struct {
-	cost int    // bytes it holds against aheadBudget
-	in   []byte // the frame's compressed bytes
-	out  []byte // its decompressed bytes, once done is closed
-	err  error  // DecodeAll's error, once done is closed
+	dec  *zstd.Decoder // DecodeAll, this slot's alone
+	in   []byte        // the frame's compressed bytes
+	out  []byte        // its decompressed bytes, once done is closed
+	err  error         // DecodeAll's error, once done is closed
 	done chan struct{}
 }
 
 // frameDecoder is an io.Reader of the decompressed stream of src that
-// decodes frames ahead on up to n goroutines at once.
+// decodes frames ahead on up to maxDecoders goroutines at once.
 type frameDecoder struct {
 	src     io.Reader     // compressed; after the last frame split off
-	all     *zstd.Decoder // DecodeAll, up to n at once
 	stream  *zstd.Decoder // the serial decoder: the tail, refused frames
+	slots   int           // most slots: frames decoded ahead and the one read
+	made    []*frameJob   // slots made so far
+	free    []*frameJob   // slots not in use
 	split   bool          // src is still being split into frames
-	ahead   int           // most frames decoded ahead
 	tail    io.Reader     // where the serial decoder takes over, once split ends
 	queue   []*frameJob   // frames decoded ahead, in order
-	held    int           // bytes held by queue and cur
 	cur     *frameJob     // the frame being read
 	pos     int           // read offset in cur.out
 	serial  io.Reader     // the serial decoder while it serves, else nil
 	refused *frameJob     // the frame DecodeAll refused, while serial reads it
 	err     error         // sticky
 	wg      sync.WaitGroup
-	ins     [][]byte // free compressed buffers
-	outs    [][]byte // free output buffers
 }
 
+// newFrameDecoder returns a frameDecoder of src decoding up to n frames
+// at once (at most maxDecoders).
 func newFrameDecoder(src io.Reader, n int) (*frameDecoder, error) {
-	all, err := zstd.NewReader(nil,
-		zstd.WithDecoderConcurrency(n),
-		zstd.WithDecoderMaxWindow(MaxWindow),
-		zstd.WithDecoderMaxMemory(maxAheadFrame))
-	if err != nil {
-		return nil, err
-	}
 	stream, err := zstd.NewReader(nil, decoderOptions()...)
 	if err != nil {
-		all.Close()
 		return nil, err
 	}
-	return &frameDecoder{src: src, all: all, stream: stream, split: true, ahead: n + 1}, nil
+	return &frameDecoder{src: src, stream: stream, split: true, slots: min(n, maxDecoders) + 1}, nil
 }
 
 // Read reads decompressed bytes, in order, as the serial decoder would.
@@ -137,6 +137,7 @@ func (d *frameDecoder) Read(p []byte) (int, error) {
 			continue
 		}
 		j := d.queue[0]
+		d.queue[0] = nil
 		d.queue = d.queue[1:]
 		<-j.done
 		if j.err != nil {
@@ -160,21 +161,52 @@ func (d *frameDecoder) serve(src io.Reader) {
 	d.serial = d.stream
 }
 
-// fill splits frames off src and starts decoding them while the budget
-// allows another.
+// fill splits frames off src and starts decoding them while a slot is
+// free.
 func (d *frameDecoder) fill() {
-	for d.split && len(d.queue) < d.ahead && (d.held == 0 || d.held+aheadCost <= aheadBudget) {
-		d.splitOne()
+	for d.split {
+		j := d.slot()
+		if j == nil {
+			return
+		}
+		d.splitOne(j)
 	}
 }
 
-// splitOne reads the next frame from src and starts decoding it, or ends
-// the splitting where src does not go on with a frame it can walk.
-func (d *frameDecoder) splitOne() {
-	// A frame of the Writer's compresses to about half FrameSize or
-	// less; starting there spares the copies of growing from nothing.
-	in := d.take(&d.ins, FrameSize/2)
-	in, bound, rest := d.readFrame(in[:0])
+// slot returns a free slot, or a new one while there are fewer than
+// d.slots, else nil.
+func (d *frameDecoder) slot() *frameJob {
+	if k := len(d.free); k > 0 {
+		j := d.free[k-1]
+		d.free = d.free[:k-1]
+		return j
+	}
+	if len(d.made) == d.slots {
+		return nil
+	}
+	dec, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxWindow(MaxWindow),
+		zstd.WithDecoderMaxMemory(maxAheadFrame),
+		zstd.WithDecodeAllCapLimit(true))
+	if err != nil {
+		// The options are constant, so this does not happen; if it
+		// did, the serial decoder would read on from here.
+		d.split, d.tail = false, d.src
+		return nil
+	}
+	// The buffers grow to the frames' sizes as they come, and stay.
+	j := &frameJob{dec: dec}
+	d.made = append(d.made, j)
+	return j
+}
+
+// splitOne reads the next frame from src into slot j and starts decoding
+// it, or ends the splitting where src does not go on with a frame it can
+// walk.
+func (d *frameDecoder) splitOne(j *frameJob) {
+	in, bound, rest := d.readFrame(j.in[:0])
+	j.in = in
 	if rest != nil {
 		d.split = false
 		if _, end := rest.(eofReader); len(in) > 0 || !end {
@@ -182,23 +214,26 @@ func (d *frameDecoder) splitOne() {
 		}
 		return
 	}
-	j := &frameJob{in: in, out: d.take(&d.outs, bound)[:0], done: make(chan struct{})}
-	j.cost = cap(j.in) + cap(j.out)
-	d.held += j.cost
+	if cap(j.out) < bound {
+		j.out = make([]byte, 0, bound)
+	}
+	j.out, j.err, j.done = j.out[:0], nil, make(chan struct{})
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		defer close(j.done)
-		j.out, j.err = d.all.DecodeAll(j.in, j.out)
+		// WithDecodeAllCapLimit: the output stays in the room the
+		// block headers call for, or DecodeAll refuses the frame.
+		j.out, j.err = j.dec.DecodeAll(j.in, j.out)
 	}()
 	d.queue = append(d.queue, j)
 }
 
 // readFrame appends the next frame's compressed bytes from src to dst,
 // and returns them with the most decompressed bytes they can hold. When
-// src does not go on with a frame within the bounds, it returns every
-// byte it read from src in dst and, in rest, what follows them (src
-// itself, or src's error).
+// src does not go on with a frame it can walk within the bounds, it
+// returns every byte it read from src in dst and, in rest, what follows
+// them (src itself, or src's error).
 func (d *frameDecoder) readFrame(dst []byte) (frame []byte, bound int, rest io.Reader) {
 	var err error
 	if dst, err = readN(d.src, dst, 5); err != nil {
@@ -268,35 +303,22 @@ func (d *frameDecoder) readFrame(dst []byte) (frame []byte, bound int, rest io.R
 	return dst, bound, nil
 }
 
-// readN appends n bytes read from src to dst, growing it at most to
-// maxAheadIn, and returns what it read with the error that cut it short.
+// readN appends n bytes read from src with io.ReadFull to dst, growing
+// it at most to maxAheadIn (and what a frame's last headers take past
+// it), and returns what it read with the error that cut it short.
 func readN(src io.Reader, dst []byte, n int) ([]byte, error) {
 	if len(dst)+n > cap(dst) {
 		c := min(max(2*cap(dst), len(dst)+n, 64<<10), max(maxAheadIn, len(dst)+n))
 		dst = append(make([]byte, 0, c), dst...)
 	}
-	want := len(dst) + n
-	for empty := 0; len(dst) < want; {
-		k, err := src.Read(dst[len(dst):want])
-		dst = dst[:len(dst)+k]
-		switch {
-		case err != nil:
-			return dst, err
-		case k > 0:
-			empty = 0
-		default:
-			if empty++; empty == 100 {
-				return dst, io.ErrNoProgress
-			}
-		}
-	}
-	return dst, nil
+	k, err := io.ReadFull(src, dst[len(dst):len(dst)+n])
+	return dst[:len(dst)+k], err
 }
 
 // after is what follows the bytes read from a source up to its error
 // err: nothing more at its end, else err again.
 func after(err error) io.Reader {
-	if err == io.EOF {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return eofReader{}
 	}
 	return errReader{err}
@@ -310,36 +332,17 @@ type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
-// take returns a free buffer of *free with capacity at least n, or a new
-// one.
-func (d *frameDecoder) take(free *[][]byte, n int) []byte {
-	for i, b := range *free {
-		if cap(b) >= n {
-			(*free)[i] = (*free)[len(*free)-1]
-			*free = (*free)[:len(*free)-1]
-			return b
-		}
-	}
-	return make([]byte, 0, n)
-}
-
-// release takes a frame's buffers back, once it has been read.
+// release takes a slot back, once its frame has been read.
 func (d *frameDecoder) release(j *frameJob) {
-	d.held -= j.cost
-	for _, fb := range []struct {
-		free *[][]byte
-		b    []byte
-	}{{&d.ins, j.in}, {&d.outs, j.out}} {
-		if len(*fb.free) < aheadBudget/aheadCost+1 {
-			*fb.free = append(*fb.free, fb.b[:0])
-		}
-	}
+	d.free = append(d.free, j)
 }
 
 // Close waits for the frames being decoded and frees the decoders.
 func (d *frameDecoder) Close() {
 	d.wg.Wait()
-	d.all.Close()
+	for _, j := range d.made {
+		j.dec.Close()
+	}
 	d.stream.Close()
-	d.queue, d.cur, d.ins, d.outs = nil, nil, nil, nil
+	d.queue, d.cur, d.free, d.made = nil, nil, nil, nil
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
@@ -211,39 +213,31 @@ func TestDecodersAgree(t *testing.T) {
 }
 
 // TestDecodersAhead checks that a Reader with several decoders decodes
-// frames ahead of what was read, several at once, and holds no more
-// than aheadBudget for them: sixteen decoders would take seventeen
-// frames ahead, the budget lets about eight.
+// frames ahead of what was read, several at once, in no more slots than
+// it may make: sixteen decoders asked for, maxDecoders granted.
 func TestDecodersAhead(t *testing.T) {
 	trace := manyFrames(t, 64<<20)
-	r, err := NewReader(bytes.NewReader(trace), WithDecoders(16))
-	require.NoError(t, err)
-	defer r.Close()
-	most, heldMost := 0, 0
-	for {
-		_, err := r.Next()
-		if err == io.EOF {
-			break
-		}
+	for _, n := range []int{2, 16} {
+		r, err := NewReader(bytes.NewReader(trace), WithDecoders(n))
 		require.NoError(t, err)
-		most = max(most, len(r.frames.queue))
-		heldMost = max(heldMost, r.frames.held)
-		require.LessOrEqual(t, r.frames.held, aheadBudget)
-		for _, j := range r.frames.queue {
-			select {
-			case <-j.done:
-				// Decoded within the room held for it, not grown past it.
-				require.LessOrEqual(t, cap(j.in)+cap(j.out), j.cost)
-			default:
+		most := 0
+		for {
+			_, err := r.Next()
+			if err == io.EOF {
+				break
 			}
+			require.NoError(t, err)
+			most = max(most, len(r.frames.queue))
+			require.LessOrEqual(t, len(r.frames.made), min(n, maxDecoders)+1)
 		}
+		assert.Equal(t, min(n, maxDecoders)+1, len(r.frames.made), "%d decoders: slots made", n)
+		assert.GreaterOrEqual(t, most, 2, "%d decoders: frames decoded ahead at once", n)
+		r.Close()
 	}
-	assert.GreaterOrEqual(t, most, 3, "frames decoded ahead at once")
-	assert.Greater(t, heldMost, aheadBudget-aheadCost, "the budget, not the decoders, stopped the decoding ahead")
-	t.Logf("at most %d frames ahead, %d bytes held", most, heldMost)
 
 	// A trace whose frames the Writer did not size (one frame of 64
-	// MiB): read in order by the serial decoder, nothing held ahead.
+	// MiB): read in order by the serial decoder, no slot used but the
+	// one its first bytes were read into before the walk gave up.
 	dec, err := zstd.NewReader(nil)
 	require.NoError(t, err)
 	plain, err := dec.DecodeAll(trace, nil)
@@ -261,8 +255,99 @@ func TestDecodersAhead(t *testing.T) {
 			break
 		}
 		require.NoError(t, err)
-		require.Zero(t, r2.frames.held)
+		require.LessOrEqual(t, len(r2.frames.made), 1)
+		require.Empty(t, r2.frames.queue)
 		n++
 	}
 	assert.Greater(t, n, 50)
+}
+
+// zstdFrame returns a zstd frame: magic, the frame header descriptor
+// fhd and the header fields after it, then the blocks.
+func zstdFrame(fhd byte, fields []byte, blocks ...[]byte) []byte {
+	f := append([]byte{0x28, 0xB5, 0x2F, 0xFD, fhd}, fields...)
+	for _, b := range blocks {
+		f = append(f, b...)
+	}
+	return f
+}
+
+// rawBlock returns a raw zstd block holding d.
+func rawBlock(d []byte, last bool) []byte {
+	bh := uint32(len(d)) << 3
+	if last {
+		bh |= 1
+	}
+	return append([]byte{byte(bh), byte(bh >> 8), byte(bh >> 16)}, d...)
+}
+
+// liveExtra reads a trace with n decoders and returns the most live heap
+// it held beyond what it held before reading, sampled after every
+// record once the decoders had time to run ahead.
+func liveExtra(t *testing.T, trace []byte, n int) uint64 {
+	var ms runtime.MemStats
+	live := func() uint64 {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	base := live()
+	r, err := NewReader(bytes.NewReader(trace), WithDecoders(n))
+	require.NoError(t, err)
+	defer r.Close()
+	var most uint64
+	for {
+		_, err := r.Next()
+		time.Sleep(time.Millisecond)
+		most = max(most, live())
+		if err != nil {
+			break
+		}
+	}
+	return most - min(most, base)
+}
+
+// TestDecodersMemory drives the decoding ahead with traces built to make
+// it hold the most (the Writer's own, frames that lie about their size,
+// frames of nothing but empty blocks, frames at the largest size walked)
+// and checks the live heap it adds to a serial Reader's stays within
+// its slots, with one decoder and with sixteen asked for.
+func TestDecodersMemory(t *testing.T) {
+	var hb bytes.Buffer
+	w, err := NewWriter(&hb, testMeta())
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	header := hb.Bytes()
+	// A frame declaring 4 MiB (FCS, 4 bytes) that holds one byte.
+	liar := zstdFrame(0x80, []byte{0x50, 0, 0, 0x40, 0}, rawBlock([]byte{1}, true))
+	// A frame of 170,000 empty raw blocks, which decodes to nothing.
+	empty := zstdFrame(0x00, []byte{0x50}, bytes.Repeat(rawBlock(nil, false), 170000), rawBlock(nil, true))
+	// A frame of 32 full raw blocks: 4 MiB, the most walked.
+	var full [][]byte
+	for i := range 32 {
+		full = append(full, rawBlock(randBytes(uint64(i), zstdBlockMax), i == 31))
+	}
+	big := zstdFrame(0x00, []byte{0x50}, full...)
+	cases := map[string][]byte{
+		"writer":          manyFrames(t, 24<<20),
+		"size lies":       append(bytes.Clone(header), bytes.Repeat(liar, 40)...),
+		"empty blocks":    append(bytes.Clone(header), bytes.Repeat(empty, 40)...),
+		"frames of 4 MiB": append(bytes.Clone(header), bytes.Repeat(big, 12)...),
+	}
+	for name, trace := range cases {
+		t.Run(name, func(t *testing.T) {
+			serial := liveExtra(t, trace, 1)
+			for _, n := range []int{2, 16} {
+				extra := liveExtra(t, trace, n)
+				bound := uint64(min(n, maxDecoders)+1) * aheadCost
+				t.Logf("%d decoders: %.1f MiB live beyond the serial Reader's %.1f MiB (bound %.1f MiB)",
+					n, float64(extra-min(extra, serial))/(1<<20), float64(serial)/(1<<20), float64(bound)/(1<<20))
+				assert.LessOrEqual(t, extra, serial+bound+1<<20, "%d decoders", n)
+				if name == "writer" {
+					// Control: the slots are used, and seen.
+					assert.Greater(t, extra, serial+2*FrameSize, "%d decoders", n)
+				}
+			}
+		})
+	}
 }

@@ -62,12 +62,15 @@ type readerConfig struct {
 	decoders int
 }
 
-// WithDecoders lets the Reader decode up to n of the trace's zstd
-// frames at once, each on a goroutine of its own, ahead of the records
-// asked for (holding at most 24 MiB more). The records, errors and
-// offsets are the same as with one decoder, which is the default: a
-// Reader then decodes in the goroutine that calls it. A Reader with n >
-// 1 should be closed.
+// WithDecoders lets the Reader decode up to n (at most three) of the
+// trace's zstd frames at once, each on a goroutine of its own, ahead of
+// the records asked for, holding at most 8 MiB more per frame decoded
+// and one more for the frame being read (24 MiB with two). The records,
+// errors and offsets are the same as with one decoder, which is the
+// default (a Reader then decodes in the goroutine that calls it), for
+// any source whose bytes and errors do not depend on how it is called:
+// frames are read ahead, in other sizes. A Reader with n > 1 should be
+// closed.
 func WithDecoders(n int) ReaderOption {
 	return func(c *readerConfig) { c.decoders = n }
 }
