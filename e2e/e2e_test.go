@@ -207,6 +207,29 @@ func bootPanic(res vmm.Result, console string) string {
 	return panicLine(console)
 }
 
+// recordBinary runs the ktstr binary bin as `ktstr record --console
+// FILE args...` in the repository root and returns its combined output
+// and error. A run that failed with the guest kernel dead while booting
+// (a "Kernel panic" on the console, see bootTries) is retried, saying
+// so, as recordRun does for the coordinator.
+func recordBinary(t testing.TB, e env, bin string, args ...string) ([]byte, error) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		console := filepath.Join(t.TempDir(), "console.log")
+		cmd := exec.Command(bin, append([]string{"record", "--console", console}, args...)...)
+		cmd.Dir = e.root
+		out, err := cmd.CombinedOutput()
+		if err != nil && attempt < bootTries {
+			con, _ := os.ReadFile(console)
+			if panicked := panicLine(string(con)); panicked != "" {
+				t.Logf("ktstr record %v: the guest kernel died (%s); retrying", args, panicked)
+				continue
+			}
+		}
+		return out, err
+	}
+}
+
 // panicLine returns the console's "Kernel panic" line, or "".
 func panicLine(console string) string {
 	for _, l := range strings.Split(console, "\n") {
@@ -411,9 +434,7 @@ func TestRecordReplayCLI(t *testing.T) {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, string(out))
 	trace := filepath.Join(dir, "steady.zst")
-	cmd := exec.Command(bin, "record", "--agent", e.agent, "--duration", "1s", "-o", trace)
-	cmd.Dir = e.root
-	out, err = cmd.CombinedOutput()
+	out, err = recordBinary(t, e, bin, "--agent", e.agent, "--duration", "1s", "--force", "-o", trace)
 	require.NoError(t, err, string(out))
 	assert.Contains(t, string(out), "SYS_RDY at")
 	assert.Contains(t, string(out), "recorded "+trace+": poweroff")
@@ -429,7 +450,7 @@ func TestRecordReplayCLI(t *testing.T) {
 	assert.Empty(t, rep.Violations)
 
 	// Bad input is exit 2 before anything boots.
-	cmd = exec.Command(bin, "record", "--agent", e.agent, "--scenario", "nope", "-o", filepath.Join(dir, "x.zst"))
+	cmd := exec.Command(bin, "record", "--agent", e.agent, "--scenario", "nope", "-o", filepath.Join(dir, "x.zst"))
 	out, err = cmd.CombinedOutput()
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee)

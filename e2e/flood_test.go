@@ -62,26 +62,8 @@ func buildKtstr(t testing.TB, e env, dir string) string {
 func recordFlood(t testing.TB, e env, bin, dir, scenario string, d time.Duration) floodRun {
 	t.Helper()
 	trace := filepath.Join(dir, scenario+".zst")
-	console := filepath.Join(dir, scenario+".console")
-	var out []byte
-	for attempt := 1; ; attempt++ {
-		cmd := exec.Command(bin, "record", "--agent", e.agent, "--scenario", scenario, "--duration", d.String(),
-			"--console", console, "-q", "--force", "-o", trace)
-		cmd.Dir = e.root
-		var err error
-		out, err = cmd.CombinedOutput()
-		if err != nil && attempt < bootTries {
-			// As recordRun does: a guest kernel that died while booting
-			// (TCG, see bootTries) is retried, saying so.
-			con, _ := os.ReadFile(console)
-			if panicked := panicLine(string(con)); panicked != "" {
-				t.Logf("ktstr record --scenario %s: the guest kernel died (%s); retrying", scenario, panicked)
-				continue
-			}
-		}
-		require.NoError(t, err, string(out))
-		break
-	}
+	out, err := recordBinary(t, e, bin, "--agent", e.agent, "--scenario", scenario, "--duration", d.String(), "-q", "--force", "-o", trace)
+	require.NoError(t, err, string(out))
 	b, err := os.ReadFile(trace)
 	require.NoError(t, err)
 	r := floodRun{out: string(out), traceSize: int64(len(b))}

@@ -109,13 +109,11 @@ func TestRerun(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildKtstr(t, e, dir)
 	orig := filepath.Join(dir, "orig.zst")
-	cmd := exec.Command(bin, "record", "--agent", e.agent, "--scenario", "sched-exit", "--duration", "2s", "-q", "-o", orig)
-	cmd.Dir = e.root
-	out, err := cmd.CombinedOutput()
+	out, err := recordBinary(t, e, bin, "--agent", e.agent, "--scenario", "sched-exit", "--duration", "2s", "-q", "--force", "-o", orig)
 	require.NoError(t, err, string(out))
 
 	rerun := filepath.Join(dir, "again.zst")
-	cmd = exec.Command(bin, "rerun", orig, "-o", rerun)
+	cmd := exec.Command(bin, "rerun", orig, "-o", rerun)
 	cmd.Dir = e.root
 	out, err = cmd.CombinedOutput()
 	code := 0
