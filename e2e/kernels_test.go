@@ -37,22 +37,29 @@ func modularDeb(t *testing.T, dir string) string {
 }
 
 // recordCLI runs `ktstr record` with args and returns its output, exit
-// status and console log.
+// status and console log. A run whose guest kernel panicked is retried,
+// saying so, up to bootTries (see recordBinary).
 func recordCLI(t *testing.T, e env, bin string, env []string, args ...string) (string, int, string) {
 	t.Helper()
-	console := filepath.Join(t.TempDir(), "console.log")
-	cmd := exec.Command(bin, append([]string{"record", "--agent", e.agent, "-q", "--force", "--console", console}, args...)...)
-	cmd.Dir = e.root
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err, string(out))
+	for attempt := 1; ; attempt++ {
+		console := filepath.Join(t.TempDir(), "console.log")
+		cmd := exec.Command(bin, append([]string{"record", "--agent", e.agent, "-q", "--force", "--console", console}, args...)...)
+		cmd.Dir = e.root
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			require.NoError(t, err, string(out))
+		}
+		log, _ := os.ReadFile(console)
+		if panicked := panicLine(string(log)); code != 0 && panicked != "" && attempt < bootTries {
+			t.Logf("ktstr record %v: the guest kernel died (%s); retrying", args, panicked)
+			continue
+		}
+		return string(out), code, string(log)
 	}
-	log, _ := os.ReadFile(console)
-	return string(out), code, string(log)
 }
 
 var loadedRE = regexp.MustCompile(`ktstr-init: loaded (\d+) modules in (\d+) ms`)
