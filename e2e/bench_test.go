@@ -120,30 +120,16 @@ type recordedThroughput struct {
 
 // recordWithBinary runs `ktstr record` (the binary bin) with the
 // default kernel and agent and args, writing its trace to a file, and
-// returns the trace and when the command was started. A guest kernel
-// that died while booting is retried, saying so, as recordRun does.
+// returns the trace and when the command was started (recordBinary
+// retries a guest kernel that died while booting).
 func recordWithBinary(tb testing.TB, e env, bin string, args ...string) ([]byte, time.Time) {
 	tb.Helper()
-	for attempt := 1; ; attempt++ {
-		dir := tb.TempDir()
-		trace, console := filepath.Join(dir, "run.zst"), filepath.Join(dir, "console.log")
-		cmd := exec.Command(bin, append([]string{"record", "--kernel", e.kernel.Path, "--agent", e.agent,
-			"--console", console, "-q", "--force", "-o", trace}, args...)...)
-		cmd.Dir = e.root
-		t0 := time.Now()
-		out, runErr := cmd.CombinedOutput()
-		con, _ := os.ReadFile(console)
-		if runErr != nil && attempt < bootTries {
-			if panicked := panicLine(string(con)); panicked != "" {
-				tb.Logf("ktstr record: the guest kernel died (%s); retrying", panicked)
-				continue
-			}
-		}
-		require.NoError(tb, runErr, "ktstr record %v:\n%s\nconsole:\n%s", args, out, lastLines(string(con), 30))
-		b, err := os.ReadFile(trace)
-		require.NoError(tb, err)
-		return b, t0
-	}
+	trace := filepath.Join(tb.TempDir(), "run.zst")
+	r := recordBinary(tb, e, bin, nil, append([]string{"--kernel", e.kernel.Path, "--agent", e.agent, "-q", "--force", "-o", trace}, args...)...)
+	require.Zero(tb, r.code, "ktstr record %v:\n%s\nconsole:\n%s", args, r.out, lastLines(r.console, 30))
+	b, err := os.ReadFile(trace)
+	require.NoError(tb, err)
+	return b, r.start
 }
 
 // recordThroughput runs the throughput scenario under the ktstr record

@@ -207,27 +207,50 @@ func bootPanic(res vmm.Result, console string) string {
 	return panicLine(console)
 }
 
+// recorded is what one `ktstr record` run of the binary said.
+type recorded struct {
+	out     string    // what it printed, stdout and stderr
+	code    int       // its exit status
+	console string    // the guest's console log
+	start   time.Time // when its (last) try was started
+}
+
 // recordBinary runs the ktstr binary bin as `ktstr record --console
-// FILE args...` in the repository root and returns its combined output
-// and error. A run that failed with the guest kernel dead while booting
-// (a "Kernel panic" on the console, see bootTries) is retried, saying
-// so, as recordRun does for the coordinator.
-func recordBinary(t testing.TB, e env, bin string, args ...string) ([]byte, error) {
+// FILE args...` in the repository root, with env added to its
+// environment. A try that failed with the guest kernel dead (a "Kernel
+// panic" on the console, see bootTries) is retried, saying so, as
+// recordRun does for the coordinator; args that name an output file
+// should carry --force so a retry may rewrite it.
+func recordBinary(t testing.TB, e env, bin string, env []string, args ...string) recorded {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		console := filepath.Join(t.TempDir(), "console.log")
 		cmd := exec.Command(bin, append([]string{"record", "--console", console}, args...)...)
 		cmd.Dir = e.root
-		out, err := cmd.CombinedOutput()
-		if err != nil && attempt < bootTries {
-			con, _ := os.ReadFile(console)
-			if panicked := panicLine(string(con)); panicked != "" {
-				t.Logf("ktstr record %v: the guest kernel died (%s); retrying", args, panicked)
-				continue
-			}
+		cmd.Env = append(os.Environ(), env...)
+		start := time.Now()
+		out, code := runExit(t, cmd)
+		con, _ := os.ReadFile(console)
+		r := recorded{out: out, code: code, console: string(con), start: start}
+		if panicked := panicLine(r.console); code != 0 && panicked != "" && attempt < bootTries {
+			t.Logf("ktstr record %v: the guest kernel died (%s); retrying", args, panicked)
+			continue
 		}
-		return out, err
+		return r
 	}
+}
+
+// runExit runs cmd and returns what it printed (stdout and stderr) and
+// its exit status; a command that cannot be run fails the test.
+func runExit(t testing.TB, cmd *exec.Cmd) (string, int) {
+	t.Helper()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	require.NoError(t, err, string(out))
+	return string(out), 0
 }
 
 // panicLine returns the console's "Kernel panic" line, or "".
@@ -434,10 +457,10 @@ func TestRecordReplayCLI(t *testing.T) {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, string(out))
 	trace := filepath.Join(dir, "steady.zst")
-	out, err = recordBinary(t, e, bin, "--agent", e.agent, "--duration", "1s", "--force", "-o", trace)
-	require.NoError(t, err, string(out))
-	assert.Contains(t, string(out), "SYS_RDY at")
-	assert.Contains(t, string(out), "recorded "+trace+": poweroff")
+	rec := recordBinary(t, e, bin, nil, "--agent", e.agent, "--duration", "1s", "--force", "-o", trace)
+	require.Zero(t, rec.code, rec.out)
+	assert.Contains(t, rec.out, "SYS_RDY at")
+	assert.Contains(t, rec.out, "recorded "+trace+": poweroff")
 
 	out, err = exec.Command(bin, "replay", "--json", trace).Output()
 	require.NoError(t, err, string(out))

@@ -62,11 +62,11 @@ func buildKtstr(t testing.TB, e env, dir string) string {
 func recordFlood(t testing.TB, e env, bin, dir, scenario string, d time.Duration) floodRun {
 	t.Helper()
 	trace := filepath.Join(dir, scenario+".zst")
-	out, err := recordBinary(t, e, bin, "--agent", e.agent, "--scenario", scenario, "--duration", d.String(), "-q", "--force", "-o", trace)
-	require.NoError(t, err, string(out))
+	rec := recordBinary(t, e, bin, nil, "--agent", e.agent, "--scenario", scenario, "--duration", d.String(), "-q", "--force", "-o", trace)
+	require.Zero(t, rec.code, rec.out)
 	b, err := os.ReadFile(trace)
 	require.NoError(t, err)
-	r := floodRun{out: string(out), traceSize: int64(len(b))}
+	r := floodRun{out: rec.out, traceSize: int64(len(b))}
 
 	var scst int64 = -1
 	var end *capture.End
@@ -106,7 +106,7 @@ func recordFlood(t testing.TB, e env, bin, dir, scenario string, d time.Duration
 	}
 	r.frames = s.Stats().Frames
 	require.GreaterOrEqual(t, scst, int64(0), "an accepted SCST")
-	require.Positive(t, r.guest.ElapsedNS, "the guest's flood summary: %s", out)
+	require.Positive(t, r.guest.ElapsedNS, "the guest's flood summary: %s", r.out)
 	r.lag = time.Duration(end.TimeNS - scst - r.guest.ElapsedNS)
 
 	r.report, err = replay.Trace(bytes.NewReader(b), scenario, replay.Options{})

@@ -36,30 +36,12 @@ func modularDeb(t *testing.T, dir string) string {
 	return debs[0]
 }
 
-// recordCLI runs `ktstr record` with args and returns its output, exit
-// status and console log. A run whose guest kernel panicked is retried,
-// saying so, up to bootTries (see recordBinary).
+// recordCLI runs `ktstr record --agent AGENT -q --force args...` with
+// env added, and returns its output, exit status and console log.
 func recordCLI(t *testing.T, e env, bin string, env []string, args ...string) (string, int, string) {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		console := filepath.Join(t.TempDir(), "console.log")
-		cmd := exec.Command(bin, append([]string{"record", "--agent", e.agent, "-q", "--force", "--console", console}, args...)...)
-		cmd.Dir = e.root
-		cmd.Env = append(os.Environ(), env...)
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else {
-			require.NoError(t, err, string(out))
-		}
-		log, _ := os.ReadFile(console)
-		if panicked := panicLine(string(log)); code != 0 && panicked != "" && attempt < bootTries {
-			t.Logf("ktstr record %v: the guest kernel died (%s); retrying", args, panicked)
-			continue
-		}
-		return string(out), code, string(log)
-	}
+	r := recordBinary(t, e, bin, env, append([]string{"--agent", e.agent, "-q", "--force"}, args...)...)
+	return r.out, r.code, r.console
 }
 
 var loadedRE = regexp.MustCompile(`ktstr-init: loaded (\d+) modules in (\d+) ms`)

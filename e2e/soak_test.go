@@ -19,18 +19,12 @@ func soakCLI(t testing.TB, e env, bin string, args []string, record ...string) (
 	sum := filepath.Join(t.TempDir(), "summary.json")
 	cmd := exec.Command(bin, append(append(append([]string{"soak"}, args...), "--summary", sum, "--"), append([]string{"--agent", e.agent}, record...)...)...)
 	cmd.Dir = e.root
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err, string(out))
-	}
+	out, code := runExit(t, cmd)
 	b, err := os.ReadFile(sum)
-	require.NoError(t, err, string(out))
+	require.NoError(t, err, out)
 	var s map[string]any
 	require.NoError(t, json.Unmarshal(b, &s))
-	return s, string(out), code
+	return s, out, code
 }
 
 // TestSoak: a soak of good runs keeps nothing and exits 0; a soak whose
@@ -62,15 +56,10 @@ func TestSoak(t *testing.T) {
 	assert.FileExists(t, strings.TrimSuffix(kept, ".zst")+".console", "the console log is kept beside it")
 
 	// Bad input is caught before any run.
-	cmd := exec.Command(bin, "soak", "--runs", "1", "--", "--no-such-flag")
-	out2, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	require.ErrorAs(t, err, &ee)
-	assert.Equal(t, 2, ee.ExitCode(), string(out2))
-	cmd = exec.Command(bin, "soak", "--shard", "2/2")
-	out2, err = cmd.CombinedOutput()
-	require.ErrorAs(t, err, &ee)
-	assert.Equal(t, 2, ee.ExitCode(), string(out2))
+	out, code = runExit(t, exec.Command(bin, "soak", "--runs", "1", "--", "--no-such-flag"))
+	assert.Equal(t, 2, code, out)
+	out, code = runExit(t, exec.Command(bin, "soak", "--shard", "2/2"))
+	assert.Equal(t, 2, code, out)
 }
 
 // BenchmarkSoak reports `ktstr soak --runs N --cpus 1` (N from
@@ -109,33 +98,25 @@ func TestRerun(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildKtstr(t, e, dir)
 	orig := filepath.Join(dir, "orig.zst")
-	out, err := recordBinary(t, e, bin, "--agent", e.agent, "--scenario", "sched-exit", "--duration", "2s", "-q", "--force", "-o", orig)
-	require.NoError(t, err, string(out))
+	rec := recordBinary(t, e, bin, nil, "--agent", e.agent, "--scenario", "sched-exit", "--duration", "2s", "-q", "--force", "-o", orig)
+	require.Zero(t, rec.code, rec.out)
 
 	rerun := filepath.Join(dir, "again.zst")
 	cmd := exec.Command(bin, "rerun", orig, "-o", rerun)
 	cmd.Dir = e.root
-	out, err = cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err, string(out))
-	}
-	require.Contains(t, []int{0, 1}, code, string(out))
-	assert.Contains(t, string(out), "rerun: ktstr record", "the command it ran is shown")
-	assert.Contains(t, string(out), "--scenario=sched-exit")
+	out, code := runExit(t, cmd)
+	require.Contains(t, []int{0, 1}, code, out)
+	assert.Contains(t, out, "rerun: ktstr record", "the command it ran is shown")
+	assert.Contains(t, out, "--scenario=sched-exit")
 	require.FileExists(t, rerun)
 	rep, err := exec.Command(bin, "replay", rerun).CombinedOutput()
 	assert.NoError(t, err, "the rerun's trace replays: %s", rep)
-	t.Logf("rerun exit %d:\n%s", code, lastLines(string(out), 12))
+	t.Logf("rerun exit %d:\n%s", code, lastLines(out, 12))
 
 	imported := filepath.Join(dir, "raw.zst")
 	raw := filepath.Join(dir, "raw.bin")
 	require.NoError(t, os.WriteFile(raw, []byte("x"), 0o644))
 	require.NoError(t, exec.Command(bin, "trace", "import", "--raw", raw, "-o", imported).Run())
-	out, err = exec.Command(bin, "rerun", imported).CombinedOutput()
-	var ee *exec.ExitError
-	require.ErrorAs(t, err, &ee)
-	assert.Equal(t, 2, ee.ExitCode(), string(out))
+	out, code = runExit(t, exec.Command(bin, "rerun", imported))
+	assert.Equal(t, 2, code, out)
 }
