@@ -142,14 +142,7 @@ func TestDecodersAgree(t *testing.T) {
 	starts, _ := framesOf(t, trace)
 	require.Greater(t, len(starts), 4)
 
-	dec, err := zstd.NewReader(nil)
-	require.NoError(t, err)
-	plain, err := dec.DecodeAll(trace, nil)
-	dec.Close()
-	require.NoError(t, err)
-	enc, err := zstd.NewWriter(nil, zstd.WithWindowSize(MaxWindow))
-	require.NoError(t, err)
-	oneFrame := enc.EncodeAll(plain, nil)
+	oneFrame := asOneFrame(t, trace, MaxWindow)
 
 	skippable := []byte{0x50, 0x2A, 0x4D, 0x18, 5, 0, 0, 0, 1, 2, 3, 4, 5}
 	mid := starts[len(starts)/2]
@@ -220,17 +213,13 @@ func TestDecodersAhead(t *testing.T) {
 	for _, n := range []int{2, 16} {
 		r, err := NewReader(bytes.NewReader(trace), WithDecoders(n))
 		require.NoError(t, err)
+		fd := r.dec.(*frameDecoder)
 		most := 0
-		for {
-			_, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			require.NoError(t, err)
-			most = max(most, len(r.frames.queue))
-			require.LessOrEqual(t, len(r.frames.made), min(n, maxDecoders)+1)
-		}
-		assert.Equal(t, min(n, maxDecoders)+1, len(r.frames.made), "%d decoders: slots made", n)
+		readEach(t, r, func() {
+			most = max(most, len(fd.queue))
+			require.LessOrEqual(t, len(fd.made), min(n, maxDecoders)+1)
+		})
+		assert.Equal(t, min(n, maxDecoders)+1, len(fd.made), "%d decoders: slots made", n)
 		assert.GreaterOrEqual(t, most, 2, "%d decoders: frames decoded ahead at once", n)
 		r.Close()
 	}
@@ -238,28 +227,43 @@ func TestDecodersAhead(t *testing.T) {
 	// A trace whose frames the Writer did not size (one frame of 64
 	// MiB): read in order by the serial decoder, no slot used but the
 	// one its first bytes were read into before the walk gave up.
-	dec, err := zstd.NewReader(nil)
-	require.NoError(t, err)
-	plain, err := dec.DecodeAll(trace, nil)
-	dec.Close()
-	require.NoError(t, err)
-	enc, err := zstd.NewWriter(nil, zstd.WithWindowSize(1<<20))
-	require.NoError(t, err)
-	r2, err := NewReader(bytes.NewReader(enc.EncodeAll(plain, nil)), WithDecoders(4))
+	r2, err := NewReader(bytes.NewReader(asOneFrame(t, trace, 1<<20)), WithDecoders(4))
 	require.NoError(t, err)
 	defer r2.Close()
+	fd := r2.dec.(*frameDecoder)
+	n := readEach(t, r2, func() {
+		require.LessOrEqual(t, len(fd.made), 1)
+		require.Empty(t, fd.queue)
+	})
+	assert.Greater(t, n, 50)
+}
+
+// readEach reads r to its clean end, calling check after every record,
+// and returns how many it read.
+func readEach(t *testing.T, r *Reader, check func()) int {
 	n := 0
 	for {
-		_, err := r2.Next()
+		_, err := r.Next()
 		if err == io.EOF {
-			break
+			return n
 		}
 		require.NoError(t, err)
-		require.LessOrEqual(t, len(r2.frames.made), 1)
-		require.Empty(t, r2.frames.queue)
+		check()
 		n++
 	}
-	assert.Greater(t, n, 50)
+}
+
+// asOneFrame decompresses trace and compresses it again as one zstd
+// frame with the given window, as `zstd` on the command line would.
+func asOneFrame(t *testing.T, trace []byte, window int) []byte {
+	dec, err := zstd.NewReader(nil)
+	require.NoError(t, err)
+	defer dec.Close()
+	plain, err := dec.DecodeAll(trace, nil)
+	require.NoError(t, err)
+	enc, err := zstd.NewWriter(nil, zstd.WithWindowSize(window))
+	require.NoError(t, err)
+	return enc.EncodeAll(plain, nil)
 }
 
 // zstdFrame returns a zstd frame: magic, the frame header descriptor

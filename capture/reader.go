@@ -27,18 +27,17 @@ const growStep = 64 << 10
 // MaxWindow) in memory; its buffers are reused, so reading DATA records
 // does not allocate once they have grown to the largest delivery.
 type Reader struct {
-	dec    io.Reader     // the decompressed stream
-	frames *frameDecoder // dec when it decodes frames ahead, else nil
-	ahead  []byte        // read-ahead: the unread bytes are ahead[pos:end]
-	pos    int
-	end    int
-	derr   error // the decoder's error, met after ahead[:end]
-	meta   Meta
-	buf    []byte // record body, reused
-	off    int64  // decompressed offset of the next record
-	ended  bool   // an END record was read
-	err    error  // sticky: the error Next returns from now on
-	head   [recordHead]byte
+	dec   decoder // the decompressed stream
+	ahead []byte  // read-ahead: the unread bytes are ahead[pos:end]
+	pos   int
+	end   int
+	derr  error // the decoder's error, met after ahead[:end]
+	meta  Meta
+	buf   []byte // record body, reused
+	off   int64  // decompressed offset of the next record
+	ended bool   // an END record was read
+	err   error  // sticky: the error Next returns from now on
+	head  [recordHead]byte
 }
 
 // decoderOptions configures the zstd decoder of a Reader: synchronous
@@ -53,6 +52,13 @@ func decoderOptions() []zstd.DOption {
 		zstd.WithDecoderMaxMemory(MaxWindow),
 		zstd.WithDecodeBuffersBelow(0),
 	}
+}
+
+// decoder is what a Reader reads the decompressed stream from: a zstd
+// streaming decoder, or a frameDecoder.
+type decoder interface {
+	io.Reader
+	Close()
 }
 
 // A ReaderOption configures a Reader.
@@ -89,7 +95,7 @@ func NewReader(src io.Reader, opts ...ReaderOption) (*Reader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("capture: creating zstd decoders: %w", err)
 		}
-		r.dec, r.frames = fd, fd
+		r.dec = fd
 	} else {
 		dec, err := zstd.NewReader(src, decoderOptions()...)
 		if err != nil {
@@ -97,72 +103,67 @@ func NewReader(src io.Reader, opts ...ReaderOption) (*Reader, error) {
 		}
 		r.dec = dec
 	}
-	r2, err := r.readHeader()
-	if err != nil {
+	if err := r.readHeader(); err != nil {
 		r.Close()
+		return nil, err
 	}
-	return r2, err
+	return r, nil
 }
 
 // Close waits for the frames a Reader decodes ahead and frees its
 // decoders. It does not close the source. A Reader is not used after
 // Close.
 func (r *Reader) Close() {
-	switch {
-	case r.frames != nil:
-		r.frames.Close()
-		r.frames = nil
-	case r.dec != nil:
-		r.dec.(*zstd.Decoder).Close()
+	if r.dec != nil {
+		r.dec.Close()
+		r.dec = nil
 	}
-	r.dec = nil
 	r.err = errors.New("capture: the Reader is closed")
 }
 
 // readHeader reads the trace header and metadata.
-func (r *Reader) readHeader() (*Reader, error) {
-
+func (r *Reader) readHeader() error {
 	var h [headerFixed]byte
 	if n, err := r.readFull(h[:]); err != nil {
 		if n == 0 && err == io.EOF {
-			return nil, fmt.Errorf("capture: %w: the trace is empty (the recorder died before writing the header); record it again", ErrTruncated)
+			return fmt.Errorf("capture: %w: the trace is empty (the recorder died before writing the header); record it again", ErrTruncated)
 		}
 		if m := min(n, len(Magic)); string(h[:m]) != Magic[:m] {
-			return nil, badMagic(h[:m])
+			return badMagic(h[:m])
 		}
 		if n == 0 && errors.Is(err, zstd.ErrMagicMismatch) {
-			return nil, fmt.Errorf("capture: %w: the file is not zstd-compressed (%v); a trace is the .zst file written by 'ktstr record' or 'ktstr trace import'", ErrCorrupt, err)
+			return fmt.Errorf("capture: %w: the file is not zstd-compressed (%v); a trace is the .zst file written by 'ktstr record' or 'ktstr trace import'", ErrCorrupt, err)
 		}
-		return nil, r.readErr(err, "the trace header")
+		return r.readErr(err, "the trace header")
 	}
 	if string(h[:len(Magic)]) != Magic {
-		return nil, badMagic(h[:len(Magic)])
+		return badMagic(h[:len(Magic)])
 	}
 	if v := binary.LittleEndian.Uint32(h[8:]); v != Version {
-		return nil, fmt.Errorf("capture: %w: the trace is format version %d, this ktstr reads version %d; use the ktstr release that wrote it", ErrVersion, v, Version)
+		return fmt.Errorf("capture: %w: the trace is format version %d, this ktstr reads version %d; use the ktstr release that wrote it", ErrVersion, v, Version)
 	}
 	n := binary.LittleEndian.Uint32(h[12:])
 	if n > MaxMetaSize {
-		return nil, fmt.Errorf("capture: %w: metadata declares %d bytes, over the %d-byte bound; the file is damaged", ErrCorrupt, n, MaxMetaSize)
+		return fmt.Errorf("capture: %w: metadata declares %d bytes, over the %d-byte bound; the file is damaged", ErrCorrupt, n, MaxMetaSize)
 	}
 	r.off = int64(headerFixed)
 	mj, err := r.readBody(int(n), nil)
 	if err != nil {
-		return nil, r.readErr(err, "the trace metadata")
+		return r.readErr(err, "the trace metadata")
 	}
 	if !utf8.Valid(mj) {
 		// json.Unmarshal would quietly turn the bad bytes into U+FFFD.
-		return nil, fmt.Errorf("capture: %w: metadata is not valid UTF-8; the file is damaged", ErrCorrupt)
+		return fmt.Errorf("capture: %w: metadata is not valid UTF-8; the file is damaged", ErrCorrupt)
 	}
 	mj = bytes.TrimLeft(mj, " \t\r\n")
 	if len(mj) == 0 || mj[0] != '{' {
-		return nil, fmt.Errorf("capture: %w: metadata is not a JSON object; the file is damaged", ErrCorrupt)
+		return fmt.Errorf("capture: %w: metadata is not a JSON object; the file is damaged", ErrCorrupt)
 	}
 	if err := json.Unmarshal(mj, &r.meta); err != nil {
-		return nil, fmt.Errorf("capture: %w: metadata is not valid: %v; the file is damaged", ErrCorrupt, err)
+		return fmt.Errorf("capture: %w: metadata is not valid: %v; the file is damaged", ErrCorrupt, err)
 	}
 	r.off += int64(n)
-	return r, nil
+	return nil
 }
 
 func badMagic(m []byte) error {

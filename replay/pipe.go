@@ -24,11 +24,10 @@ const pipeLend = 512 << 10
 // in front of the delivery.
 const bodySlack = 1 << 10
 
-// recordPipe decodes a trace on its own goroutine so that zstd decoding
-// overlaps with framing, CRC and digesting: replay then runs at the
-// decoder's pace (0.88 × a bare zstd decode of the same trace here; the
-// decoder does the one copy of each delivery into the ring, and slows
-// beside the dispatching goroutine).
+// recordPipe reads a trace on its own goroutine so that reading (the
+// Reader's record parsing and its one copy of each delivery into the
+// ring; the zstd frames are decoded on goroutines of the Reader's own)
+// overlaps with framing, CRC and digesting.
 type recordPipe struct {
 	out  chan pipeItem
 	free chan []byte   // ring buffers handed back (nil: not yet made)
