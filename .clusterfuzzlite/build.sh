@@ -31,6 +31,7 @@ compile_native_go_fuzzer github.com/ktstr/ktstr/fuzz/vmm FuzzConsoleRegisters fu
 compile_native_go_fuzzer github.com/ktstr/ktstr/fuzz/vmm FuzzMMIORegisters fuzz_mmio_registers
 compile_native_go_fuzzer github.com/ktstr/ktstr/capture FuzzReader fuzz_reader
 compile_native_go_fuzzer github.com/ktstr/ktstr/dispatch FuzzSessionPastBudget fuzz_session_past_budget
+compile_native_go_fuzzer github.com/ktstr/ktstr/kernel FuzzEmbeddedConfig fuzz_embedded_config
 
 # The seed corpora: every input `go test` starts each target from (its
 # f.Add seeds, built from corpus.Seeds and the checked-in traces under

@@ -116,14 +116,9 @@ func Inspect(path string) (Kernel, error) {
 	case st.Size() > maxImage:
 		return Kernel{}, fmt.Errorf("%s is %d bytes, over the %d-byte bound of a kernel image", path, st.Size(), maxImage)
 	}
-	f, err := os.Open(path)
+	b, err := readImage(path)
 	if err != nil {
-		return Kernel{}, fmt.Errorf("read kernel: %w", err)
-	}
-	defer f.Close()
-	b, err := readAllLimited(f, maxImage)
-	if err != nil {
-		return Kernel{}, fmt.Errorf("read kernel %s: %w", path, err)
+		return Kernel{}, err
 	}
 	rel, err := Release(b)
 	if err != nil {
@@ -135,6 +130,20 @@ func Inspect(path string) (Kernel, error) {
 		abs = path
 	}
 	return Kernel{Path: abs, Release: rel, SHA256: hex.EncodeToString(sum[:]), Origin: "file"}, nil
+}
+
+// readImage reads the kernel image at path, bounded by maxImage.
+func readImage(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read kernel: %w", err)
+	}
+	defer f.Close()
+	b, err := readAllLimited(f, maxImage)
+	if err != nil {
+		return nil, fmt.Errorf("read kernel %s: %w", path, err)
+	}
+	return b, nil
 }
 
 // Install copies the bzImage image (and config, if non-nil) into dir as

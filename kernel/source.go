@@ -21,11 +21,48 @@ var ErrNotKernel = errors.New("not a kernel")
 type Source struct {
 	Kernel
 	Modules *Modules // nil when no module tree is known
-	config  Config   // nil when the config is unknown
+	// ConfigFrom says where the config came from, for people: a file's
+	// path, or EmbeddedConfigFrom; when the config is unknown, why.
+	ConfigFrom string
+	config     Config // nil when the config is unknown
 }
+
+// EmbeddedConfigFrom is Source.ConfigFrom for a config read out of the
+// image itself (EmbeddedConfig).
+const EmbeddedConfigFrom = "embedded in the image (CONFIG_IKCONFIG)"
 
 // Config returns the kernel's config, or nil when it is unknown.
 func (s *Source) Config() Config { return s.config }
+
+// readConfig sets the config from the file s.Kernel.Config names or,
+// where none is known, from the image (CONFIG_IKCONFIG=y). A kernel
+// whose config cannot be found or read is not refused: it is then not
+// checked before it boots, and ConfigFrom says why.
+func (s *Source) readConfig() {
+	if s.Kernel.Config != "" {
+		c, err := ReadConfig(s.Kernel.Config)
+		if err != nil {
+			s.ConfigFrom = "unknown: " + err.Error()
+			return
+		}
+		s.config, s.ConfigFrom = c, s.Kernel.Config
+		return
+	}
+	image, err := readImage(s.Path)
+	if err != nil {
+		s.ConfigFrom = "unknown: " + err.Error()
+		return
+	}
+	b, err := EmbeddedConfig(image)
+	switch {
+	case errors.Is(err, ErrNoEmbeddedConfig):
+		s.ConfigFrom = "unknown: none beside the image, and " + err.Error()
+	case err != nil:
+		s.ConfigFrom = "unknown: none beside the image, and its embedded one could not be read: " + err.Error()
+	default:
+		s.config, s.ConfigFrom = ParseConfig(b), EmbeddedConfigFrom
+	}
+}
 
 // Open resolves what a user gave as --kernel (and --modules): a bzImage
 // file; a Debian kernel package (linux-image-*.deb), unpacked into
@@ -58,12 +95,8 @@ func Open(spec, modulesDir, cacheDir string) (*Source, error) {
 			return nil, fmt.Errorf("--kernel %s: %w: %w", spec, ErrNotKernel, err)
 		}
 		s = &Source{Kernel: k}
-		if k.Config == "" {
-			s.Kernel.Config = buildTreeConfig(spec, k.Release)
-		}
-		if s.Kernel.Config != "" {
-			s.config, _ = ReadConfig(s.Kernel.Config)
-		}
+		s.Kernel.Config = buildTreeConfig(spec, k.Release)
+		s.readConfig()
 	}
 	if err != nil {
 		return nil, err
@@ -97,7 +130,9 @@ func FromCache(k Kernel) (*Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.config = c
+		s.config, s.ConfigFrom = c, k.Config
+	} else {
+		s.readConfig()
 	}
 	if k.ModulesDir != "" {
 		m, err := OpenModules(k.ModulesDir, k.Release)
@@ -141,6 +176,9 @@ func openDir(dir string) (*Source, error) {
 		if s.config, err = ReadConfig(c); err != nil {
 			return nil, err
 		}
+		s.ConfigFrom = c
+	} else {
+		s.readConfig()
 	}
 	for _, m := range []string{filepath.Join(dir, "lib", "modules", k.Release), filepath.Join(dir, "usr", "lib", "modules", k.Release)} {
 		if st, err := os.Stat(m); err == nil && st.IsDir() {

@@ -15,7 +15,7 @@ import (
 
 // runKernel dispatches `ktstr kernel SUBCOMMAND`.
 func runKernel(args []string, stdout, stderr io.Writer) error {
-	const subs = "fetch, list, path or build"
+	const subs = "fetch, list, path, check or build"
 	if len(args) == 0 {
 		return usagef("kernel: missing subcommand (%s)", subs)
 	}
@@ -26,13 +26,16 @@ func runKernel(args []string, stdout, stderr io.Writer) error {
 		return runKernelList(args[1:], stdout, stderr)
 	case "path":
 		return runKernelPath(args[1:], stdout, stderr)
+	case "check":
+		return runKernelCheck(args[1:], stdout, stderr)
 	case "build":
 		return runKernelBuild(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprintf(stderr, "usage: ktstr kernel fetch|list|path|build [flags]\n\n"+
+		fmt.Fprintf(stderr, "usage: ktstr kernel fetch|list|path|check|build [flags]\n\n"+
 			"  fetch  download a Debian kernel (--release 6.12|6.1, --flavour cloud|generic|rt) with its modules into the cache\n"+
 			"  list   list cached kernels\n"+
 			"  path   print the path of the default (newest) cached kernel\n"+
+			"  check  say whether a kernel (--kernel, default the cached one) has what ktstr record needs, from its config\n"+
 			"  build  build a sched_ext kernel from source\n")
 		return nil
 	default:
@@ -146,6 +149,57 @@ func runKernelPath(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, k.Path)
+	return nil
+}
+
+// runKernelCheck implements `ktstr kernel check`: the pre-flight of
+// `ktstr record`, on its own. It prints where the kernel's config came
+// from (a file beside it, or the image itself with CONFIG_IKCONFIG=y)
+// and what a run depends on. Exit 0: the kernel has what the run needs;
+// 2: it lacks something, named with the fix; 1: its config is unknown,
+// so nothing could be checked.
+func runKernelCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("kernel check", "", stderr)
+	spec := fs.String("kernel", "", "kernel to check: a bzImage, a linux-image-*.deb or a directory holding boot/ and lib/modules/ (default: the newest cached kernel)")
+	modules := fs.String("modules", "", "module tree of a modular --kernel bzImage (lib/modules/RELEASE, or a directory holding it)")
+	schedExt := fs.Bool("sched-ext", false, "check for a sched_ext run too (--scenario sched-ext, or a sched_ext --scheduler)")
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("kernel check: unexpected argument %q (give the kernel with --kernel)", fs.Arg(0))
+	}
+	src, err := openKernel("kernel check", *spec, *modules)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "kernel %s (sha256 %.12s), %s\n", src.Release, src.SHA256, src.Path)
+	fmt.Fprintf(stdout, "  config %s\n", src.ConfigFrom)
+	c := src.Config()
+	if c == nil {
+		return &exitError{ExitCheck, fmt.Errorf("kernel check: kernel %s: its config is unknown, so nothing was checked; give the kernel with its config (a directory holding boot/vmlinuz-RELEASE and boot/config-RELEASE, or arch/x86/boot/bzImage in its build tree), or build it with CONFIG_IKCONFIG=y", src.Release)}
+	}
+	var facts []string
+	for _, f := range c.Facts() {
+		facts = append(facts, f.Name+": "+f.State)
+	}
+	if src.Modules != nil {
+		facts = append(facts, "modules: "+src.Modules.Dir)
+	} else {
+		facts = append(facts, "modules: none")
+	}
+	fmt.Fprintf(stdout, "  %s\n", strings.Join(facts, ", "))
+	what := "a run"
+	if *schedExt {
+		what = "a sched_ext run"
+	}
+	if err := c.Preflight(kernel.Needs{SchedExt: *schedExt}, src.Modules, "kernel "+src.Release); err != nil {
+		return usageErr(fmt.Errorf("kernel check: %w", err))
+	}
+	if _, err := src.Needed(); err != nil {
+		return usageErr(fmt.Errorf("kernel check: %w", err))
+	}
+	fmt.Fprintf(stdout, "  ok: it has what %s needs\n", what)
 	return nil
 }
 

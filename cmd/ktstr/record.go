@@ -183,7 +183,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) (err error) 
 		accelChosen = make(chan error, 1)
 		go func() { accelChosen <- qb.ChooseAccel() }()
 	}
-	k, mods, err := o.resolveKernel(freestanding)
+	k, mods, kconfig, err := o.resolveKernel(freestanding)
 	if err != nil {
 		return err
 	}
@@ -342,7 +342,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) (err error) 
 	case res.ExitStatus == 0 && intr.signal() == nil:
 		os.Remove(console)
 	}
-	printSummary(stderr, o, k, backend.Name(), backendNote, res, console)
+	printSummary(stderr, o, k, kconfig, backend.Name(), backendNote, res, console)
 	if intr.signal() != nil {
 		return intr.err("the trace " + o.out + " holds the run up to then")
 	}
@@ -590,62 +590,75 @@ func (o *recordOptions) validateGuest(freestanding bool) error {
 }
 
 // resolveKernel returns the kernel to boot: the freestanding ELF guest
-// or bzImage given with --kernel, or the default kernel.
-func (o *recordOptions) resolveKernel(freestanding bool) (kernel.Kernel, []vmm.GuestModule, error) {
+// or bzImage given with --kernel, or the default kernel; and, for the
+// summary, where its config came from (kernel.Source.ConfigFrom).
+func (o *recordOptions) resolveKernel(freestanding bool) (kernel.Kernel, []vmm.GuestModule, string, error) {
 	if freestanding {
 		b, err := os.ReadFile(o.kernel)
 		if err != nil {
-			return kernel.Kernel{}, nil, usageErr(fmt.Errorf("record: --kernel: %w", err))
+			return kernel.Kernel{}, nil, "", usageErr(fmt.Errorf("record: --kernel: %w", err))
 		}
 		sum := sha256.Sum256(b)
 		abs, err := filepath.Abs(o.kernel)
 		if err != nil {
-			return kernel.Kernel{}, nil, usageErr(fmt.Errorf("record: --kernel: %w", err))
+			return kernel.Kernel{}, nil, "", usageErr(fmt.Errorf("record: --kernel: %w", err))
 		}
-		return kernel.Kernel{Path: abs, Release: "freestanding ELF guest", SHA256: hex.EncodeToString(sum[:]), Origin: "file"}, nil, nil
+		return kernel.Kernel{Path: abs, Release: "freestanding ELF guest", SHA256: hex.EncodeToString(sum[:]), Origin: "file"}, nil, "", nil
 	}
-	var src *kernel.Source
-	if o.kernel != "" {
-		cache, err := kernel.CacheDir()
-		if err != nil {
-			return kernel.Kernel{}, nil, envErr(fmt.Errorf("record: %w", err))
-		}
-		// A bzImage, a kernel package, or a directory holding one: any
-		// way it is wrong is the user's path, exit 2.
-		if src, err = kernel.Open(o.kernel, o.modules, cache); err != nil {
-			return kernel.Kernel{}, nil, usageErr(fmt.Errorf("record: %w", err))
-		}
-	} else {
-		k, err := defaultKernel()
-		if err != nil {
-			return k, nil, fmt.Errorf("record: %w", err)
-		}
-		if src, err = kernel.FromCache(k); err != nil {
-			return k, nil, envErr(fmt.Errorf("record: the cached kernel %s: %w; run: %s --force", k.Release, err, kernel.FixFetch))
-		}
-		if o.modules != "" {
-			if err := src.UseModules(o.modules); err != nil {
-				return k, nil, usageErr(fmt.Errorf("record: %w", err))
-			}
-		}
+	src, err := openKernel("record", o.kernel, o.modules)
+	if err != nil {
+		return src.Kernel, nil, "", err
 	}
 	// Pre-flight, where the config is known: what the run needs, before
 	// anything boots.
 	if c := src.Config(); c != nil {
 		needs := kernel.Needs{SchedExt: o.scenario == "sched-ext"}
 		if err := c.Preflight(needs, src.Modules, "kernel "+src.Release); err != nil {
-			return src.Kernel, nil, usageErr(fmt.Errorf("record: %w", err))
+			return src.Kernel, nil, "", usageErr(fmt.Errorf("record: %w (config %s)", err, src.ConfigFrom))
 		}
 	}
 	mods, err := src.Needed()
 	if err != nil {
-		return src.Kernel, nil, usageErr(fmt.Errorf("record: %w", err))
+		return src.Kernel, nil, "", usageErr(fmt.Errorf("record: %w", err))
 	}
 	out := make([]vmm.GuestModule, len(mods))
 	for i, m := range mods {
 		out[i] = vmm.GuestModule{Name: m.Name, Data: m.Data}
 	}
-	return src.Kernel, out, nil
+	return src.Kernel, out, src.ConfigFrom, nil
+}
+
+// openKernel resolves --kernel and --modules for cmd (record, kernel
+// check): the bzImage, kernel package or directory given, or else the
+// default cached kernel. The Source it returns is never nil.
+func openKernel(cmd, spec, modules string) (*kernel.Source, error) {
+	if spec != "" {
+		cache, err := kernel.CacheDir()
+		if err != nil {
+			return &kernel.Source{}, envErr(fmt.Errorf("%s: %w", cmd, err))
+		}
+		// A bzImage, a kernel package, or a directory holding one: any
+		// way it is wrong is the user's path, exit 2.
+		src, err := kernel.Open(spec, modules, cache)
+		if err != nil {
+			return &kernel.Source{}, usageErr(fmt.Errorf("%s: %w", cmd, err))
+		}
+		return src, nil
+	}
+	k, err := defaultKernel()
+	if err != nil {
+		return &kernel.Source{Kernel: k}, fmt.Errorf("%s: %w", cmd, err)
+	}
+	src, err := kernel.FromCache(k)
+	if err != nil {
+		return &kernel.Source{Kernel: k}, envErr(fmt.Errorf("%s: the cached kernel %s: %w; run: %s --force", cmd, k.Release, err, kernel.FixFetch))
+	}
+	if modules != "" {
+		if err := src.UseModules(modules); err != nil {
+			return src, usageErr(fmt.Errorf("%s: %w", cmd, err))
+		}
+	}
+	return src, nil
 }
 
 // reportsTest says whether a built-in scenario reports its verdict in a
@@ -833,8 +846,10 @@ func byteCount(n int64) string {
 }
 
 // printSummary prints what the run did, after the progress line.
-// backendNote, if not empty, is said of the backend (the KVM probe).
-func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, backend, backendNote string, res vmm.Result, console string) {
+// kconfig says where the kernel's config came from ("" for a
+// freestanding guest); backendNote, if not empty, is said of the
+// backend (the KVM probe).
+func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, kconfig, backend, backendNote string, res vmm.Result, console string) {
 	// What the guest, its kernel or its VMM said (the detail, TEST,
 	// CRSH, the console) is printed through safeInline and safeLines: no
 	// control character of theirs reaches the terminal.
@@ -850,6 +865,13 @@ func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, backend, backen
 		fmt.Fprintf(w, " (%s)", backendNote)
 	}
 	fmt.Fprintln(w)
+	if kconfig != "" {
+		checked := "checked before the boot"
+		if strings.HasPrefix(kconfig, "unknown") {
+			checked = "so nothing was checked before the boot"
+		}
+		fmt.Fprintf(w, "  kernel config %s, %s\n", safeInline(kconfig), checked)
+	}
 	if res.SysRdyNS >= 0 {
 		fmt.Fprintf(w, "  boot to SYS_RDY %d ms", res.SysRdyNS/1e6)
 	} else {

@@ -1,0 +1,327 @@
+package kernel
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/ulikunitz/xz"
+
+	kt "github.com/ktstr/ktstr/internal/kerneltest"
+)
+
+var regenFixtures = flag.Bool("ikconfig.regen", false, "rewrite testdata/ikconfig/* with the xz and bzip2 commands")
+
+// fixture reads testdata/ikconfig/name: kt.Vmlinux([]byte(kt.Config))
+// compressed by the command Linux uses for that compression, which Go
+// has no writer for (xz with the x86 BCJ filter, bzip2). -ikconfig.regen
+// rewrites them.
+func fixture(t *testing.T, name string, cmd ...string) []byte {
+	p := filepath.Join("testdata", "ikconfig", name)
+	if *regenFixtures {
+		c := exec.Command(cmd[0], cmd[1:]...)
+		c.Stdin = bytes.NewReader(kt.Vmlinux([]byte(kt.Config)))
+		out, err := c.Output()
+		require.NoError(t, err, "%v", cmd)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, out, 0o644))
+	}
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	return kt.WithSize(b, len(kt.Vmlinux([]byte(kt.Config))))
+}
+
+func TestEmbeddedConfig(t *testing.T) {
+	v := kt.Vmlinux([]byte(kt.Config))
+	for _, c := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"gzip", kt.Gzip(v)},
+		{"zstd", kt.Zstd(v)},
+		{"zstd level 22 as Linux packs it", kt.Zstd(v, zstd.WithEncoderLevel(zstd.SpeedBestCompression))},
+		{"lz4 legacy", kt.LZ4(v)},
+		{"lzma", kt.LZMA(v)},
+		{"xz", kt.XZ(v)},
+		// Linux packs xz as scripts/xz_wrap.sh does: x86 BCJ, then LZMA2.
+		{"xz with the x86 BCJ filter", fixture(t, "vmlinux.xz", "xz", "--format=xz", "--check=crc32", "--x86", "--lzma2=dict=32MiB")},
+		{"bzip2", fixture(t, "vmlinux.bz2", "bzip2", "-9")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := EmbeddedConfig(kt.BzImage(c.payload))
+			require.NoError(t, err)
+			assert.Equal(t, kt.Config, string(got))
+			assert.Equal(t, "y", ParseConfig(got)["SCHED_CLASS_EXT"])
+
+			// The same compression without the config: none, and no
+			// error from the stream's end (the size Linux appends).
+			none := kt.Vmlinux(nil)
+			var p []byte
+			switch c.name {
+			case "gzip":
+				p = kt.Gzip(none)
+			case "lz4 legacy":
+				p = kt.LZ4(none)
+			case "lzma":
+				p = kt.LZMA(none)
+			default:
+				p = kt.Zstd(none)
+			}
+			_, err = EmbeddedConfig(kt.BzImage(p))
+			assert.ErrorIs(t, err, ErrNoEmbeddedConfig)
+		})
+	}
+}
+
+// TestEmbeddedConfigFixtures checks that the committed fixtures are what
+// synthVmlinux makes, so that the BCJ case tests what it says.
+func TestEmbeddedConfigFixtures(t *testing.T) {
+	for name, cmd := range map[string][]string{
+		"vmlinux.xz":  {"xz", "-dc"},
+		"vmlinux.bz2": {"bzip2", "-dc"},
+	} {
+		if _, err := exec.LookPath(cmd[0]); err != nil {
+			t.Logf("%s: skipped, no %s command to unpack it", name, cmd[0])
+			continue
+		}
+		c := exec.Command(cmd[0], cmd[1:]...)
+		f, err := os.Open(filepath.Join("testdata", "ikconfig", name))
+		require.NoError(t, err)
+		c.Stdin = f
+		out, err := c.Output()
+		f.Close()
+		require.NoError(t, err)
+		assert.Equal(t, kt.Vmlinux([]byte(kt.Config)), out, name)
+	}
+	// The BCJ fixture really uses the filter: a decoder without it (as
+	// ulikunitz/xz is) refuses it, where it reads the plain one.
+	b, err := os.ReadFile(filepath.Join("testdata", "ikconfig", "vmlinux.xz"))
+	require.NoError(t, err)
+	_, err = xz.NewReader(bytes.NewReader(b))
+	if err == nil {
+		r, _ := xz.NewReader(bytes.NewReader(b))
+		_, err = bytes.NewBuffer(nil).ReadFrom(r)
+	}
+	assert.Error(t, err, "the xz fixture has a filter besides LZMA2")
+}
+
+// TestEmbeddedConfigMarkerAcrossFills puts the start marker across the
+// end of the scan buffer (1 MiB), at every split of its bytes.
+func TestEmbeddedConfigMarkerAcrossFills(t *testing.T) {
+	config := kt.Gzip([]byte(kt.Config))
+	for split := 1; split < len(ikconfigStart); split++ {
+		v := kt.Code(5, 1<<20-split)
+		v = append(v, "IKCFG_ST"...)
+		v = append(v, config...)
+		v = append(v, "IKCFG_ED"...)
+		got, err := EmbeddedConfig(kt.BzImage(kt.Zstd(v)))
+		require.NoError(t, err, "split %d", split)
+		assert.Equal(t, kt.Config, string(got))
+	}
+}
+
+func TestEmbeddedConfigDamaged(t *testing.T) {
+	v := kt.Vmlinux([]byte(kt.Config))
+	good := kt.BzImage(kt.Gzip(v))
+	_, err := EmbeddedConfig(good)
+	require.NoError(t, err, "the positive control")
+
+	at := bytes.Index(v, []byte("IKCFG_ST")) + len("IKCFG_ST")
+	flipped := bytes.Clone(v)
+	flipped[at+40] ^= 0xff // inside the config's deflate data
+	noEnd := bytes.Clone(v)
+	end := bytes.Index(noEnd, []byte("IKCFG_ED"))
+	copy(noEnd[end:], "IKCFG_XX")
+	cut := v[:at+50]
+
+	oldProto := bytes.Clone(good)
+	binary.LittleEndian.PutUint16(oldProto[offVersion:], 0x206)
+	pastEnd := bytes.Clone(good)
+	binary.LittleEndian.PutUint32(pastEnd[offPayloadLength:], 1<<30)
+	lzo := kt.BzImage(append([]byte{0x89, 'L', 'Z', 'O', 0, 0x0d, 0x0a, 0x1a, 0x0a}, make([]byte, 64)...))
+	unknown := kt.BzImage(make([]byte, 64))
+	bigConfig := kt.Gzip(append(append([]byte("IKCFG_ST"), kt.Gzip(make([]byte, maxConfig+1))...), "IKCFG_ED"...))
+
+	for _, c := range []struct {
+		name, image []byte
+		want        string
+	}{
+		{[]byte("config's deflate data flipped"), kt.BzImage(kt.Gzip(flipped)), "embedded config"},
+		{[]byte("no end marker"), kt.BzImage(kt.Gzip(noEnd)), "not followed by"},
+		{[]byte("payload cut inside the config"), kt.BzImage(kt.Zstd(cut)), "embedded config"},
+		{[]byte("boot protocol 2.06"), oldProto, "older than 2.08"},
+		{[]byte("payload past the image"), pastEnd, "outside"},
+		{[]byte("LZO"), lzo, "LZO-compressed"},
+		{[]byte("no known compression"), unknown, "no compression Linux builds with"},
+		{[]byte("config over the bound"), kt.BzImage(bigConfig), "larger than"},
+		{[]byte("not a bzImage"), []byte("MZ not a kernel"), "not a bzImage"},
+	} {
+		t.Run(string(c.name), func(t *testing.T) {
+			_, err := EmbeddedConfig(c.image)
+			require.Error(t, err)
+			assert.NotErrorIs(t, err, ErrNoEmbeddedConfig)
+			assert.Contains(t, err.Error(), c.want)
+			assert.NotContains(t, err.Error(), "\n")
+		})
+	}
+}
+
+// TestEmbeddedConfigBounded drives EmbeddedConfig past its bounds: a
+// payload that unpacks to more than maxVmlinux without a config stops
+// there, and one that asks for a window over maxDictBytes is refused
+// before it is allocated.
+func TestEmbeddedConfigBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("unpacks 512 MiB")
+	}
+	var frame bytes.Buffer
+	zw, err := zstd.NewWriter(&frame, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	require.NoError(t, err)
+	zeros := make([]byte, 1<<20)
+	for range maxVmlinux>>20 + 1 {
+		_, err := zw.Write(zeros)
+		require.NoError(t, err)
+	}
+	require.NoError(t, zw.Close())
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = EmbeddedConfig(kt.BzImage(kt.WithSize(frame.Bytes(), 0)))
+	runtime.ReadMemStats(&after)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "more than 512 MiB")
+	// The decoder's window (8 MiB here) and the scan buffer, not the
+	// 513 MiB the payload unpacks to.
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "bytes allocated")
+
+	// A frame header asking for a 1 GiB window (RFC 8878 §3.1.1.1.2:
+	// exponent 20 + 10 = 30).
+	huge := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 20 << 3, 0, 0, 0, 0, 0, 0, 0, 0}
+	_, err = EmbeddedConfig(kt.BzImage(huge))
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrNoEmbeddedConfig)
+	assert.True(t, strings.Contains(err.Error(), "window") || strings.Contains(err.Error(), "memory"), err.Error())
+}
+
+// TestEmbeddedConfigOfRealKernels reads the cached kernels: a sched_ext
+// kernel that `make scx` built has CONFIG_IKCONFIG=y and carries the
+// same config as its build tree; Debian's builds it as a module.
+func TestEmbeddedConfigOfRealKernels(t *testing.T) {
+	cache, err := os.UserCacheDir()
+	require.NoError(t, err)
+	builds, _ := filepath.Glob(filepath.Join(cache, "ktstr", "kernel-build", "sched-ext-*", "bzImage"))
+	dir, err := CacheDir()
+	require.NoError(t, err)
+	debian, derr := Default(dir)
+	if len(builds) == 0 && derr != nil {
+		t.Skip("no cached kernel: run ktstr kernel fetch (Debian's) or make scx (sched_ext)")
+	}
+	for _, bz := range builds {
+		image, err := os.ReadFile(bz)
+		require.NoError(t, err)
+		got, err := EmbeddedConfig(image)
+		require.NoError(t, err, bz)
+		want, err := ReadConfig(filepath.Join(filepath.Dir(bz), "obj", ".config"))
+		require.NoError(t, err)
+		assert.Equal(t, want, ParseConfig(got), bz)
+		assert.Equal(t, "y", ParseConfig(got)["SCHED_CLASS_EXT"])
+	}
+	if derr == nil && debian.Config != "" {
+		c, err := ReadConfig(debian.Config)
+		require.NoError(t, err)
+		image, err := os.ReadFile(debian.Path)
+		require.NoError(t, err)
+		_, err = EmbeddedConfig(image)
+		if c["IKCONFIG"] == "y" {
+			assert.NoError(t, err, debian.Path)
+		} else {
+			assert.ErrorIs(t, err, ErrNoEmbeddedConfig, debian.Path)
+		}
+	}
+}
+
+// TestOpenEmbeddedConfig: a bzImage with no config beside it brings the
+// one built into it, so pre-flight judges a kernel given alone; a config
+// file beside it (its build tree's) comes first; one with neither goes
+// without pre-flight, saying why.
+func TestOpenEmbeddedConfig(t *testing.T) {
+	write := func(t *testing.T, config []byte) string {
+		p := filepath.Join(t.TempDir(), "bzImage")
+		require.NoError(t, os.WriteFile(p, kt.BzImage(kt.Zstd(kt.Vmlinux(config))), 0o644))
+		return p
+	}
+	t.Run("alone", func(t *testing.T) {
+		s, err := Open(write(t, []byte(kt.Config)), "", t.TempDir())
+		require.NoError(t, err)
+		assert.Equal(t, EmbeddedConfigFrom, s.ConfigFrom)
+		require.NotNil(t, s.Config())
+		assert.NoError(t, s.Config().Preflight(Needs{SchedExt: true}, s.Modules, "kernel "+s.Release))
+	})
+	t.Run("alone, without the virtio console", func(t *testing.T) {
+		noConsole := strings.Replace(kt.Config, "CONFIG_VIRTIO_CONSOLE=y", "# CONFIG_VIRTIO_CONSOLE is not set", 1)
+		s, err := Open(write(t, []byte(noConsole)), "", t.TempDir())
+		require.NoError(t, err)
+		require.NotNil(t, s.Config())
+		assert.ErrorContains(t, s.Config().Preflight(Needs{}, s.Modules, "kernel "+s.Release), "CONFIG_VIRTIO_CONSOLE is not set")
+	})
+	t.Run("in a package directory without boot/config", func(t *testing.T) {
+		dir := t.TempDir()
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "boot"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "boot", "vmlinuz-6.99.0-ikconfig"), kt.BzImage(kt.Zstd(kt.Vmlinux([]byte(kt.Config)))), 0o644))
+		s, err := Open(dir, "", t.TempDir())
+		require.NoError(t, err)
+		assert.Equal(t, EmbeddedConfigFrom, s.ConfigFrom)
+		assert.Equal(t, "y", s.Config()["SCHED_CLASS_EXT"])
+	})
+	t.Run("the build tree's .config comes first", func(t *testing.T) {
+		root := t.TempDir()
+		boot := filepath.Join(root, "arch", "x86", "boot")
+		require.NoError(t, os.MkdirAll(boot, 0o755))
+		image := filepath.Join(boot, "bzImage")
+		require.NoError(t, os.WriteFile(image, kt.BzImage(kt.Zstd(kt.Vmlinux([]byte(kt.Config)))), 0o644))
+		require.NoError(t, os.MkdirAll(filepath.Join(root, "include", "config"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(root, "include", "config", "kernel.release"), []byte("6.99.0-ikconfig\n"), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(root, ".config"), []byte("CONFIG_VIRTIO=y\n"), 0o644))
+		s, err := Open(image, "", t.TempDir())
+		require.NoError(t, err)
+		assert.Equal(t, filepath.Join(root, ".config"), s.ConfigFrom)
+		assert.Empty(t, s.Config()["SCHED_CLASS_EXT"])
+	})
+	t.Run("none", func(t *testing.T) {
+		s, err := Open(write(t, nil), "", t.TempDir())
+		require.NoError(t, err)
+		assert.Nil(t, s.Config())
+		assert.Contains(t, s.ConfigFrom, "unknown: none beside the image, and no embedded config")
+	})
+	t.Run("a damaged embedded config", func(t *testing.T) {
+		v := kt.Vmlinux([]byte(kt.Config))
+		copy(v[bytes.Index(v, []byte("IKCFG_ED")):], "IKCFG_XX")
+		p := filepath.Join(t.TempDir(), "bzImage")
+		require.NoError(t, os.WriteFile(p, kt.BzImage(kt.Zstd(v)), 0o644))
+		s, err := Open(p, "", t.TempDir())
+		require.NoError(t, err, "a kernel whose config cannot be read still boots")
+		assert.Nil(t, s.Config())
+		assert.Contains(t, s.ConfigFrom, "its embedded one could not be read")
+	})
+}
+
+// TestEmbeddedConfigOracle is the positive control of the fuzz target:
+// its oracle catches an error on two lines and a config over the bound,
+// and passes what EmbeddedConfig returns for a good image.
+func TestEmbeddedConfigOracle(t *testing.T) {
+	assert.Error(t, checkEmbeddedConfig(nil, errors.New("two\nlines")))
+	assert.Error(t, checkEmbeddedConfig(make([]byte, maxConfig+1), nil))
+	assert.NoError(t, checkEmbeddedConfig(EmbeddedConfig(kt.BzImage(kt.Zstd(kt.Vmlinux([]byte(kt.Config)))))))
+	assert.NoError(t, checkEmbeddedConfig(nil, ErrNoEmbeddedConfig))
+}
