@@ -221,14 +221,18 @@ func defaultKernel() (kernel.Kernel, error) {
 }
 
 // kernelFacts says, in one line, what a run depends on in k: from its
-// config where the cache holds one, and whether its module tree is here.
+// config (the cache's copy, or the one built into the image), and
+// whether its module tree is here.
 func kernelFacts(k kernel.Kernel) string {
 	var parts []string
-	if k.Config == "" {
+	if src, err := kernel.FromCache(k); err != nil {
+		parts = append(parts, "cache entry unreadable ("+err.Error()+")")
+	} else if c := src.Config(); c == nil {
 		parts = append(parts, "config unknown")
-	} else if c, err := kernel.ReadConfig(k.Config); err != nil {
-		parts = append(parts, "config unreadable")
 	} else {
+		if src.ConfigFrom == kernel.EmbeddedConfigFrom {
+			parts = append(parts, "config "+src.ConfigFrom)
+		}
 		for _, f := range c.Facts() {
 			parts = append(parts, f.Name+": "+f.State)
 		}
