@@ -33,7 +33,7 @@ func TestOpenBuildTreeImage(t *testing.T) {
 
 	t.Run("same release", func(t *testing.T) {
 		root, image := tree(t, release)
-		s, err := Open(image, "", t.TempDir())
+		s, err := Open(t.Context(), image, "", t.TempDir())
 		require.NoError(t, err)
 		assert.Equal(t, filepath.Join(root, ".config"), s.Kernel.Config)
 		require.NotNil(t, s.Config())
@@ -43,13 +43,13 @@ func TestOpenBuildTreeImage(t *testing.T) {
 		assert.ErrorContains(t, s.Config().Preflight(Needs{SchedExt: true}, s.Modules, "kernel "+s.Release), "CONFIG_VIRTIO is not set")
 		full := "CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_CONSOLE=y\nCONFIG_DEVTMPFS=y\nCONFIG_CGROUPS=y\nCONFIG_SCHED_CLASS_EXT=y\n"
 		require.NoError(t, os.WriteFile(filepath.Join(root, ".config"), []byte(full), 0o644))
-		s, err = Open(image, "", t.TempDir())
+		s, err = Open(t.Context(), image, "", t.TempDir())
 		require.NoError(t, err)
 		assert.NoError(t, s.Config().Preflight(Needs{SchedExt: true}, s.Modules, "kernel "+s.Release))
 	})
 	t.Run("tree rebuilt to another release", func(t *testing.T) {
 		_, image := tree(t, "6.13.0-rc2-scx+")
-		s, err := Open(image, "", t.TempDir())
+		s, err := Open(t.Context(), image, "", t.TempDir())
 		require.NoError(t, err)
 		assert.Empty(t, s.Kernel.Config)
 		assert.Nil(t, s.Config())
@@ -60,7 +60,7 @@ func TestOpenBuildTreeImage(t *testing.T) {
 		require.NoError(t, err)
 		elsewhere := filepath.Join(t.TempDir(), "bzImage")
 		require.NoError(t, os.WriteFile(elsewhere, b, 0o644))
-		s, err := Open(elsewhere, "", t.TempDir())
+		s, err := Open(t.Context(), elsewhere, "", t.TempDir())
 		require.NoError(t, err)
 		assert.Nil(t, s.Config())
 	})
@@ -68,7 +68,7 @@ func TestOpenBuildTreeImage(t *testing.T) {
 		root, image := tree(t, release)
 		require.NoError(t, os.Remove(filepath.Join(root, ".config")))
 		require.NoError(t, os.Mkdir(filepath.Join(root, ".config"), 0o755))
-		s, err := Open(image, "", t.TempDir())
+		s, err := Open(t.Context(), image, "", t.TempDir())
 		require.NoError(t, err)
 		assert.Nil(t, s.Config())
 	})
@@ -77,7 +77,7 @@ func TestOpenBuildTreeImage(t *testing.T) {
 		rel := filepath.Join(root, "include", "config", "kernel.release")
 		require.NoError(t, os.Remove(rel))
 		require.NoError(t, unix.Mkfifo(rel, 0o644))
-		s, err := Open(image, "", t.TempDir()) // would block reading a FIFO
+		s, err := Open(t.Context(), image, "", t.TempDir()) // would block reading a FIFO
 		require.NoError(t, err)
 		assert.Nil(t, s.Config())
 	})

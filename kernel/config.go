@@ -104,7 +104,7 @@ func (c Config) Preflight(n Needs, mods *Modules, kernelName string) error {
 				return fmt.Errorf("%s builds %s as a module (CONFIG_%s=m), but %s holds no %s.ko: give the module tree of this kernel's release", kernelName, o.what, o.opt, mods.Dir, o.module)
 			}
 		default:
-			return fmt.Errorf("%s has no %s (CONFIG_%s is not set): build it with CONFIG_%s=y (or m), or use Debian's cloud kernel (ktstr kernel fetch)", kernelName, o.what, o.opt, o.opt)
+			return fmt.Errorf("%s lacks %s (CONFIG_%s is not set): build it with CONFIG_%s=y (or m), or use Debian's cloud kernel (ktstr kernel fetch)", kernelName, o.what, o.opt, o.opt)
 		}
 	}
 	for _, o := range []struct{ opt, why string }{

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,19 +22,26 @@ import (
 // as a module, configs.ko, whose copy is not in the image).
 var ErrNoEmbeddedConfig = errors.New("no embedded config (the kernel was built without CONFIG_IKCONFIG=y)")
 
-// Bounds on what EmbeddedConfig unpacks: a guest kernel's vmlinux is
-// tens of MiB; the config sits in .rodata, after the code.
+// ErrDamagedImage reports a bzImage whose compressed kernel or embedded
+// config cannot be read: cut, corrupted, or lying about its layout.
+var ErrDamagedImage = errors.New("the image is damaged")
+
+// Bounds on what EmbeddedConfig unpacks. A distribution's vmlinux is
+// tens of MiB (Debian's 6.12 cloud kernel: 55 MiB) and the config sits in
+// .rodata, after the code; Linux packs zstd with a window of at most
+// 128 MiB (level 22), xz with a 32 MiB dictionary and lzma with 64 MiB.
 const (
-	maxVmlinux   = 512 << 20 // most bytes of the payload unpacked while looking for the config
-	maxDictBytes = 256 << 20 // most window or dictionary memory a payload may ask for
+	maxVmlinux   = 256 << 20 // most bytes of the payload unpacked while looking for the config
+	maxDictBytes = 128 << 20 // most window or dictionary memory a payload may ask for
 )
 
-// ikconfigStart opens the embedded config: the marker kernel/configs.c
-// puts before it, then the gzip magic and method of the config itself
-// (scripts/extract-ikconfig looks for the same bytes).
-var (
-	ikconfigStart = []byte("IKCFG_ST\x1f\x8b\x08")
-	ikconfigEnd   = []byte("IKCFG_ED")
+// The embedded config is laid out by kernel/configs.c: this marker, the
+// gzip-compressed .config, then ikconfigEnd. The gzip magic and method
+// are part of what is looked for, as scripts/extract-ikconfig does.
+const (
+	ikconfigMarker = "IKCFG_ST"
+	ikconfigStart  = ikconfigMarker + "\x1f\x8b\x08"
+	ikconfigEnd    = "IKCFG_ED"
 )
 
 // Setup-header fields that locate the compressed kernel (boot protocol
@@ -49,11 +57,13 @@ const (
 // CONFIG_IKCONFIG=y carries in its image (what /proc/config.gz shows
 // once it runs), read from the bzImage without booting it: it unpacks
 // the compressed kernel as far as the config (gzip, zstd, xz, lz4,
-// bzip2 or lzma, as Linux builds them) and unpacks the config. It
-// returns ErrNoEmbeddedConfig when the image has none; any other error
-// says why the image could not be read. Memory and work are bounded
-// whatever the image holds.
-func EmbeddedConfig(image []byte) ([]byte, error) {
+// bzip2 or lzma, as Linux builds them) and unpacks the config. The rest
+// of the compressed kernel is not read, so damage past the config goes
+// unseen. It returns ErrNoEmbeddedConfig when the image has none, an
+// error wrapping ErrDamagedImage when it cannot be read, ctx's error
+// when ctx ends first, and otherwise an error that says why (an LZO
+// kernel). Memory and work are bounded whatever the image holds.
+func EmbeddedConfig(ctx context.Context, image []byte) ([]byte, error) {
 	payload, err := bzPayload(image)
 	if err != nil {
 		return nil, err
@@ -63,27 +73,38 @@ func EmbeddedConfig(image []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer closeFn()
-	br := bufio.NewReaderSize(&boundedReader{r: vmlinux, left: maxVmlinux}, 1<<20)
-	if err := skipTo(br, ikconfigStart); err != nil {
+	br := bufio.NewReaderSize(&boundedReader{ctx: ctx, r: vmlinux, left: maxVmlinux}, 1<<20)
+	if err := skipTo(br, []byte(ikconfigStart)); err != nil {
 		return nil, err
 	}
-	_, _ = br.Discard(len("IKCFG_ST"))
+	_, _ = br.Discard(len(ikconfigMarker))
 	zr, err := gzip.NewReader(br)
 	if err != nil {
-		return nil, fmt.Errorf("embedded config: %w", err)
+		return nil, damaged("embedded config", err)
 	}
 	zr.Multistream(false)
 	config, err := readAllLimited(zr, maxConfig)
 	if err != nil {
-		return nil, fmt.Errorf("embedded config: %w", err)
+		return nil, damaged("embedded config", err)
 	}
 	// flate reads no further than its stream from a ByteReader, so the
 	// end marker is next.
 	end := make([]byte, len(ikconfigEnd))
-	if _, err := io.ReadFull(br, end); err != nil || !bytes.Equal(end, ikconfigEnd) {
-		return nil, fmt.Errorf("embedded config: its gzip stream is not followed by %q: the image is damaged", ikconfigEnd)
+	if _, err := io.ReadFull(br, end); err != nil || string(end) != ikconfigEnd {
+		return nil, fmt.Errorf("embedded config: its gzip stream is not followed by %q: %w", ikconfigEnd, ErrDamagedImage)
+	}
+	if len(ParseConfig(config)) == 0 {
+		return nil, fmt.Errorf("embedded config: it holds no CONFIG_ line: %w", ErrDamagedImage)
 	}
 	return config, nil
+}
+
+// damaged wraps a decoder's error as damage to the image.
+func damaged(what string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%s: %w (%w)", what, ErrDamagedImage, err)
 }
 
 // bzPayload returns a bzImage's compressed kernel, as its setup header
@@ -99,13 +120,16 @@ func bzPayload(image []byte) ([]byte, error) {
 	if sects == 0 {
 		sects = 4
 	}
-	start := (sects + 1) * 512
-	off := int64(binary.LittleEndian.Uint32(image[offPayloadOffset:]))
+	start := int64(sects+1) * 512
+	off := start + int64(binary.LittleEndian.Uint32(image[offPayloadOffset:]))
 	n := int64(binary.LittleEndian.Uint32(image[offPayloadLength:]))
-	if n < 8 || int64(start)+off+n > int64(len(image)) {
-		return nil, fmt.Errorf("bzImage compressed kernel (%d bytes at %#x) is outside the %d-byte image: the image is damaged", n, int64(start)+off, len(image))
+	switch {
+	case n < 8:
+		return nil, fmt.Errorf("bzImage compressed kernel is %d bytes long, too short for any compression: %w", n, ErrDamagedImage)
+	case off+n > int64(len(image)):
+		return nil, fmt.Errorf("bzImage compressed kernel (%d bytes at %#x) is outside the %d-byte image: %w", n, off, len(image), ErrDamagedImage)
 	}
-	return image[int64(start)+off : int64(start)+off+n], nil
+	return image[off : off+n], nil
 }
 
 // unpacker returns a reader of what payload unpacks to, by the magic it
@@ -116,43 +140,64 @@ func bzPayload(image []byte) ([]byte, error) {
 func unpacker(payload []byte) (io.Reader, func(), error) {
 	src := bytes.NewReader(payload[:len(payload)-4])
 	nop := func() {}
+	var r io.Reader
+	var err error
+	codec := ""
+	closeFn := nop
 	switch {
 	case bytes.HasPrefix(payload, []byte{0x1f, 0x8b}):
-		r, err := gzip.NewReader(bytes.NewReader(payload))
-		if err != nil {
-			return nil, nil, fmt.Errorf("gzip-compressed kernel: %w", err)
-		}
-		return r, nop, nil
+		codec = "gzip"
+		r, err = gzip.NewReader(bytes.NewReader(payload))
 	case bytes.HasPrefix(payload, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		d, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		codec = "zstd"
+		var d *zstd.Decoder
+		d, err = zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 			zstd.WithDecoderMaxWindow(maxDictBytes), zstd.WithDecoderMaxMemory(maxVmlinux))
-		if err != nil {
-			return nil, nil, fmt.Errorf("zstd-compressed kernel: %w", err)
+		if err == nil {
+			r, closeFn = d, d.Close
 		}
-		return d, d.Close, nil
 	case bytes.HasPrefix(payload, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
 		// Linux packs xz with the x86 BCJ filter, which only an XZ
 		// Embedded decoder (the one Linux unpacks itself with) reads.
-		r, err := xzbcj.NewReader(src, maxDictBytes)
-		if err != nil {
-			return nil, nil, fmt.Errorf("xz-compressed kernel: %w", err)
+		codec = "xz"
+		var x *xzbcj.Reader
+		if x, err = xzbcj.NewReader(src, maxDictBytes); err == nil {
+			x.Multistream(false)
+			r = x
 		}
-		r.Multistream(false)
-		return r, nop, nil
-	case bytes.HasPrefix(payload, []byte{0x02, 0x21, 0x4c, 0x18}):
-		return lz4.NewReader(src), nop, nil
+	case bytes.HasPrefix(payload, []byte(lz4LegacyMagic)):
+		codec = "lz4"
+		r = &lz4LegacyReader{src: src}
 	case bytes.HasPrefix(payload, []byte("BZh")):
-		return bzip2.NewReader(src), nop, nil
-	case bytes.HasPrefix(payload, []byte{0x5d, 0, 0}):
-		r, err := lzma.ReaderConfig{DictCap: maxDictBytes}.NewReader(src)
-		if err != nil {
-			return nil, nil, fmt.Errorf("lzma-compressed kernel: %w", err)
-		}
-		return r, nop, nil
+		codec = "bzip2"
+		r = bzip2.NewReader(src)
+	case payload[0] == 0x5d: // lc=3, lp=0, pb=2: what lzma(1) writes
+		codec = "lzma"
+		r, err = lzma.ReaderConfig{DictCap: maxDictBytes}.NewReader(src)
 	case bytes.HasPrefix(payload, []byte{0x89, 'L', 'Z', 'O'}):
 		return nil, nil, errors.New("the kernel is LZO-compressed (CONFIG_KERNEL_LZO), which ktstr cannot unpack: give its config with the image (a directory holding boot/vmlinuz-RELEASE and boot/config-RELEASE, or arch/x86/boot/bzImage in its build tree)")
+	default:
+		return nil, nil, fmt.Errorf("the compressed kernel starts % x, no compression Linux builds with: %w", payload[:6], ErrDamagedImage)
 	}
-	return nil, nil, fmt.Errorf("the compressed kernel starts % x, no compression Linux builds with: the image is damaged", payload[:min(len(payload), 6)])
+	if err != nil {
+		return nil, nil, damaged(codec+"-compressed kernel", err)
+	}
+	return &codecReader{codec: codec, r: r}, closeFn, nil
+}
+
+// codecReader names the compression in the errors of its reader, as
+// damage to the image.
+type codecReader struct {
+	codec string
+	r     io.Reader
+}
+
+func (c *codecReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = damaged("unpacking the "+c.codec+"-compressed kernel", err)
+	}
+	return n, err
 }
 
 // skipTo reads r up to the first occurrence of marker, or fails with
@@ -167,28 +212,95 @@ func skipTo(r *bufio.Reader, marker []byte) error {
 			return nil
 		}
 		switch {
-		case err == nil || errors.Is(err, bufio.ErrBufferFull):
+		case err == nil:
 			_, _ = r.Discard(len(buf) - (len(marker) - 1))
 		case errors.Is(err, io.EOF):
 			return ErrNoEmbeddedConfig
 		default:
-			return fmt.Errorf("unpacking the kernel: %w", err)
+			return err
 		}
 	}
 }
 
-// boundedReader reads r up to left bytes, then fails: a payload that
-// unpacks without end must not be read to its end.
+// boundedReader reads r up to left bytes, then fails if r has more: a
+// payload that unpacks without end must not be read to its end. It
+// stops when ctx does, so that an interrupt is not held up by a slow
+// decoder.
 type boundedReader struct {
+	ctx  context.Context
 	r    io.Reader
 	left int64
 }
 
 func (b *boundedReader) Read(p []byte) (int, error) {
+	if err := b.ctx.Err(); err != nil {
+		return 0, err
+	}
 	if b.left <= 0 {
-		return 0, fmt.Errorf("the kernel unpacks to more than %d MiB with no config in them", maxVmlinux>>20)
+		var one [1]byte
+		if n, err := io.ReadFull(b.r, one[:]); n == 0 && err != nil {
+			return 0, err // io.EOF: the payload ends at the bound
+		}
+		return 0, fmt.Errorf("the kernel unpacks to more than %d MiB with no config in them, and ktstr looks no further", maxVmlinux>>20)
 	}
 	n, err := b.r.Read(p[:min(int64(len(p)), b.left)])
 	b.left -= int64(n)
 	return n, err
+}
+
+// An lz4 legacy frame (lz4 -l, as Linux packs it) is lz4LegacyMagic,
+// then blocks, each a little-endian u32 compressed size and the block;
+// a block unpacks to at most lz4LegacyBlock and takes at most
+// lz4LegacyMaxCompressed (LZ4's compressBound of it).
+const (
+	lz4LegacyMagic         = "\x02\x21\x4c\x18"
+	lz4LegacyBlock         = 8 << 20
+	lz4LegacyMaxCompressed = lz4LegacyBlock + lz4LegacyBlock/255 + 16
+)
+
+// lz4LegacyReader reads lz4 legacy frames with the lz4 package's block
+// decoder. Its frame reader (pierrec/lz4 v4.1.33) calls itself once per
+// repeated frame magic, so a payload of nothing but magics overflows the
+// stack, which no recover catches; this loop takes them as it finds them.
+type lz4LegacyReader struct {
+	src  io.Reader
+	size [4]byte // a block's size (a field: a local would escape, once a block)
+	in   []byte
+	out  []byte
+	rest []byte // unpacked bytes not yet read
+}
+
+func (l *lz4LegacyReader) Read(p []byte) (int, error) {
+	for len(l.rest) == 0 {
+		if _, err := io.ReadFull(l.src, l.size[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, io.EOF
+			}
+			return 0, fmt.Errorf("lz4 block size: %w", err)
+		}
+		if string(l.size[:]) == lz4LegacyMagic {
+			continue // another frame
+		}
+		n := binary.LittleEndian.Uint32(l.size[:])
+		if n == 0 || n > lz4LegacyMaxCompressed {
+			return 0, fmt.Errorf("lz4 block of %d bytes, over the %d a legacy block may take", n, lz4LegacyMaxCompressed)
+		}
+		if uint32(cap(l.in)) < n {
+			l.in = make([]byte, n)
+		}
+		if l.out == nil {
+			l.out = make([]byte, lz4LegacyBlock)
+		}
+		if _, err := io.ReadFull(l.src, l.in[:n]); err != nil {
+			return 0, fmt.Errorf("lz4 block: %w", err)
+		}
+		m, err := lz4.UncompressBlock(l.in[:n], l.out)
+		if err != nil {
+			return 0, fmt.Errorf("lz4 block: %w", err)
+		}
+		l.rest = l.out[:m]
+	}
+	n := copy(p, l.rest)
+	l.rest = l.rest[n:]
+	return n, nil
 }

@@ -7,6 +7,7 @@ package kernel
 // (docs/fuzzing.md); its images come from internal/kerneltest.
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -35,7 +36,7 @@ func FuzzEmbeddedConfig(f *testing.F) {
 		if export != nil {
 			export(t, payload)
 		}
-		if err := checkEmbeddedConfig(EmbeddedConfig(kt.BzImage(payload))); err != nil {
+		if err := checkEmbeddedConfig(EmbeddedConfig(context.Background(), kt.BzImage(payload))); err != nil {
 			t.Fatal(err)
 		}
 	})

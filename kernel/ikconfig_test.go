@@ -2,9 +2,11 @@ package kernel
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,7 +60,7 @@ func TestEmbeddedConfig(t *testing.T) {
 		{"bzip2", fixture(t, "vmlinux.bz2", "bzip2", "-9")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := EmbeddedConfig(kt.BzImage(c.payload))
+			got, err := EmbeddedConfig(context.Background(), kt.BzImage(c.payload))
 			require.NoError(t, err)
 			assert.Equal(t, kt.Config, string(got))
 			assert.Equal(t, "y", ParseConfig(got)["SCHED_CLASS_EXT"])
@@ -77,7 +79,7 @@ func TestEmbeddedConfig(t *testing.T) {
 			default:
 				p = kt.Zstd(none)
 			}
-			_, err = EmbeddedConfig(kt.BzImage(p))
+			_, err = EmbeddedConfig(context.Background(), kt.BzImage(p))
 			assert.ErrorIs(t, err, ErrNoEmbeddedConfig)
 		})
 	}
@@ -124,7 +126,7 @@ func TestEmbeddedConfigMarkerAcrossFills(t *testing.T) {
 		v = append(v, "IKCFG_ST"...)
 		v = append(v, config...)
 		v = append(v, "IKCFG_ED"...)
-		got, err := EmbeddedConfig(kt.BzImage(kt.Zstd(v)))
+		got, err := EmbeddedConfig(context.Background(), kt.BzImage(kt.Zstd(v)))
 		require.NoError(t, err, "split %d", split)
 		assert.Equal(t, kt.Config, string(got))
 	}
@@ -133,7 +135,7 @@ func TestEmbeddedConfigMarkerAcrossFills(t *testing.T) {
 func TestEmbeddedConfigDamaged(t *testing.T) {
 	v := kt.Vmlinux([]byte(kt.Config))
 	good := kt.BzImage(kt.Gzip(v))
-	_, err := EmbeddedConfig(good)
+	_, err := EmbeddedConfig(context.Background(), good)
 	require.NoError(t, err, "the positive control")
 
 	at := bytes.Index(v, []byte("IKCFG_ST")) + len("IKCFG_ST")
@@ -152,28 +154,67 @@ func TestEmbeddedConfigDamaged(t *testing.T) {
 	unknown := kt.BzImage(make([]byte, 64))
 	bigConfig := kt.Gzip(append(append([]byte("IKCFG_ST"), kt.Gzip(make([]byte, maxConfig+1))...), "IKCFG_ED"...))
 
+	withConfig := func(config []byte) []byte {
+		return kt.BzImage(kt.Zstd(append(append([]byte("IKCFG_ST"), kt.Gzip(config)...), "IKCFG_ED"...)))
+	}
+	zstdFlipped := kt.Zstd(v)
+	zstdFlipped[len(zstdFlipped)/3] ^= 0x55 // in the compressed blocks before the config
+	lz4Huge := append([]byte(lz4LegacyMagic), 0xff, 0xff, 0xff, 0x7f)
+	lz4Bad := append([]byte(lz4LegacyMagic), 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff)
+
 	for _, c := range []struct {
-		name, image []byte
-		want        string
+		name    string
+		image   []byte
+		damaged bool // wraps ErrDamagedImage
+		want    string
 	}{
-		{[]byte("config's deflate data flipped"), kt.BzImage(kt.Gzip(flipped)), "embedded config"},
-		{[]byte("no end marker"), kt.BzImage(kt.Gzip(noEnd)), "not followed by"},
-		{[]byte("payload cut inside the config"), kt.BzImage(kt.Zstd(cut)), "embedded config"},
-		{[]byte("boot protocol 2.06"), oldProto, "older than 2.08"},
-		{[]byte("payload past the image"), pastEnd, "outside"},
-		{[]byte("LZO"), lzo, "LZO-compressed"},
-		{[]byte("no known compression"), unknown, "no compression Linux builds with"},
-		{[]byte("config over the bound"), kt.BzImage(bigConfig), "larger than"},
-		{[]byte("not a bzImage"), []byte("MZ not a kernel"), "not a bzImage"},
+		{"config's deflate data flipped", kt.BzImage(kt.Gzip(flipped)), true, "embedded config"},
+		{"no end marker", kt.BzImage(kt.Gzip(noEnd)), true, "not followed by"},
+		{"payload cut inside the config", kt.BzImage(kt.Zstd(cut)), true, "embedded config"},
+		{"zstd blocks flipped", kt.BzImage(zstdFlipped), true, "zstd-compressed kernel"},
+		{"lz4 block over the legacy bound", kt.BzImage(kt.WithSize(lz4Huge, 0)), true, "lz4 block of"},
+		{"lz4 block that does not unpack", kt.BzImage(kt.WithSize(lz4Bad, 0)), true, "lz4"},
+		{"payload past the image", pastEnd, true, "outside"},
+		{"payload of 4 bytes", kt.BzImage([]byte{0x28, 0xb5, 0x2f, 0xfd}), true, "too short"},
+		{"no known compression", unknown, true, "no compression Linux builds with"},
+		{"config over the bound", kt.BzImage(bigConfig), true, "larger than"},
+		{"an empty config", withConfig(nil), true, "no CONFIG_ line"},
+		{"a config of random bytes", withConfig(kt.Code(9, 4096)), true, "no CONFIG_ line"},
+		{"boot protocol 2.06", oldProto, false, "older than 2.08"},
+		{"LZO", lzo, false, "LZO-compressed"},
+		{"not a bzImage", []byte("MZ not a kernel"), false, "not a bzImage"},
 	} {
-		t.Run(string(c.name), func(t *testing.T) {
-			_, err := EmbeddedConfig(c.image)
+		t.Run(c.name, func(t *testing.T) {
+			_, err := EmbeddedConfig(context.Background(), c.image)
 			require.Error(t, err)
 			assert.NotErrorIs(t, err, ErrNoEmbeddedConfig)
+			assert.Equal(t, c.damaged, errors.Is(err, ErrDamagedImage), "wraps ErrDamagedImage: %v", err)
 			assert.Contains(t, err.Error(), c.want)
 			assert.NotContains(t, err.Error(), "\n")
 		})
 	}
+}
+
+// TestEmbeddedConfigLZ4Frames: lz4 legacy frames follow one another, and
+// a payload of nothing but frame magics (which overflowed the stack of
+// pierrec/lz4's own frame reader) is read as no data, in bounded memory.
+func TestEmbeddedConfigLZ4Frames(t *testing.T) {
+	v := kt.Vmlinux([]byte(kt.Config))
+	half := len(v) / 2
+	first, second := kt.LZ4(v[:half]), kt.LZ4(v[half:])
+	two := append(first[:len(first)-4], second...) // each frame without its size, as concatenated
+	got, err := EmbeddedConfig(context.Background(), kt.BzImage(two))
+	require.NoError(t, err)
+	assert.Equal(t, kt.Config, string(got))
+
+	image := kt.BzImage(kt.WithSize(bytes.Repeat([]byte(lz4LegacyMagic), 16<<20/len(lz4LegacyMagic)), 0))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = EmbeddedConfig(context.Background(), image)
+	runtime.ReadMemStats(&after)
+	assert.ErrorIs(t, err, ErrNoEmbeddedConfig)
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(8<<20), "bytes allocated")
 }
 
 // TestEmbeddedConfigBounded drives EmbeddedConfig past its bounds: a
@@ -197,18 +238,30 @@ func TestEmbeddedConfigBounded(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	_, err = EmbeddedConfig(kt.BzImage(kt.WithSize(frame.Bytes(), 0)))
+	_, err = EmbeddedConfig(context.Background(), kt.BzImage(kt.WithSize(frame.Bytes(), 0)))
 	runtime.ReadMemStats(&after)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "more than 512 MiB")
+	assert.Contains(t, err.Error(), fmt.Sprintf("more than %d MiB", maxVmlinux>>20))
 	// The decoder's window (8 MiB here) and the scan buffer, not the
 	// 513 MiB the payload unpacks to.
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "bytes allocated")
 
+	// Exactly the bound, and no config: none, not "more than".
+	frame.Reset()
+	zw, err = zstd.NewWriter(&frame, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	require.NoError(t, err)
+	for range maxVmlinux >> 20 {
+		_, err := zw.Write(zeros)
+		require.NoError(t, err)
+	}
+	require.NoError(t, zw.Close())
+	_, err = EmbeddedConfig(context.Background(), kt.BzImage(kt.WithSize(frame.Bytes(), 0)))
+	assert.ErrorIs(t, err, ErrNoEmbeddedConfig)
+
 	// A frame header asking for a 1 GiB window (RFC 8878 §3.1.1.1.2:
 	// exponent 20 + 10 = 30).
 	huge := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 20 << 3, 0, 0, 0, 0, 0, 0, 0, 0}
-	_, err = EmbeddedConfig(kt.BzImage(huge))
+	_, err = EmbeddedConfig(context.Background(), kt.BzImage(huge))
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrNoEmbeddedConfig)
 	assert.True(t, strings.Contains(err.Error(), "window") || strings.Contains(err.Error(), "memory"), err.Error())
@@ -230,7 +283,7 @@ func TestEmbeddedConfigOfRealKernels(t *testing.T) {
 	for _, bz := range builds {
 		image, err := os.ReadFile(bz)
 		require.NoError(t, err)
-		got, err := EmbeddedConfig(image)
+		got, err := EmbeddedConfig(context.Background(), image)
 		require.NoError(t, err, bz)
 		want, err := ReadConfig(filepath.Join(filepath.Dir(bz), "obj", ".config"))
 		require.NoError(t, err)
@@ -242,7 +295,7 @@ func TestEmbeddedConfigOfRealKernels(t *testing.T) {
 		require.NoError(t, err)
 		image, err := os.ReadFile(debian.Path)
 		require.NoError(t, err)
-		_, err = EmbeddedConfig(image)
+		_, err = EmbeddedConfig(context.Background(), image)
 		if c["IKCONFIG"] == "y" {
 			assert.NoError(t, err, debian.Path)
 		} else {
@@ -262,7 +315,7 @@ func TestOpenEmbeddedConfig(t *testing.T) {
 		return p
 	}
 	t.Run("alone", func(t *testing.T) {
-		s, err := Open(write(t, []byte(kt.Config)), "", t.TempDir())
+		s, err := Open(t.Context(), write(t, []byte(kt.Config)), "", t.TempDir())
 		require.NoError(t, err)
 		assert.Equal(t, EmbeddedConfigFrom, s.ConfigFrom)
 		require.NotNil(t, s.Config())
@@ -270,7 +323,7 @@ func TestOpenEmbeddedConfig(t *testing.T) {
 	})
 	t.Run("alone, without the virtio console", func(t *testing.T) {
 		noConsole := strings.Replace(kt.Config, "CONFIG_VIRTIO_CONSOLE=y", "# CONFIG_VIRTIO_CONSOLE is not set", 1)
-		s, err := Open(write(t, []byte(noConsole)), "", t.TempDir())
+		s, err := Open(t.Context(), write(t, []byte(noConsole)), "", t.TempDir())
 		require.NoError(t, err)
 		require.NotNil(t, s.Config())
 		assert.ErrorContains(t, s.Config().Preflight(Needs{}, s.Modules, "kernel "+s.Release), "CONFIG_VIRTIO_CONSOLE is not set")
@@ -279,40 +332,61 @@ func TestOpenEmbeddedConfig(t *testing.T) {
 		dir := t.TempDir()
 		require.NoError(t, os.MkdirAll(filepath.Join(dir, "boot"), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "boot", "vmlinuz-6.99.0-ikconfig"), kt.BzImage(kt.Zstd(kt.Vmlinux([]byte(kt.Config)))), 0o644))
-		s, err := Open(dir, "", t.TempDir())
+		s, err := Open(t.Context(), dir, "", t.TempDir())
 		require.NoError(t, err)
 		assert.Equal(t, EmbeddedConfigFrom, s.ConfigFrom)
 		assert.Equal(t, "y", s.Config()["SCHED_CLASS_EXT"])
 	})
-	t.Run("the build tree's .config comes first", func(t *testing.T) {
+	tree := func(t *testing.T, image []byte, config string) string {
 		root := t.TempDir()
 		boot := filepath.Join(root, "arch", "x86", "boot")
 		require.NoError(t, os.MkdirAll(boot, 0o755))
-		image := filepath.Join(boot, "bzImage")
-		require.NoError(t, os.WriteFile(image, kt.BzImage(kt.Zstd(kt.Vmlinux([]byte(kt.Config)))), 0o644))
+		p := filepath.Join(boot, "bzImage")
+		require.NoError(t, os.WriteFile(p, image, 0o644))
 		require.NoError(t, os.MkdirAll(filepath.Join(root, "include", "config"), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(root, "include", "config", "kernel.release"), []byte("6.99.0-ikconfig\n"), 0o644))
-		require.NoError(t, os.WriteFile(filepath.Join(root, ".config"), []byte("CONFIG_VIRTIO=y\n"), 0o644))
-		s, err := Open(image, "", t.TempDir())
+		require.NoError(t, os.WriteFile(filepath.Join(root, "include", "config", "kernel.release"), []byte(kt.Release+"\n"), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(root, ".config"), []byte(config), 0o644))
+		return p
+	}
+	t.Run("the image's own config comes before its build tree's", func(t *testing.T) {
+		// A .config edited since the build (make menuconfig leaves
+		// kernel.release alone) says nothing about this image.
+		p := tree(t, kt.BzImage(kt.Zstd(kt.Vmlinux([]byte(kt.Config)))), "CONFIG_VIRTIO=y\n")
+		s, err := Open(t.Context(), p, "", t.TempDir())
 		require.NoError(t, err)
-		assert.Equal(t, filepath.Join(root, ".config"), s.ConfigFrom)
-		assert.Empty(t, s.Config()["SCHED_CLASS_EXT"])
+		assert.Equal(t, EmbeddedConfigFrom, s.ConfigFrom)
+		assert.Equal(t, "y", s.Config()["SCHED_CLASS_EXT"])
+	})
+	t.Run("the build tree's .config where the image has none", func(t *testing.T) {
+		p := tree(t, kt.BzImage(kt.Zstd(kt.Vmlinux(nil))), "CONFIG_VIRTIO=y\n")
+		s, err := Open(t.Context(), p, "", t.TempDir())
+		require.NoError(t, err)
+		assert.Equal(t, filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(p)))), ".config"), s.ConfigFrom)
+		assert.NoError(t, s.ConfigErr)
+		assert.Equal(t, "y", s.Config()["VIRTIO"])
 	})
 	t.Run("none", func(t *testing.T) {
-		s, err := Open(write(t, nil), "", t.TempDir())
+		s, err := Open(t.Context(), write(t, nil), "", t.TempDir())
 		require.NoError(t, err)
 		assert.Nil(t, s.Config())
-		assert.Contains(t, s.ConfigFrom, "unknown: none beside the image, and no embedded config")
+		assert.Empty(t, s.ConfigFrom)
+		assert.ErrorIs(t, s.ConfigErr, ErrNoEmbeddedConfig)
 	})
 	t.Run("a damaged embedded config", func(t *testing.T) {
 		v := kt.Vmlinux([]byte(kt.Config))
 		copy(v[bytes.Index(v, []byte("IKCFG_ED")):], "IKCFG_XX")
 		p := filepath.Join(t.TempDir(), "bzImage")
 		require.NoError(t, os.WriteFile(p, kt.BzImage(kt.Zstd(v)), 0o644))
-		s, err := Open(p, "", t.TempDir())
-		require.NoError(t, err, "a kernel whose config cannot be read still boots")
+		s, err := Open(t.Context(), p, "", t.TempDir())
+		require.NoError(t, err, "a kernel whose config cannot be read is not refused here")
 		assert.Nil(t, s.Config())
-		assert.Contains(t, s.ConfigFrom, "its embedded one could not be read")
+		assert.ErrorIs(t, s.ConfigErr, ErrDamagedImage)
+	})
+	t.Run("interrupted", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, err := Open(ctx, write(t, []byte(kt.Config)), "", t.TempDir())
+		assert.ErrorIs(t, err, context.Canceled)
 	})
 }
 
@@ -322,6 +396,6 @@ func TestOpenEmbeddedConfig(t *testing.T) {
 func TestEmbeddedConfigOracle(t *testing.T) {
 	assert.Error(t, checkEmbeddedConfig(nil, errors.New("two\nlines")))
 	assert.Error(t, checkEmbeddedConfig(make([]byte, maxConfig+1), nil))
-	assert.NoError(t, checkEmbeddedConfig(EmbeddedConfig(kt.BzImage(kt.Zstd(kt.Vmlinux([]byte(kt.Config)))))))
+	assert.NoError(t, checkEmbeddedConfig(EmbeddedConfig(context.Background(), kt.BzImage(kt.Zstd(kt.Vmlinux([]byte(kt.Config)))))))
 	assert.NoError(t, checkEmbeddedConfig(nil, ErrNoEmbeddedConfig))
 }

@@ -107,29 +107,36 @@ func Release(image []byte) (string, error) {
 
 // Inspect describes the bzImage at path, for `--kernel PATH`.
 func Inspect(path string) (Kernel, error) {
+	k, _, err := inspectImage(path)
+	return k, err
+}
+
+// inspectImage is Inspect, also returning the image it read, so that
+// what else is read from it comes from the bytes its SHA-256 names.
+func inspectImage(path string) (Kernel, []byte, error) {
 	st, err := os.Stat(path)
 	switch {
 	case err != nil:
-		return Kernel{}, fmt.Errorf("read kernel: %w", err)
+		return Kernel{}, nil, fmt.Errorf("read kernel: %w", err)
 	case !st.Mode().IsRegular():
-		return Kernel{}, fmt.Errorf("%s is not a regular file", path)
+		return Kernel{}, nil, fmt.Errorf("%s is not a regular file", path)
 	case st.Size() > maxImage:
-		return Kernel{}, fmt.Errorf("%s is %d bytes, over the %d-byte bound of a kernel image", path, st.Size(), maxImage)
+		return Kernel{}, nil, fmt.Errorf("%s is %d bytes, over the %d-byte bound of a kernel image", path, st.Size(), maxImage)
 	}
 	b, err := readImage(path)
 	if err != nil {
-		return Kernel{}, err
+		return Kernel{}, nil, err
 	}
 	rel, err := Release(b)
 	if err != nil {
-		return Kernel{}, fmt.Errorf("%s: %w", path, err)
+		return Kernel{}, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	sum := sha256.Sum256(b)
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		abs = path
 	}
-	return Kernel{Path: abs, Release: rel, SHA256: hex.EncodeToString(sum[:]), Origin: "file"}, nil
+	return Kernel{Path: abs, Release: rel, SHA256: hex.EncodeToString(sum[:]), Origin: "file"}, b, nil
 }
 
 // readImage reads the kernel image at path, bounded by maxImage.

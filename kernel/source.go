@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -21,47 +22,47 @@ var ErrNotKernel = errors.New("not a kernel")
 type Source struct {
 	Kernel
 	Modules *Modules // nil when no module tree is known
-	// ConfigFrom says where the config came from, for people: a file's
-	// path, or EmbeddedConfigFrom; when the config is unknown, why.
+	// ConfigFrom says, for people, where the config came from: a file's
+	// path, or EmbeddedConfigFrom; "" when it is unknown.
 	ConfigFrom string
-	config     Config // nil when the config is unknown
+	// ConfigErr says why the config is unknown: ErrNoEmbeddedConfig
+	// (none beside the image and none in it), an error wrapping
+	// ErrDamagedImage, or another reason (an LZO kernel, a bound).
+	ConfigErr error
+	config    Config // nil when the config is unknown
 }
 
 // EmbeddedConfigFrom is Source.ConfigFrom for a config read out of the
 // image itself (EmbeddedConfig).
-const EmbeddedConfigFrom = "embedded in the image (CONFIG_IKCONFIG)"
+const EmbeddedConfigFrom = "the config built into the image (CONFIG_IKCONFIG=y)"
 
 // Config returns the kernel's config, or nil when it is unknown.
 func (s *Source) Config() Config { return s.config }
 
-// readConfig sets the config from the file s.Kernel.Config names or,
-// where none is known, from the image (CONFIG_IKCONFIG=y). A kernel
-// whose config cannot be found or read is not refused: it is then not
-// checked before it boots, and ConfigFrom says why.
-func (s *Source) readConfig() {
-	if s.Kernel.Config != "" {
-		c, err := ReadConfig(s.Kernel.Config)
-		if err != nil {
-			s.ConfigFrom = "unknown: " + err.Error()
-			return
-		}
-		s.config, s.ConfigFrom = c, s.Kernel.Config
-		return
-	}
-	image, err := readImage(s.Path)
+// useFile takes the config from the .config file at path.
+func (s *Source) useFile(path string) error {
+	c, err := ReadConfig(path)
 	if err != nil {
-		s.ConfigFrom = "unknown: " + err.Error()
-		return
+		return err
 	}
-	b, err := EmbeddedConfig(image)
-	switch {
-	case errors.Is(err, ErrNoEmbeddedConfig):
-		s.ConfigFrom = "unknown: none beside the image, and " + err.Error()
-	case err != nil:
-		s.ConfigFrom = "unknown: none beside the image, and its embedded one could not be read: " + err.Error()
-	default:
-		s.config, s.ConfigFrom = ParseConfig(b), EmbeddedConfigFrom
+	s.Kernel.Config, s.config, s.ConfigFrom, s.ConfigErr = path, c, path, nil
+	return nil
+}
+
+// useEmbedded takes the config built into image, if it has one; if not,
+// ConfigErr says why. A kernel whose config cannot be read is not
+// refused here: it is then not checked before it boots.
+func (s *Source) useEmbedded(ctx context.Context, image []byte) error {
+	b, err := EmbeddedConfig(ctx, image)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		s.ConfigErr = err
+		return nil
 	}
+	s.config, s.ConfigFrom, s.ConfigErr = ParseConfig(b), EmbeddedConfigFrom, nil
+	return nil
 }
 
 // Open resolves what a user gave as --kernel (and --modules): a bzImage
@@ -70,7 +71,12 @@ func (s *Source) readConfig() {
 // and lib/modules/RELEASE/ (an unpacked package, or / of an installed
 // system). modulesDir, if not "", is the module tree to use (a
 // lib/modules/RELEASE directory, or a directory holding one).
-func Open(spec, modulesDir, cacheDir string) (*Source, error) {
+//
+// Where the config comes from: a package's boot/config-RELEASE; for a
+// bzImage, the config built into it (CONFIG_IKCONFIG=y), which is that
+// image's own, or else its build tree's .config (buildTreeConfig).
+// Reading the built-in config unpacks the kernel, which ctx can stop.
+func Open(ctx context.Context, spec, modulesDir, cacheDir string) (*Source, error) {
 	st, err := os.Stat(spec)
 	if err != nil {
 		return nil, fmt.Errorf("--kernel %s: %w", spec, err)
@@ -78,25 +84,30 @@ func Open(spec, modulesDir, cacheDir string) (*Source, error) {
 	var s *Source
 	switch {
 	case st.IsDir():
-		s, err = openDir(spec)
+		s, err = openDir(ctx, spec)
 	case !st.Mode().IsRegular():
 		return nil, fmt.Errorf("--kernel %s: %w: not a regular file or directory", spec, ErrNotKernel)
 	case st.Size() > 2<<30:
 		return nil, fmt.Errorf("--kernel %s: %w: %d bytes is too large for a kernel or its package", spec, ErrNotKernel, st.Size())
 	case IsDeb(spec):
-		s, err = openDeb(spec, cacheDir)
+		s, err = openDeb(ctx, spec, cacheDir)
 	default:
 		if st.Size() > maxImage {
 			return nil, fmt.Errorf("--kernel %s: %w: %d bytes, over the %d-byte bound of a bzImage", spec, ErrNotKernel, st.Size(), maxImage)
 		}
-		var k Kernel
-		k, err = Inspect(spec)
-		if err != nil {
-			return nil, fmt.Errorf("--kernel %s: %w: %w", spec, ErrNotKernel, err)
+		k, image, ierr := inspectImage(spec)
+		if ierr != nil {
+			return nil, fmt.Errorf("--kernel %s: %w: %w", spec, ErrNotKernel, ierr)
 		}
 		s = &Source{Kernel: k}
-		s.Kernel.Config = buildTreeConfig(spec, k.Release)
-		s.readConfig()
+		if err = s.useEmbedded(ctx, image); err != nil {
+			return nil, err
+		}
+		if tree := buildTreeConfig(spec, k.Release); s.config == nil && tree != "" {
+			if err := s.useFile(tree); err != nil {
+				s.ConfigErr = err
+			}
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -122,17 +133,22 @@ func (s *Source) UseModules(dir string) error {
 }
 
 // FromCache returns a cached kernel as a Source, with the config and
-// module tree stored beside it.
-func FromCache(k Kernel) (*Source, error) {
+// module tree stored beside it; an entry without a config file gets the
+// config built into its image, if it has one.
+func FromCache(ctx context.Context, k Kernel) (*Source, error) {
 	s := &Source{Kernel: k}
 	if k.Config != "" {
-		c, err := ReadConfig(k.Config)
+		if err := s.useFile(k.Config); err != nil {
+			return nil, err
+		}
+	} else {
+		image, err := readImage(k.Path)
 		if err != nil {
 			return nil, err
 		}
-		s.config, s.ConfigFrom = c, k.Config
-	} else {
-		s.readConfig()
+		if err := s.useEmbedded(ctx, image); err != nil {
+			return nil, err
+		}
 	}
 	if k.ModulesDir != "" {
 		m, err := OpenModules(k.ModulesDir, k.Release)
@@ -158,27 +174,25 @@ func openModulesArg(dir, release string) (*Modules, error) {
 // openDir finds the kernel in a directory laid out as a package or a
 // system: boot/vmlinuz-RELEASE, boot/config-RELEASE and
 // lib/modules/RELEASE (or usr/lib/modules/RELEASE).
-func openDir(dir string) (*Source, error) {
+func openDir(ctx context.Context, dir string) (*Source, error) {
 	images, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
 	if len(images) == 0 {
 		return nil, fmt.Errorf("--kernel %s: %w: the directory holds no boot/vmlinuz-* (give a bzImage, a linux-image-*.deb, or a directory with boot/ and lib/modules/)", dir, ErrNotKernel)
 	}
 	// The newest release, as an installed system boots by default.
 	sort.Slice(images, func(i, j int) bool { return CompareVersions(images[i], images[j]) > 0 })
-	k, err := Inspect(images[0])
+	k, image, err := inspectImage(images[0])
 	if err != nil {
 		return nil, fmt.Errorf("--kernel %s: %w: %w", dir, ErrNotKernel, err)
 	}
 	s := &Source{Kernel: k}
 	suffix := strings.TrimPrefix(filepath.Base(images[0]), "vmlinuz-")
 	if c := filepath.Join(dir, "boot", "config-"+suffix); fileExists(c) {
-		s.Kernel.Config = c
-		if s.config, err = ReadConfig(c); err != nil {
+		if err := s.useFile(c); err != nil {
 			return nil, err
 		}
-		s.ConfigFrom = c
-	} else {
-		s.readConfig()
+	} else if err := s.useEmbedded(ctx, image); err != nil {
+		return nil, err
 	}
 	for _, m := range []string{filepath.Join(dir, "lib", "modules", k.Release), filepath.Join(dir, "usr", "lib", "modules", k.Release)} {
 		if st, err := os.Stat(m); err == nil && st.IsDir() {
@@ -194,7 +208,7 @@ func openDir(dir string) (*Source, error) {
 
 // openDeb unpacks a kernel package into cacheDir/debs/SHA (once) and
 // opens that directory.
-func openDeb(deb, cacheDir string) (*Source, error) {
+func openDeb(ctx context.Context, deb, cacheDir string) (*Source, error) {
 	sum, err := fileSum(deb)
 	if err != nil {
 		return nil, fmt.Errorf("--kernel %s: %w", deb, err)
@@ -220,7 +234,7 @@ func openDeb(deb, cacheDir string) (*Source, error) {
 			return nil, fmt.Errorf("unpack %s: %w", deb, err)
 		}
 	}
-	s, err := openDir(dst)
+	s, err := openDir(ctx, dst)
 	if err != nil {
 		return nil, err
 	}

@@ -169,15 +169,28 @@ func runKernelCheck(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("kernel check: unexpected argument %q (give the kernel with --kernel)", fs.Arg(0))
 	}
-	src, err := openKernel("kernel check", *spec, *modules)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	src, err := openKernel(ctx, "kernel check", *spec, *modules)
+	if ctx.Err() != nil {
+		return &exitError{ExitInterrupted, errors.New("kernel check: interrupted (SIGINT) while unpacking the kernel for its config")}
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "kernel %s (sha256 %.12s), %s\n", src.Release, src.SHA256, src.Path)
-	fmt.Fprintf(stdout, "  config %s\n", src.ConfigFrom)
+	// The release and the path come from the user's file: no control
+	// character of theirs reaches the terminal.
+	fmt.Fprintf(stdout, "kernel %s (sha256 %.12s), %s\n", safeInline(src.Release), src.SHA256, safeInline(src.Path))
 	c := src.Config()
-	if c == nil {
-		return &exitError{ExitCheck, fmt.Errorf("kernel check: kernel %s: its config is unknown, so nothing was checked; give the kernel with its config (a directory holding boot/vmlinuz-RELEASE and boot/config-RELEASE, or arch/x86/boot/bzImage in its build tree), or build it with CONFIG_IKCONFIG=y", src.Release)}
+	switch {
+	case c != nil:
+		fmt.Fprintf(stdout, "  config: %s\n", safeInline(src.ConfigFrom))
+	case errors.Is(src.ConfigErr, kernel.ErrDamagedImage):
+		return usageErr(fmt.Errorf("kernel check: kernel %s: its built-in config cannot be read: %s", safeInline(src.Release), safeInline(src.ConfigErr.Error())))
+	case errors.Is(src.ConfigErr, kernel.ErrNoEmbeddedConfig):
+		return &exitError{ExitCheck, fmt.Errorf("kernel check: kernel %s: its config is unknown (%v), so nothing was checked; give the kernel with its config (a directory holding boot/vmlinuz-RELEASE and boot/config-RELEASE, or arch/x86/boot/bzImage in its build tree), or build it with CONFIG_IKCONFIG=y", safeInline(src.Release), src.ConfigErr)}
+	default:
+		return &exitError{ExitCheck, fmt.Errorf("kernel check: kernel %s: its config is unknown, so nothing was checked: %s", safeInline(src.Release), safeInline(src.ConfigErr.Error()))}
 	}
 	var facts []string
 	for _, f := range c.Facts() {
@@ -193,7 +206,7 @@ func runKernelCheck(args []string, stdout, stderr io.Writer) error {
 	if *schedExt {
 		what = "a sched_ext run"
 	}
-	if err := c.Preflight(kernel.Needs{SchedExt: *schedExt}, src.Modules, "kernel "+src.Release); err != nil {
+	if err := c.Preflight(kernel.Needs{SchedExt: *schedExt}, src.Modules, "kernel "+safeInline(src.Release)); err != nil {
 		return usageErr(fmt.Errorf("kernel check: %w", err))
 	}
 	if _, err := src.Needed(); err != nil {
@@ -225,13 +238,13 @@ func defaultKernel() (kernel.Kernel, error) {
 // whether its module tree is here.
 func kernelFacts(k kernel.Kernel) string {
 	var parts []string
-	if src, err := kernel.FromCache(k); err != nil {
+	if src, err := kernel.FromCache(context.Background(), k); err != nil {
 		parts = append(parts, "cache entry unreadable ("+err.Error()+")")
 	} else if c := src.Config(); c == nil {
 		parts = append(parts, "config unknown")
 	} else {
 		if src.ConfigFrom == kernel.EmbeddedConfigFrom {
-			parts = append(parts, "config "+src.ConfigFrom)
+			parts = append(parts, "config: "+src.ConfigFrom)
 		}
 		for _, f := range c.Facts() {
 			parts = append(parts, f.Name+": "+f.State)

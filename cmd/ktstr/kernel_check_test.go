@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,7 +47,7 @@ func TestKernelCheck(t *testing.T) {
 		{"no virtio console", without("VIRTIO_CONSOLE"), nil, ExitUsage, "CONFIG_VIRTIO_CONSOLE is not set"},
 		{"no sched_ext, for a sched_ext run", without("SCHED_CLASS_EXT"), []string{"--sched-ext"}, ExitUsage, "has no sched_ext"},
 		{"no sched_ext, for another run", without("SCHED_CLASS_EXT"), nil, ExitOK, "ok: it has what a run needs"},
-		{"no embedded config", nil, nil, ExitCheck, "its config is unknown, so nothing was checked"},
+		{"no embedded config", nil, nil, ExitCheck, "its config is unknown (no embedded config"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, stdout, stderr := ktstr(append([]string{"kernel", "check", "--kernel", writeImage(t, c.config)}, c.args...)...)
@@ -54,11 +55,45 @@ func TestKernelCheck(t *testing.T) {
 			assert.Contains(t, stdout+stderr, c.out)
 			assert.Contains(t, stdout, "kernel "+kt.Release)
 			if c.config != nil {
-				assert.Contains(t, stdout, "config embedded in the image (CONFIG_IKCONFIG)")
+				assert.Contains(t, stdout, "config: the config built into the image (CONFIG_IKCONFIG=y)")
 			}
 			assert.LessOrEqual(t, strings.Count(stderr, "\n"), 1, "one line at most: %q", stderr)
 		})
 	}
+	// Damage and hostility: one line on stderr, no stack trace, the
+	// image's own strings escaped.
+	dir := t.TempDir()
+	v := kt.Vmlinux([]byte(kt.Config))
+	copy(v[bytes.Index(v, []byte("IKCFG_ED")):], "IKCFG_XX")
+	damaged := filepath.Join(dir, "damaged")
+	require.NoError(t, os.WriteFile(damaged, kt.BzImage(kt.Zstd(v)), 0o644))
+	magics := filepath.Join(dir, "magics")
+	// Nothing but lz4 frame magics overflowed pierrec/lz4's stack.
+	require.NoError(t, os.WriteFile(magics, kt.BzImage(kt.WithSize(bytes.Repeat([]byte{0x02, 0x21, 0x4c, 0x18}, 4<<20), 0)), 0o644))
+	forged := kt.BzImage(kt.Zstd(kt.Vmlinux([]byte(kt.Config))))
+	at := bytes.Index(forged, []byte(kt.Release))
+	copy(forged[at:], "6.99\n\x1b[31mok:forged \x00")
+	forgedPath := filepath.Join(dir, "forged")
+	require.NoError(t, os.WriteFile(forgedPath, forged, 0o644))
+	for _, c := range []struct {
+		name, path string
+		code       int
+		out        string
+	}{
+		{"damaged built-in config", damaged, ExitUsage, "its built-in config cannot be read"},
+		{"nothing but lz4 frame magics", magics, ExitCheck, "its config is unknown"},
+		{"a release with a newline and an escape", forgedPath, ExitOK, `kernel 6.99\n\x1b[31mok:forged (sha256`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := ktstr("kernel", "check", "--kernel", c.path)
+			require.Equal(t, c.code, code, "stdout: %s\nstderr: %s", stdout, stderr)
+			assert.Contains(t, stdout+stderr, c.out)
+			assert.NotContains(t, stdout+stderr, "\x1b")
+			assert.NotContains(t, stderr, "goroutine")
+			assert.LessOrEqual(t, strings.Count(stderr, "\n"), 1, "one line at most: %q", stderr)
+		})
+	}
+
 	code, _, stderr := ktstr("kernel", "check", "--kernel", filepath.Join(t.TempDir(), "missing"))
 	assert.Equal(t, ExitUsage, code, stderr)
 	code, _, stderr = ktstr("kernel", "check", "stray")
@@ -77,6 +112,6 @@ func TestRecordPreflightFromEmbeddedConfig(t *testing.T) {
 	}
 	require.Equal(t, ExitUsage, code, stderr)
 	assert.Contains(t, stderr, "CONFIG_VIRTIO_CONSOLE is not set")
-	assert.Contains(t, stderr, "embedded in the image")
+	assert.Contains(t, stderr, "judged by the config built into the image")
 	assert.NoFileExists(t, out)
 }

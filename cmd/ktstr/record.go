@@ -183,9 +183,9 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) (err error) 
 		accelChosen = make(chan error, 1)
 		go func() { accelChosen <- qb.ChooseAccel() }()
 	}
-	k, mods, kconfig, err := o.resolveKernel(freestanding)
+	k, mods, kconfig, err := o.resolveKernel(ctx, freestanding)
 	if err != nil {
-		return err
+		return intr.or(err)
 	}
 	backendNote := ""
 	if probe != nil {
@@ -592,7 +592,7 @@ func (o *recordOptions) validateGuest(freestanding bool) error {
 // resolveKernel returns the kernel to boot: the freestanding ELF guest
 // or bzImage given with --kernel, or the default kernel; and, for the
 // summary, where its config came from (kernel.Source.ConfigFrom).
-func (o *recordOptions) resolveKernel(freestanding bool) (kernel.Kernel, []vmm.GuestModule, string, error) {
+func (o *recordOptions) resolveKernel(ctx context.Context, freestanding bool) (kernel.Kernel, []vmm.GuestModule, string, error) {
 	if freestanding {
 		b, err := os.ReadFile(o.kernel)
 		if err != nil {
@@ -605,7 +605,7 @@ func (o *recordOptions) resolveKernel(freestanding bool) (kernel.Kernel, []vmm.G
 		}
 		return kernel.Kernel{Path: abs, Release: "freestanding ELF guest", SHA256: hex.EncodeToString(sum[:]), Origin: "file"}, nil, "", nil
 	}
-	src, err := openKernel("record", o.kernel, o.modules)
+	src, err := openKernel(ctx, "record", o.kernel, o.modules)
 	if err != nil {
 		return src.Kernel, nil, "", err
 	}
@@ -613,8 +613,8 @@ func (o *recordOptions) resolveKernel(freestanding bool) (kernel.Kernel, []vmm.G
 	// anything boots.
 	if c := src.Config(); c != nil {
 		needs := kernel.Needs{SchedExt: o.scenario == "sched-ext"}
-		if err := c.Preflight(needs, src.Modules, "kernel "+src.Release); err != nil {
-			return src.Kernel, nil, "", usageErr(fmt.Errorf("record: %w (config %s)", err, src.ConfigFrom))
+		if err := c.Preflight(needs, src.Modules, "kernel "+safeInline(src.Release)); err != nil {
+			return src.Kernel, nil, "", usageErr(fmt.Errorf("record: %w; judged by %s", err, src.ConfigFrom))
 		}
 	}
 	mods, err := src.Needed()
@@ -625,13 +625,23 @@ func (o *recordOptions) resolveKernel(freestanding bool) (kernel.Kernel, []vmm.G
 	for i, m := range mods {
 		out[i] = vmm.GuestModule{Name: m.Name, Data: m.Data}
 	}
-	return src.Kernel, out, src.ConfigFrom, nil
+	return src.Kernel, out, configNote(src), nil
+}
+
+// configNote says, for a summary, where src's config came from and what
+// that means for the run.
+func configNote(src *kernel.Source) string {
+	if src.Config() != nil {
+		return src.ConfigFrom + ", checked before the boot"
+	}
+	return "unknown (" + src.ConfigErr.Error() + "), so nothing was checked before the boot"
 }
 
 // openKernel resolves --kernel and --modules for cmd (record, kernel
 // check): the bzImage, kernel package or directory given, or else the
-// default cached kernel. The Source it returns is never nil.
-func openKernel(cmd, spec, modules string) (*kernel.Source, error) {
+// default cached kernel. The Source it returns is never nil. ctx stops
+// the reading of a config built into the image.
+func openKernel(ctx context.Context, cmd, spec, modules string) (*kernel.Source, error) {
 	if spec != "" {
 		cache, err := kernel.CacheDir()
 		if err != nil {
@@ -639,7 +649,7 @@ func openKernel(cmd, spec, modules string) (*kernel.Source, error) {
 		}
 		// A bzImage, a kernel package, or a directory holding one: any
 		// way it is wrong is the user's path, exit 2.
-		src, err := kernel.Open(spec, modules, cache)
+		src, err := kernel.Open(ctx, spec, modules, cache)
 		if err != nil {
 			return &kernel.Source{}, usageErr(fmt.Errorf("%s: %w", cmd, err))
 		}
@@ -649,7 +659,7 @@ func openKernel(cmd, spec, modules string) (*kernel.Source, error) {
 	if err != nil {
 		return &kernel.Source{Kernel: k}, fmt.Errorf("%s: %w", cmd, err)
 	}
-	src, err := kernel.FromCache(k)
+	src, err := kernel.FromCache(ctx, k)
 	if err != nil {
 		return &kernel.Source{Kernel: k}, envErr(fmt.Errorf("%s: the cached kernel %s: %w; run: %s --force", cmd, k.Release, err, kernel.FixFetch))
 	}
@@ -846,8 +856,8 @@ func byteCount(n int64) string {
 }
 
 // printSummary prints what the run did, after the progress line.
-// kconfig says where the kernel's config came from ("" for a
-// freestanding guest); backendNote, if not empty, is said of the
+// kconfig says where the kernel's config came from (configNote; "" for
+// a freestanding guest); backendNote, if not empty, is said of the
 // backend (the KVM probe).
 func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, kconfig, backend, backendNote string, res vmm.Result, console string) {
 	// What the guest, its kernel or its VMM said (the detail, TEST,
@@ -866,11 +876,7 @@ func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, kconfig, backen
 	}
 	fmt.Fprintln(w)
 	if kconfig != "" {
-		checked := "checked before the boot"
-		if strings.HasPrefix(kconfig, "unknown") {
-			checked = "so nothing was checked before the boot"
-		}
-		fmt.Fprintf(w, "  kernel config %s, %s\n", safeInline(kconfig), checked)
+		fmt.Fprintf(w, "  kernel config: %s\n", safeInline(kconfig))
 	}
 	if res.SysRdyNS >= 0 {
 		fmt.Fprintf(w, "  boot to SYS_RDY %d ms", res.SysRdyNS/1e6)
