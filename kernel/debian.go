@@ -177,7 +177,7 @@ func FetchDebian(ctx context.Context, dir string, pkg Package, log io.Writer) (K
 	if err := UnpackDeb(debs[0], unpacked); err != nil {
 		return Kernel{}, err
 	}
-	src, err := openDir(ctx, unpacked)
+	src, err := openDir(ctx, unpacked, "")
 	if err != nil {
 		return Kernel{}, err
 	}

@@ -309,11 +309,6 @@ func TestEmbeddedConfigOfRealKernels(t *testing.T) {
 // file beside it (its build tree's) comes first; one with neither goes
 // without pre-flight, saying why.
 func TestOpenEmbeddedConfig(t *testing.T) {
-	write := func(t *testing.T, config []byte) string {
-		p := filepath.Join(t.TempDir(), "bzImage")
-		require.NoError(t, os.WriteFile(p, kt.BzImage(kt.Zstd(kt.Vmlinux(config))), 0o644))
-		return p
-	}
 	t.Run("alone", func(t *testing.T) {
 		s, err := Open(t.Context(), write(t, []byte(kt.Config)), "", t.TempDir())
 		require.NoError(t, err)
@@ -398,4 +393,57 @@ func TestEmbeddedConfigOracle(t *testing.T) {
 	assert.Error(t, checkEmbeddedConfig(make([]byte, maxConfig+1), nil))
 	assert.NoError(t, checkEmbeddedConfig(EmbeddedConfig(context.Background(), kt.BzImage(kt.Zstd(kt.Vmlinux([]byte(kt.Config)))))))
 	assert.NoError(t, checkEmbeddedConfig(nil, ErrNoEmbeddedConfig))
+}
+
+// TestEmbeddedConfigCached: Open keeps what it read from an image under
+// the cache by its SHA-256, and the next Open of the same image takes it
+// from there without unpacking. The control: a planted answer is the one
+// returned.
+func TestEmbeddedConfigCached(t *testing.T) {
+	cache := t.TempDir()
+	with, without := write(t, []byte(kt.Config)), write(t, nil)
+	for _, p := range []string{with, without} {
+		s, err := Open(t.Context(), p, "", cache)
+		require.NoError(t, err)
+		sum := filepath.Join(cache, "ikconfig", s.SHA256)
+		if p == with {
+			assert.FileExists(t, sum+".config")
+			b, err := os.ReadFile(sum + ".config")
+			require.NoError(t, err)
+			assert.Equal(t, kt.Config, string(b))
+		} else {
+			assert.FileExists(t, sum+".none")
+		}
+	}
+	// Swap the answers: the cache, not the image, decides now.
+	sWith, err := Open(t.Context(), with, "", cache)
+	require.NoError(t, err)
+	sWithout, err := Open(t.Context(), without, "", cache)
+	require.NoError(t, err)
+	dir := filepath.Join(cache, "ikconfig")
+	require.NoError(t, os.Remove(filepath.Join(dir, sWith.SHA256+".config")))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, sWith.SHA256+".none"), nil, 0o644))
+	require.NoError(t, os.Remove(filepath.Join(dir, sWithout.SHA256+".none")))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, sWithout.SHA256+".config"), []byte("CONFIG_PLANTED=y\n"), 0o644))
+
+	s, err := Open(t.Context(), with, "", cache)
+	require.NoError(t, err)
+	assert.ErrorIs(t, s.ConfigErr, ErrNoEmbeddedConfig)
+	s, err = Open(t.Context(), without, "", cache)
+	require.NoError(t, err)
+	assert.Equal(t, "y", s.Config()["PLANTED"])
+
+	// Without a cache it unpacks every time.
+	s, err = Open(t.Context(), with, "", "")
+	require.NoError(t, err)
+	assert.Equal(t, EmbeddedConfigFrom, s.ConfigFrom)
+}
+
+// write writes a stand-in bzImage whose built-in config is config (none
+// if nil) and returns its path.
+func write(t *testing.T, config []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bzImage")
+	require.NoError(t, os.WriteFile(p, kt.BzImage(kt.Zstd(kt.Vmlinux(config))), 0o644))
+	return p
 }

@@ -51,9 +51,10 @@ func (s *Source) useFile(path string) error {
 
 // useEmbedded takes the config built into image, if it has one; if not,
 // ConfigErr says why. A kernel whose config cannot be read is not
-// refused here: it is then not checked before it boots.
-func (s *Source) useEmbedded(ctx context.Context, image []byte) error {
-	b, err := EmbeddedConfig(ctx, image)
+// refused here: it is then not checked before it boots. cacheDir, if
+// not "", remembers the answer (embeddedConfigCached).
+func (s *Source) useEmbedded(ctx context.Context, image []byte, cacheDir string) error {
+	b, err := embeddedConfigCached(ctx, image, s.SHA256, cacheDir)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -84,7 +85,7 @@ func Open(ctx context.Context, spec, modulesDir, cacheDir string) (*Source, erro
 	var s *Source
 	switch {
 	case st.IsDir():
-		s, err = openDir(ctx, spec)
+		s, err = openDir(ctx, spec, cacheDir)
 	case !st.Mode().IsRegular():
 		return nil, fmt.Errorf("--kernel %s: %w: not a regular file or directory", spec, ErrNotKernel)
 	case st.Size() > 2<<30:
@@ -100,7 +101,7 @@ func Open(ctx context.Context, spec, modulesDir, cacheDir string) (*Source, erro
 			return nil, fmt.Errorf("--kernel %s: %w: %w", spec, ErrNotKernel, ierr)
 		}
 		s = &Source{Kernel: k}
-		if err = s.useEmbedded(ctx, image); err != nil {
+		if err = s.useEmbedded(ctx, image, cacheDir); err != nil {
 			return nil, err
 		}
 		if tree := buildTreeConfig(spec, k.Release); s.config == nil && tree != "" {
@@ -146,7 +147,7 @@ func FromCache(ctx context.Context, k Kernel) (*Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := s.useEmbedded(ctx, image); err != nil {
+		if err := s.useEmbedded(ctx, image, ""); err != nil {
 			return nil, err
 		}
 	}
@@ -174,7 +175,7 @@ func openModulesArg(dir, release string) (*Modules, error) {
 // openDir finds the kernel in a directory laid out as a package or a
 // system: boot/vmlinuz-RELEASE, boot/config-RELEASE and
 // lib/modules/RELEASE (or usr/lib/modules/RELEASE).
-func openDir(ctx context.Context, dir string) (*Source, error) {
+func openDir(ctx context.Context, dir, cacheDir string) (*Source, error) {
 	images, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
 	if len(images) == 0 {
 		return nil, fmt.Errorf("--kernel %s: %w: the directory holds no boot/vmlinuz-* (give a bzImage, a linux-image-*.deb, or a directory with boot/ and lib/modules/)", dir, ErrNotKernel)
@@ -191,7 +192,7 @@ func openDir(ctx context.Context, dir string) (*Source, error) {
 		if err := s.useFile(c); err != nil {
 			return nil, err
 		}
-	} else if err := s.useEmbedded(ctx, image); err != nil {
+	} else if err := s.useEmbedded(ctx, image, cacheDir); err != nil {
 		return nil, err
 	}
 	for _, m := range []string{filepath.Join(dir, "lib", "modules", k.Release), filepath.Join(dir, "usr", "lib", "modules", k.Release)} {
@@ -234,7 +235,7 @@ func openDeb(ctx context.Context, deb, cacheDir string) (*Source, error) {
 			return nil, fmt.Errorf("unpack %s: %w", deb, err)
 		}
 	}
-	s, err := openDir(ctx, dst)
+	s, err := openDir(ctx, dst, cacheDir)
 	if err != nil {
 		return nil, err
 	}
@@ -304,4 +305,38 @@ func (s *Source) Needed() ([]Module, error) {
 		return s.config != nil && opt != "" && s.config[opt] == "m"
 	}
 	return s.Modules.Resolve(GuestModules(), required)
+}
+
+// embeddedConfigCached is EmbeddedConfig, its answer kept under
+// cacheDir/ikconfig by the image's SHA-256 (sum): SHA.config for a
+// config, SHA.none for none. Unpacking a kernel with no config to its
+// end takes 80 ms (Debian's), which a run given that image with
+// --kernel would otherwise pay each time. Errors are not kept; a cache
+// that cannot be written costs only the next run's unpacking.
+func embeddedConfigCached(ctx context.Context, image []byte, sum, cacheDir string) ([]byte, error) {
+	if cacheDir == "" || len(sum) != 2*sha256.Size {
+		return EmbeddedConfig(ctx, image)
+	}
+	p := filepath.Join(cacheDir, "ikconfig", sum)
+	if f, err := os.Open(p + ".config"); err == nil {
+		b, err := readAllLimited(f, maxConfig)
+		f.Close()
+		if err == nil {
+			return b, nil
+		}
+	}
+	if fileExists(p + ".none") {
+		return nil, ErrNoEmbeddedConfig
+	}
+	b, err := EmbeddedConfig(ctx, image)
+	if err == nil || errors.Is(err, ErrNoEmbeddedConfig) {
+		if os.MkdirAll(filepath.Dir(p), 0o755) == nil {
+			if err == nil {
+				_ = writeAtomic(p+".config", b)
+			} else {
+				_ = writeAtomic(p+".none", nil)
+			}
+		}
+	}
+	return b, err
 }
