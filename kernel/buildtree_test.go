@@ -3,6 +3,7 @@ package kernel
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -81,4 +82,23 @@ func TestOpenBuildTreeImage(t *testing.T) {
 		require.NoError(t, err)
 		assert.Nil(t, s.Config())
 	})
+}
+
+// TestOpenVmlinux: a build tree's vmlinux (an ELF file) given as
+// --kernel is refused with the bzImage to give instead; any other file
+// that is no bzImage is refused as such (the control).
+func TestOpenVmlinux(t *testing.T) {
+	dir := t.TempDir()
+	vmlinux := filepath.Join(dir, "vmlinux")
+	require.NoError(t, os.WriteFile(vmlinux, append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 4096)...), 0o644))
+	text := filepath.Join(dir, "text")
+	require.NoError(t, os.WriteFile(text, []byte("hello\n"), 0o644))
+
+	_, err := Open(t.Context(), vmlinux, "", t.TempDir())
+	require.ErrorIs(t, err, ErrNotKernel)
+	assert.Contains(t, err.Error(), "give the tree's arch/x86/boot/bzImage")
+	_, err = Open(t.Context(), text, "", t.TempDir())
+	require.ErrorIs(t, err, ErrNotKernel)
+	assert.Contains(t, err.Error(), "not a bzImage")
+	assert.Equal(t, 1, strings.Count(err.Error(), text), "the path once: %v", err)
 }

@@ -98,7 +98,11 @@ func Open(ctx context.Context, spec, modulesDir, cacheDir string) (*Source, erro
 		}
 		k, image, ierr := inspectImage(spec)
 		if ierr != nil {
-			return nil, fmt.Errorf("--kernel %s: %w: %w", spec, ErrNotKernel, ierr)
+			if isELF(spec) {
+				// A build tree's vmlinux: the bzImage is beside it.
+				return nil, fmt.Errorf("--kernel %s: %w: it is an ELF file, such as a build tree's vmlinux; give the tree's arch/x86/boot/bzImage", spec, ErrNotKernel)
+			}
+			return nil, fmt.Errorf("--kernel: %w: %w", ErrNotKernel, ierr)
 		}
 		s = &Source{Kernel: k}
 		if err = s.useEmbedded(ctx, image, cacheDir); err != nil {
@@ -285,6 +289,18 @@ func buildTreeConfig(image, release string) string {
 		return ""
 	}
 	return config
+}
+
+// isELF says whether the file at p starts with the ELF magic.
+func isELF(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [4]byte
+	_, err = io.ReadFull(f, magic[:])
+	return err == nil && string(magic[:]) == "\x7fELF"
 }
 
 func fileExists(p string) bool {
