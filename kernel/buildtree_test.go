@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,6 +30,7 @@ func TestOpenBuildTreeImage(t *testing.T) {
 		require.NoError(t, os.MkdirAll(filepath.Join(root, "include", "config"), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(root, "include", "config", "kernel.release"), []byte(kernelRelease+"\n"), 0o644))
 		require.NoError(t, os.WriteFile(filepath.Join(root, ".config"), []byte("CONFIG_SCHED_CLASS_EXT=y\nCONFIG_VIRTIO_CONSOLE=y\n"), 0o644))
+		beforeBuild(t, filepath.Join(root, ".config"))
 		return root, image
 	}
 
@@ -44,9 +46,20 @@ func TestOpenBuildTreeImage(t *testing.T) {
 		assert.ErrorContains(t, s.Config().Preflight(Needs{SchedExt: true}, s.Modules, "kernel "+s.Release), "CONFIG_VIRTIO is not set")
 		full := "CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_CONSOLE=y\nCONFIG_DEVTMPFS=y\nCONFIG_CGROUPS=y\nCONFIG_SCHED_CLASS_EXT=y\n"
 		require.NoError(t, os.WriteFile(filepath.Join(root, ".config"), []byte(full), 0o644))
+		beforeBuild(t, filepath.Join(root, ".config"))
 		s, err = Open(t.Context(), image, "", t.TempDir())
 		require.NoError(t, err)
 		assert.NoError(t, s.Config().Preflight(Needs{SchedExt: true}, s.Modules, "kernel "+s.Release))
+	})
+	t.Run(".config changed since the build", func(t *testing.T) {
+		// make menuconfig after the build: kernel.release stays, the
+		// .config is newer than the image.
+		root, image := tree(t, release)
+		later := time.Now().Add(time.Minute)
+		require.NoError(t, os.Chtimes(filepath.Join(root, ".config"), later, later))
+		s, err := Open(t.Context(), image, "", t.TempDir())
+		require.NoError(t, err)
+		assert.Nil(t, s.Config())
 	})
 	t.Run("tree rebuilt to another release", func(t *testing.T) {
 		_, image := tree(t, "6.13.0-rc2-scx+")
@@ -101,4 +114,12 @@ func TestOpenVmlinux(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotKernel)
 	assert.Contains(t, err.Error(), "not a bzImage")
 	assert.Equal(t, 1, strings.Count(err.Error(), text), "the path once: %v", err)
+}
+
+// beforeBuild dates the file at p an hour back, as a .config is older
+// than the image built from it.
+func beforeBuild(t *testing.T, p string) {
+	t.Helper()
+	past := time.Now().Add(-time.Hour)
+	require.NoError(t, os.Chtimes(p, past, past))
 }

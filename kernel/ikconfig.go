@@ -68,13 +68,21 @@ func EmbeddedConfig(ctx context.Context, image []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	vmlinux, closeFn, err := unpacker(payload)
+	vmlinux, closeFn, err := unpacker(ctx, payload)
 	if err != nil {
 		return nil, err
 	}
 	defer closeFn()
-	br := bufio.NewReaderSize(&boundedReader{ctx: ctx, r: vmlinux, left: maxVmlinux}, 1<<20)
+	bounded := &boundedReader{ctx: ctx, r: vmlinux, left: maxVmlinux}
+	br := bufio.NewReaderSize(bounded, 1<<20)
 	if err := skipTo(br, []byte(ikconfigStart)); err != nil {
+		// Read to its end with no config: a payload cut short can look
+		// like that, but Linux appended what it unpacks to.
+		if n := int64(maxVmlinux) - bounded.left; errors.Is(err, ErrNoEmbeddedConfig) && !bytes.HasPrefix(payload, []byte{0x1f, 0x8b}) {
+			if want := int64(binary.LittleEndian.Uint32(payload[len(payload)-4:])); n != want {
+				return nil, fmt.Errorf("the compressed kernel unpacks to %d bytes, where its size trailer says %d: %w", n, want, ErrDamagedImage)
+			}
+		}
 		return nil, err
 	}
 	_, _ = br.Discard(len(ikconfigMarker))
@@ -137,7 +145,7 @@ func bzPayload(image []byte) ([]byte, error) {
 // appends the unpacked size, 4 bytes, to every one but gzip (whose own
 // trailer holds it): it is cut off, so that a kernel with no config
 // reads to a clean end.
-func unpacker(payload []byte) (io.Reader, func(), error) {
+func unpacker(ctx context.Context, payload []byte) (io.Reader, func(), error) {
 	src := bytes.NewReader(payload[:len(payload)-4])
 	nop := func() {}
 	var r io.Reader
@@ -167,7 +175,7 @@ func unpacker(payload []byte) (io.Reader, func(), error) {
 		}
 	case bytes.HasPrefix(payload, []byte(lz4LegacyMagic)):
 		codec = "lz4"
-		r = &lz4LegacyReader{src: src}
+		r = &lz4LegacyReader{ctx: ctx, src: src}
 	case bytes.HasPrefix(payload, []byte("BZh")):
 		codec = "bzip2"
 		r = bzip2.NewReader(src)
@@ -263,6 +271,7 @@ const (
 // repeated frame magic, so a payload of nothing but magics overflows the
 // stack, which no recover catches; this loop takes them as it finds them.
 type lz4LegacyReader struct {
+	ctx  context.Context // checked once a block or magic: a payload of only magics returns nothing for long
 	src  io.Reader
 	size [4]byte // a block's size (a field: a local would escape, once a block)
 	in   []byte
@@ -272,6 +281,9 @@ type lz4LegacyReader struct {
 
 func (l *lz4LegacyReader) Read(p []byte) (int, error) {
 	for len(l.rest) == 0 {
+		if err := l.ctx.Err(); err != nil {
+			return 0, err
+		}
 		if _, err := io.ReadFull(l.src, l.size[:]); err != nil {
 			if errors.Is(err, io.EOF) {
 				return 0, io.EOF
@@ -282,7 +294,10 @@ func (l *lz4LegacyReader) Read(p []byte) (int, error) {
 			continue // another frame
 		}
 		n := binary.LittleEndian.Uint32(l.size[:])
-		if n == 0 || n > lz4LegacyMaxCompressed {
+		switch {
+		case n == 0:
+			return 0, errors.New("an empty lz4 block, which lz4 never writes")
+		case n > lz4LegacyMaxCompressed:
 			return 0, fmt.Errorf("lz4 block of %d bytes, over the %d a legacy block may take", n, lz4LegacyMaxCompressed)
 		}
 		if uint32(cap(l.in)) < n {

@@ -13,11 +13,13 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
 
 	kt "github.com/ktstr/ktstr/internal/kerneltest"
 )
@@ -161,6 +163,11 @@ func TestEmbeddedConfigDamaged(t *testing.T) {
 	zstdFlipped[len(zstdFlipped)/3] ^= 0x55 // in the compressed blocks before the config
 	lz4Huge := append([]byte(lz4LegacyMagic), 0xff, 0xff, 0xff, 0x7f)
 	lz4Bad := append([]byte(lz4LegacyMagic), 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff)
+	// Two legacy frames of a kernel with no config, the second dropped:
+	// the stream ends cleanly at a block's end, short of its trailer.
+	noConfig := kt.Vmlinux(nil)
+	lz4First := kt.LZ4(noConfig[:len(noConfig)/2])
+	lz4Cut := lz4First[:len(lz4First)-4]
 
 	for _, c := range []struct {
 		name    string
@@ -174,6 +181,8 @@ func TestEmbeddedConfigDamaged(t *testing.T) {
 		{"zstd blocks flipped", kt.BzImage(zstdFlipped), true, "zstd-compressed kernel"},
 		{"lz4 block over the legacy bound", kt.BzImage(kt.WithSize(lz4Huge, 0)), true, "lz4 block of"},
 		{"lz4 block that does not unpack", kt.BzImage(kt.WithSize(lz4Bad, 0)), true, "lz4"},
+		{"lz4 cut at a block's end", kt.BzImage(kt.WithSize(lz4Cut, len(noConfig))), true, "its size trailer says"},
+		{"an empty lz4 block", kt.BzImage(kt.WithSize(append([]byte(lz4LegacyMagic), 0, 0, 0, 0), 0)), true, "an empty lz4 block"},
 		{"payload past the image", pastEnd, true, "outside"},
 		{"payload of 4 bytes", kt.BzImage([]byte{0x28, 0xb5, 0x2f, 0xfd}), true, "too short"},
 		{"no known compression", unknown, true, "no compression Linux builds with"},
@@ -255,8 +264,12 @@ func TestEmbeddedConfigBounded(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, zw.Close())
-	_, err = EmbeddedConfig(context.Background(), kt.BzImage(kt.WithSize(frame.Bytes(), 0)))
+	_, err = EmbeddedConfig(context.Background(), kt.BzImage(kt.WithSize(frame.Bytes(), maxVmlinux)))
 	assert.ErrorIs(t, err, ErrNoEmbeddedConfig)
+	// The same, its size trailer saying more: cut short, so damaged.
+	_, err = EmbeddedConfig(context.Background(), kt.BzImage(kt.WithSize(frame.Bytes(), maxVmlinux-1)))
+	assert.ErrorIs(t, err, ErrDamagedImage)
+	assert.Contains(t, err.Error(), "its size trailer says")
 
 	// A frame header asking for a 1 GiB window (RFC 8878 §3.1.1.1.2:
 	// exponent 20 + 10 = 30).
@@ -341,6 +354,7 @@ func TestOpenEmbeddedConfig(t *testing.T) {
 		require.NoError(t, os.MkdirAll(filepath.Join(root, "include", "config"), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(root, "include", "config", "kernel.release"), []byte(kt.Release+"\n"), 0o644))
 		require.NoError(t, os.WriteFile(filepath.Join(root, ".config"), []byte(config), 0o644))
+		beforeBuild(t, filepath.Join(root, ".config"))
 		return p
 	}
 	t.Run("the image's own config comes before its build tree's", func(t *testing.T) {
@@ -432,6 +446,37 @@ func TestEmbeddedConfigCached(t *testing.T) {
 	s, err = Open(t.Context(), without, "", cache)
 	require.NoError(t, err)
 	assert.Equal(t, "y", s.Config()["PLANTED"])
+
+	// What is not a kept answer is read again from the image and kept
+	// anew: an empty file, one with no option, a FIFO (which would
+	// block an open), a directory.
+	sum := filepath.Join(dir, sWith.SHA256)
+	for name, plant := range map[string]func() error{
+		"empty":     func() error { return os.WriteFile(sum+".config", nil, 0o644) },
+		"no option": func() error { return os.WriteFile(sum+".config", []byte("# nothing\n\x00\xff"), 0o644) },
+		"FIFO":      func() error { return unix.Mkfifo(sum+".config", 0o644) },
+		"directory": func() error { return os.Mkdir(sum+".config", 0o755) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, os.RemoveAll(sum+".none"))
+			require.NoError(t, os.RemoveAll(sum+".config"))
+			require.NoError(t, plant())
+			done := make(chan *Source, 1)
+			go func() {
+				s, err := Open(t.Context(), with, "", cache)
+				assert.NoError(t, err)
+				done <- s
+			}()
+			select {
+			case s := <-done:
+				require.NotNil(t, s)
+				assert.Equal(t, EmbeddedConfigFrom, s.ConfigFrom)
+				assert.Equal(t, "y", s.Config()["SCHED_CLASS_EXT"])
+			case <-time.After(10 * time.Second):
+				t.Fatal("Open blocked on the planted answer")
+			}
+		})
+	}
 
 	// Without a cache it unpacks every time.
 	s, err = Open(t.Context(), with, "", "")

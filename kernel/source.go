@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // ErrNotKernel reports a --kernel argument that is no kernel: not a
@@ -151,7 +152,8 @@ func FromCache(ctx context.Context, k Kernel) (*Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := s.useEmbedded(ctx, image, ""); err != nil {
+		// The entry is CACHE/RELEASE/vmlinuz.
+		if err := s.useEmbedded(ctx, image, filepath.Dir(filepath.Dir(k.Path))); err != nil {
 			return nil, err
 		}
 	}
@@ -262,9 +264,11 @@ func fileSum(p string) (string, error) {
 
 // buildTreeConfig returns the .config of the kernel build tree that
 // image lies in (TREE/arch/x86/boot/bzImage, as `make` leaves it), or ""
-// when image is not in one or the tree's include/config/kernel.release
-// is not the image's release: a .config changed since the last build
-// must not pre-flight the image built before it.
+// when image is not in one, when the tree's include/config/kernel.release
+// is not the image's release, or when the .config is newer than the
+// image (make menuconfig since the build, which leaves kernel.release
+// alone): a .config changed since the last build must not pre-flight
+// the image built before it.
 func buildTreeConfig(image, release string) string {
 	boot := filepath.Dir(image)
 	arch := filepath.Dir(filepath.Dir(boot))
@@ -278,6 +282,11 @@ func buildTreeConfig(image, release string) string {
 			return ""
 		}
 	}
+	ist, ierr := os.Stat(image)
+	cst, cerr := os.Stat(config)
+	if ierr != nil || cerr != nil || cst.ModTime().After(ist.ModTime()) {
+		return ""
+	}
 	f, err := os.Open(filepath.Join(tree, "include", "config", "kernel.release"))
 	if err != nil {
 		return ""
@@ -289,6 +298,21 @@ func buildTreeConfig(image, release string) string {
 		return ""
 	}
 	return config
+}
+
+// readRegular reads the file at p, at most limit bytes, if it is a
+// regular file; it opens without blocking, so a FIFO put there is
+// refused rather than waited on.
+func readRegular(p string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	return readAllLimited(f, limit)
 }
 
 // isELF says whether the file at p starts with the ELF magic.
@@ -334,14 +358,13 @@ func embeddedConfigCached(ctx context.Context, image []byte, sum, cacheDir strin
 		return EmbeddedConfig(ctx, image)
 	}
 	p := filepath.Join(cacheDir, "ikconfig", sum)
-	if f, err := os.Open(p + ".config"); err == nil {
-		b, err := readAllLimited(f, maxConfig)
-		f.Close()
-		if err == nil {
-			return b, nil
-		}
+	// Only regular files are taken (a FIFO there would block the run),
+	// and only a config that holds an option: anything else is read
+	// again from the image and kept anew.
+	if b, err := readRegular(p+".config", maxConfig); err == nil && len(ParseConfig(b)) > 0 {
+		return b, nil
 	}
-	if fileExists(p + ".none") {
+	if st, err := os.Lstat(p + ".none"); err == nil && st.Mode().IsRegular() {
 		return nil, ErrNoEmbeddedConfig
 	}
 	b, err := EmbeddedConfig(ctx, image)

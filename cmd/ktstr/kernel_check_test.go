@@ -115,3 +115,22 @@ func TestRecordPreflightFromEmbeddedConfig(t *testing.T) {
 	assert.Contains(t, stderr, "judged by the config built into the image")
 	assert.NoFileExists(t, out)
 }
+
+// TestRecordRefusesDamagedImage: an image whose built-in config cannot
+// be read (its end marker overwritten) is refused before the boot, exit
+// 2, with no trace written.
+func TestRecordRefusesDamagedImage(t *testing.T) {
+	v := kt.Vmlinux([]byte(kt.Config))
+	copy(v[bytes.Index(v, []byte("IKCFG_ED")):], "IKCFG_XX")
+	image := filepath.Join(t.TempDir(), "bzImage")
+	require.NoError(t, os.WriteFile(image, kt.BzImage(kt.Zstd(v)), 0o644))
+	out := filepath.Join(t.TempDir(), "run.zst")
+	code, _, stderr := ktstr("record", "-q", "--kernel", image, "-o", out)
+	if code == ExitEnv {
+		t.Skipf("record cannot start here: %s", strings.TrimSpace(stderr))
+	}
+	require.Equal(t, ExitUsage, code, stderr)
+	assert.Contains(t, stderr, "the image is damaged")
+	assert.Equal(t, 1, strings.Count(stderr, "\n"), stderr)
+	assert.NoFileExists(t, out)
+}

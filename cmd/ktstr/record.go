@@ -609,6 +609,11 @@ func (o *recordOptions) resolveKernel(ctx context.Context, freestanding bool) (k
 	if err != nil {
 		return src.Kernel, nil, "", err
 	}
+	// A damaged image would not boot either: say so now, not after a
+	// boot that cannot happen.
+	if errors.Is(src.ConfigErr, kernel.ErrDamagedImage) {
+		return src.Kernel, nil, "", usageErr(fmt.Errorf("record: kernel %s: %w; give an image that is whole", safeInline(src.Release), src.ConfigErr))
+	}
 	// Pre-flight, where the config is known: what the run needs, before
 	// anything boots.
 	if c := src.Config(); c != nil {
