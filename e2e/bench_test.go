@@ -37,6 +37,11 @@ const benchRounds = 15
 // times; its target is on the maximum, which more rounds can only raise.
 const latencyRounds = 9
 
+// quietStealMS is the most host steal (/proc/stat, 10 ms ticks) a
+// sched-exit round may come with and still count as quiet in
+// BenchmarkSchedExitLatency's second maximum.
+const quietStealMS = 20
+
 // throughputDuration is how long the guest writes in each round.
 const throughputDuration = 3 * time.Second
 
@@ -351,7 +356,7 @@ func scanTX(tb testing.TB, path string) (first wire.Tag, test []byte) {
 func BenchmarkSchedExitLatency(b *testing.B) {
 	e := setup(b)
 	bin := buildKtstr(b, e, b.TempDir())
-	var frozen, gone []float64
+	var frozen, gone, goneQuiet []float64
 	for range b.N {
 		for range latencyRounds {
 			steal0 := stealMS()
@@ -375,6 +380,9 @@ func BenchmarkSchedExitLatency(b *testing.B) {
 			require.NotNil(b, ev.Frozen, "the vCPUs were stopped first (the sched_exit event has frozen_ns)")
 			frozen = append(frozen, float64(*ev.Frozen-ev.At)/1e6)
 			gone = append(gone, float64(ev.Gone-ev.At)/1e6)
+			if steal <= quietStealMS {
+				goneQuiet = append(goneQuiet, gone[len(gone)-1])
+			}
 			// Steal: time this VM's vCPUs waited for the hypervisor
 			// during the round, which no recorder can make up for.
 			b.Logf("round %d: SCDX → vCPUs stopped %.2f ms, → VM gone %.2f ms (host steal in the round %d ms)", len(gone), frozen[len(frozen)-1], gone[len(gone)-1], steal)
@@ -382,6 +390,13 @@ func BenchmarkSchedExitLatency(b *testing.B) {
 	}
 	fmt.Fprintf(os.Stderr, "sched-exit latency (`ktstr record` binary, %d rounds): SCDX → vCPUs stopped median %.3f ms (max %.3f; target ≤ 2), → VM gone median %.2f ms, max %.2f (target ≤ 10)\n",
 		len(gone), median(frozen), slices.Max(frozen), median(gone), slices.Max(gone))
+	// Apart, for the reader: the same maximum over the rounds the host
+	// stole (almost) nothing from. The target stays on all of them.
+	if len(goneQuiet) > 0 {
+		fmt.Fprintf(os.Stderr, "  VM gone max over the %d of %d rounds with ≤ %d ms of host steal: %.2f ms\n", len(goneQuiet), len(gone), quietStealMS, slices.Max(goneQuiet))
+	} else {
+		fmt.Fprintf(os.Stderr, "  every round came with more than %d ms of host steal\n", quietStealMS)
+	}
 	b.ReportMetric(median(frozen), "frozen-median-ms")
 	b.ReportMetric(median(gone), "gone-median-ms")
 	b.ReportMetric(slices.Max(gone), "gone-max-ms")
