@@ -15,6 +15,8 @@ import (
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz/lzma"
 	xzbcj "github.com/xi2/xz"
+
+	"github.com/ktstr/ktstr/vmm/boot"
 )
 
 // ErrNoEmbeddedConfig reports a bzImage that carries no config of its
@@ -42,15 +44,6 @@ const (
 	ikconfigMarker = "IKCFG_ST"
 	ikconfigStart  = ikconfigMarker + "\x1f\x8b\x08"
 	ikconfigEnd    = "IKCFG_ED"
-)
-
-// Setup-header fields that locate the compressed kernel (boot protocol
-// 2.08 and later).
-const (
-	offSetupSects    = 0x1f1 // u8: 512-byte setup sectors after the boot sector (0 means 4)
-	offVersion       = 0x206 // u16 boot protocol version
-	offPayloadOffset = 0x248 // u32, from the start of the protected-mode code
-	offPayloadLength = 0x24c // u32
 )
 
 // EmbeddedConfig returns the .config that a kernel built with
@@ -116,28 +109,20 @@ func damaged(what string, err error) error {
 }
 
 // bzPayload returns a bzImage's compressed kernel, as its setup header
-// locates it.
+// locates it (vmm/boot.Payload): one pointing outside the image is
+// damage, one too old to say is not.
 func bzPayload(image []byte) ([]byte, error) {
 	if _, err := Release(image); err != nil {
 		return nil, err
 	}
-	if v := binary.LittleEndian.Uint16(image[offVersion:]); v < 0x208 {
-		return nil, fmt.Errorf("bzImage boot protocol %d.%02d is older than 2.08: it does not say where its compressed kernel is", v>>8, v&0xff)
-	}
-	sects := int(image[offSetupSects])
-	if sects == 0 {
-		sects = 4
-	}
-	start := int64(sects+1) * 512
-	off := start + int64(binary.LittleEndian.Uint32(image[offPayloadOffset:]))
-	n := int64(binary.LittleEndian.Uint32(image[offPayloadLength:]))
+	payload, err := boot.Payload(image)
 	switch {
-	case n < 8:
-		return nil, fmt.Errorf("bzImage compressed kernel is %d bytes long, too short for any compression: %w", n, ErrDamagedImage)
-	case off+n > int64(len(image)):
-		return nil, fmt.Errorf("bzImage compressed kernel (%d bytes at %#x) is outside the %d-byte image: %w", n, off, len(image), ErrDamagedImage)
+	case errors.Is(err, boot.ErrPayloadOutside):
+		return nil, fmt.Errorf("%w: %w", err, ErrDamagedImage)
+	case err != nil:
+		return nil, err
 	}
-	return image[off : off+n], nil
+	return payload, nil
 }
 
 // unpacker returns a reader of what payload unpacks to, by the magic it

@@ -149,9 +149,9 @@ func TestEmbeddedConfigDamaged(t *testing.T) {
 	cut := v[:at+50]
 
 	oldProto := bytes.Clone(good)
-	binary.LittleEndian.PutUint16(oldProto[offVersion:], 0x206)
+	binary.LittleEndian.PutUint16(oldProto[0x206:], 0x206) // the boot protocol: 2.06
 	pastEnd := bytes.Clone(good)
-	binary.LittleEndian.PutUint32(pastEnd[offPayloadLength:], 1<<30)
+	binary.LittleEndian.PutUint32(pastEnd[0x24c:], 1<<30) // payload_length
 	lzo := kt.BzImage(append([]byte{0x89, 'L', 'Z', 'O', 0, 0x0d, 0x0a, 0x1a, 0x0a}, make([]byte, 64)...))
 	unknown := kt.BzImage(make([]byte, 64))
 	bigConfig := kt.Gzip(append(append([]byte("IKCFG_ST"), kt.Gzip(make([]byte, maxConfig+1))...), "IKCFG_ED"...))

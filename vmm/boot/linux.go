@@ -109,6 +109,37 @@ func LoadBzImage(mem *guestmem.Memory, image []byte) (*Kernel, error) {
 	return k, nil
 }
 
+// ErrPayloadOutside reports a setup header whose compressed kernel lies
+// outside the file, or is too short for any compression: a cut or
+// damaged image.
+var ErrPayloadOutside = errors.New("the compressed kernel lies outside the image")
+
+// Payload returns the compressed kernel of a bzImage, as its setup
+// header locates it (payload_offset and payload_length, boot protocol
+// 2.08 and later). Its errors wrap ErrNotBzImage, and ErrPayloadOutside
+// where the header points outside the image.
+func Payload(image []byte) ([]byte, error) {
+	if len(image) < 0x400 || binary.LittleEndian.Uint32(image[hdrMagic:]) != headerMagic {
+		return nil, ErrNotBzImage
+	}
+	if v := binary.LittleEndian.Uint16(image[hdrVersion:]); v < 0x0208 {
+		return nil, fmt.Errorf("bzImage boot protocol %d.%02d is older than 2.08: it does not say where its compressed kernel is: %w", v>>8, v&0xff, ErrNotBzImage)
+	}
+	setupSects := int(image[hdrSetupSects])
+	if setupSects == 0 {
+		setupSects = 4
+	}
+	off := uint64(setupSects+1)*512 + uint64(binary.LittleEndian.Uint32(image[hdrPayloadOffset:]))
+	n := uint64(binary.LittleEndian.Uint32(image[hdrPayloadLength:]))
+	switch {
+	case n < 8:
+		return nil, fmt.Errorf("bzImage compressed kernel is %d bytes long, too short for any compression: %w: %w", n, ErrPayloadOutside, ErrNotBzImage)
+	case off > uint64(len(image)) || n > uint64(len(image))-off:
+		return nil, fmt.Errorf("bzImage compressed kernel (%d bytes at %#x) is outside the %d-byte image: %w: %w", n, off, len(image), ErrPayloadOutside, ErrNotBzImage)
+	}
+	return image[off : off+n], nil
+}
+
 // MaxVmlinuxSize bounds the kernel ExtractVmlinux unpacks.
 const MaxVmlinuxSize = 1 << 30
 
@@ -120,19 +151,11 @@ var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 // as a little-endian u32 after the zstd frame), so the VMM can enter the
 // kernel directly and skip its decompressor.
 func ExtractVmlinux(image []byte) ([]byte, error) {
-	if len(image) < 0x400 || binary.LittleEndian.Uint32(image[hdrMagic:]) != headerMagic {
-		return nil, ErrNotBzImage
+	payload, err := Payload(image)
+	if err != nil {
+		return nil, err
 	}
-	setupSects := int(image[hdrSetupSects])
-	if setupSects == 0 {
-		setupSects = 4
-	}
-	off := uint64(setupSects+1)*512 + uint64(binary.LittleEndian.Uint32(image[hdrPayloadOffset:]))
-	n := uint64(binary.LittleEndian.Uint32(image[hdrPayloadLength:]))
-	if n < 8 || off > uint64(len(image)) || n > uint64(len(image))-off {
-		return nil, fmt.Errorf("bzImage payload (%d bytes at %#x) is outside the %d-byte file: %w", n, off, len(image), ErrNotBzImage)
-	}
-	payload := image[off : off+n]
+	n := len(payload)
 	if !bytes.HasPrefix(payload, zstdMagic) {
 		return nil, fmt.Errorf("bzImage payload is not zstd-compressed (starts % x): boot the bzImage itself", payload[:4])
 	}
