@@ -71,10 +71,8 @@ func EmbeddedConfig(ctx context.Context, image []byte) ([]byte, error) {
 	if err := skipTo(br, []byte(ikconfigStart)); err != nil {
 		// Read to its end with no config: a payload cut short can look
 		// like that, but Linux appended what it unpacks to.
-		if n := int64(maxVmlinux) - bounded.left; errors.Is(err, ErrNoEmbeddedConfig) && !bytes.HasPrefix(payload, []byte{0x1f, 0x8b}) {
-			if want := int64(binary.LittleEndian.Uint32(payload[len(payload)-4:])); n != want {
-				return nil, fmt.Errorf("the compressed kernel unpacks to %d bytes, where its size trailer says %d: %w", n, want, ErrDamagedImage)
-			}
+		if n := int64(maxVmlinux) - bounded.left; errors.Is(err, ErrNoEmbeddedConfig) && vmlinux.size >= 0 && n != vmlinux.size {
+			return nil, fmt.Errorf("the compressed kernel unpacks to %d bytes, where its size trailer says %d: %w", n, vmlinux.size, ErrDamagedImage)
 		}
 		return nil, err
 	}
@@ -130,8 +128,9 @@ func bzPayload(image []byte) ([]byte, error) {
 // appends the unpacked size, 4 bytes, to every one but gzip (whose own
 // trailer holds it): it is cut off, so that a kernel with no config
 // reads to a clean end.
-func unpacker(ctx context.Context, payload []byte) (io.Reader, func(), error) {
+func unpacker(ctx context.Context, payload []byte) (*codecReader, func(), error) {
 	src := bytes.NewReader(payload[:len(payload)-4])
+	size := int64(binary.LittleEndian.Uint32(payload[len(payload)-4:]))
 	nop := func() {}
 	var r io.Reader
 	var err error
@@ -139,7 +138,7 @@ func unpacker(ctx context.Context, payload []byte) (io.Reader, func(), error) {
 	closeFn := nop
 	switch {
 	case bytes.HasPrefix(payload, []byte{0x1f, 0x8b}):
-		codec = "gzip"
+		codec, size = "gzip", -1 // its own trailer, checked by gzip
 		r, err = gzip.NewReader(bytes.NewReader(payload))
 	case bytes.HasPrefix(payload, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		codec = "zstd"
@@ -175,7 +174,7 @@ func unpacker(ctx context.Context, payload []byte) (io.Reader, func(), error) {
 	if err != nil {
 		return nil, nil, damaged(codec+"-compressed kernel", err)
 	}
-	return &codecReader{codec: codec, r: r}, closeFn, nil
+	return &codecReader{codec: codec, r: r, size: size}, closeFn, nil
 }
 
 // codecReader names the compression in the errors of its reader, as
@@ -183,6 +182,7 @@ func unpacker(ctx context.Context, payload []byte) (io.Reader, func(), error) {
 type codecReader struct {
 	codec string
 	r     io.Reader
+	size  int64 // what the payload unpacks to, as Linux appended it; -1 for gzip
 }
 
 func (c *codecReader) Read(p []byte) (int, error) {

@@ -374,6 +374,15 @@ func TestOpenEmbeddedConfig(t *testing.T) {
 		assert.NoError(t, s.ConfigErr)
 		assert.Equal(t, "y", s.Config()["VIRTIO"])
 	})
+	t.Run("a damaged image is not saved by its build tree's .config", func(t *testing.T) {
+		v := kt.Vmlinux([]byte(kt.Config))
+		copy(v[bytes.Index(v, []byte("IKCFG_ED")):], "IKCFG_XX")
+		p := tree(t, kt.BzImage(kt.Zstd(v)), kt.Config)
+		s, err := Open(t.Context(), p, "", t.TempDir())
+		require.NoError(t, err)
+		assert.Nil(t, s.Config())
+		assert.ErrorIs(t, s.ConfigErr, ErrDamagedImage)
+	})
 	t.Run("none", func(t *testing.T) {
 		s, err := Open(t.Context(), write(t, nil), "", t.TempDir())
 		require.NoError(t, err)

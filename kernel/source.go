@@ -109,7 +109,9 @@ func Open(ctx context.Context, spec, modulesDir, cacheDir string) (*Source, erro
 		if err = s.useEmbedded(ctx, image, cacheDir); err != nil {
 			return nil, err
 		}
-		if tree := buildTreeConfig(spec, k.Release); s.config == nil && tree != "" {
+		// The tree's .config stands in where the image has no config of
+		// its own, not where the image is damaged.
+		if tree := buildTreeConfig(spec, k.Release); s.config == nil && tree != "" && !errors.Is(s.ConfigErr, ErrDamagedImage) {
 			if err := s.useFile(tree); err != nil {
 				s.ConfigErr = err
 			}
@@ -138,24 +140,34 @@ func (s *Source) UseModules(dir string) error {
 	return nil
 }
 
-// FromCache returns a cached kernel as a Source, with the config and
-// module tree stored beside it; an entry without a config file gets the
-// config built into its image, if it has one.
-func FromCache(ctx context.Context, k Kernel) (*Source, error) {
+// CachedConfig is FromCache without the module tree, for what only
+// needs the config (ktstr kernel list).
+func CachedConfig(ctx context.Context, k Kernel) (*Source, error) {
 	s := &Source{Kernel: k}
 	if k.Config != "" {
 		if err := s.useFile(k.Config); err != nil {
 			return nil, err
 		}
-	} else {
-		image, err := readImage(k.Path)
-		if err != nil {
-			return nil, err
-		}
-		// The entry is CACHE/RELEASE/vmlinuz.
-		if err := s.useEmbedded(ctx, image, filepath.Dir(filepath.Dir(k.Path))); err != nil {
-			return nil, err
-		}
+		return s, nil
+	}
+	image, err := readImage(k.Path)
+	if err != nil {
+		return nil, err
+	}
+	// The entry is CACHE/RELEASE/vmlinuz.
+	if err := s.useEmbedded(ctx, image, filepath.Dir(filepath.Dir(k.Path))); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// FromCache returns a cached kernel as a Source, with the config and
+// module tree stored beside it; an entry without a config file gets the
+// config built into its image, if it has one.
+func FromCache(ctx context.Context, k Kernel) (*Source, error) {
+	s, err := CachedConfig(ctx, k)
+	if err != nil {
+		return nil, err
 	}
 	if k.ModulesDir != "" {
 		m, err := OpenModules(k.ModulesDir, k.Release)

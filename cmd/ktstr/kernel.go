@@ -172,7 +172,7 @@ func runKernelCheck(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	src, err := openKernel(ctx, "kernel check", *spec, *modules)
-	if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		return &exitError{ExitInterrupted, errors.New("kernel check: interrupted (SIGINT) while unpacking the kernel for its config")}
 	}
 	if err != nil {
@@ -238,7 +238,7 @@ func defaultKernel() (kernel.Kernel, error) {
 // whether its module tree is here.
 func kernelFacts(k kernel.Kernel) string {
 	var parts []string
-	if src, err := kernel.FromCache(context.Background(), k); err != nil {
+	if src, err := kernel.CachedConfig(context.Background(), k); err != nil {
 		parts = append(parts, "cache entry unreadable ("+err.Error()+")")
 	} else if c := src.Config(); c == nil {
 		parts = append(parts, "config unknown")

@@ -636,10 +636,13 @@ func (o *recordOptions) resolveKernel(ctx context.Context, freestanding bool) (k
 // configNote says, for a summary, where src's config came from and what
 // that means for the run.
 func configNote(src *kernel.Source) string {
-	if src.Config() != nil {
+	switch {
+	case src.Config() != nil:
 		return src.ConfigFrom + ", checked before the boot"
+	case src.ConfigErr != nil:
+		return "unknown (" + src.ConfigErr.Error() + "), so nothing was checked before the boot"
 	}
-	return "unknown (" + src.ConfigErr.Error() + "), so nothing was checked before the boot"
+	return "unknown, so nothing was checked before the boot"
 }
 
 // openKernel resolves --kernel and --modules for cmd (record, kernel
