@@ -22,6 +22,7 @@ import (
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
 	"github.com/ktstr/ktstr/vmm"
+	"github.com/ktstr/ktstr/vmm/qemu"
 )
 
 // benchRounds is how many times each side of a comparison runs; the
@@ -255,6 +256,10 @@ func bareQEMURun(tb testing.TB, e env, accel string) (txPath string, sysRdy time
 		"-device", "virtio-serial-pci",
 		"-chardev", "file,id=bulk,path="+tx,
 		"-device", "virtserialport,chardev=bulk,name=ktstr-bulk")
+	// The environment the backend gives QEMU (its malloc tunable), so
+	// that the ratios measure the recorder and not a difference in
+	// QEMU's own set-up.
+	cmd.Env = qemu.Environ(os.Environ())
 	start := time.Now()
 	require.NoError(tb, cmd.Start())
 	done := make(chan error, 1)

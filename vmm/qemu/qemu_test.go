@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -386,4 +387,95 @@ func TestFreezeStopsTheProcess(t *testing.T) {
 		t.Fatal("the frozen process was not gone after Stop")
 	}
 	require.NoError(t, m.Freeze(), "Freeze after the process is gone does nothing")
+}
+
+func TestEnviron(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"none set", []string{"PATH=/bin"}, []string{"PATH=/bin", "GLIBC_TUNABLES=" + MallocTunable}},
+		{"empty", []string{"GLIBC_TUNABLES="}, []string{"GLIBC_TUNABLES=" + MallocTunable}},
+		{"others kept", []string{"GLIBC_TUNABLES=glibc.malloc.arena_max=1", "HOME=/h"},
+			[]string{"GLIBC_TUNABLES=glibc.malloc.arena_max=1:" + MallocTunable, "HOME=/h"}},
+		{"the user's choice stands", []string{"GLIBC_TUNABLES=glibc.malloc.hugetlb=0"}, []string{"GLIBC_TUNABLES=glibc.malloc.hugetlb=0"}},
+		{"the user's choice among others", []string{"GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.hugetlb=2"},
+			[]string{"GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.hugetlb=2"}},
+		{"a longer name is not the tunable", []string{"GLIBC_TUNABLES=xglibc.malloc.hugetlb=0"},
+			[]string{"GLIBC_TUNABLES=xglibc.malloc.hugetlb=0:" + MallocTunable}},
+		{"the last one is what os/exec passes", []string{"GLIBC_TUNABLES=glibc.malloc.hugetlb=0", "GLIBC_TUNABLES=a=1"},
+			[]string{"GLIBC_TUNABLES=glibc.malloc.hugetlb=0", "GLIBC_TUNABLES=a=1:" + MallocTunable}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := slices.Clone(tc.env)
+			assert.Equal(t, tc.want, Environ(tc.env))
+			assert.Equal(t, in, tc.env, "the caller's slice is not changed")
+		})
+	}
+}
+
+// TestStartPassesEnviron checks that the QEMU process Start runs gets
+// Environ's environment: a stand-in binary writes its environment down
+// and exits.
+func TestStartPassesEnviron(t *testing.T) {
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, "env")
+	bin := filepath.Join(dir, "qemu")
+	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\nenv > "+envFile+"\nexit 1\n"), 0o755))
+	for _, f := range []string{"k", "i"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f), nil, 0o644))
+	}
+	t.Setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+	b := &Backend{Binary: bin, Accel: AccelTCG}
+	_, err := b.Start(context.Background(), vmm.Config{Kernel: filepath.Join(dir, "k"), Initrd: filepath.Join(dir, "i"), CPUs: 1, MemMiB: 64, WorkDir: dir})
+	require.Error(t, err, "the stand-in exits at once")
+	env, err := os.ReadFile(envFile)
+	require.NoError(t, err)
+	assert.Contains(t, strings.Split(string(env), "\n"), "GLIBC_TUNABLES=glibc.malloc.arena_max=2:"+MallocTunable)
+}
+
+// TestMallocTunableTakesEffect checks, with the installed QEMU and C
+// library, that Environ's tunable reaches QEMU's malloc: its heap is
+// marked for huge pages (smaps VmFlags "hg"). Control: without the
+// tunable it is not. glibc asks for them with madvise only where the
+// host's THP mode is "madvise".
+func TestMallocTunableTakesEffect(t *testing.T) {
+	bin, err := exec.LookPath(DefaultBinary)
+	if err != nil {
+		t.Skipf("%s is not installed (%s)", DefaultBinary, FixInstall)
+	}
+	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil || !strings.Contains(string(mode), "[madvise]") {
+		t.Skipf("the host's THP mode is not madvise (%q), so glibc does not madvise its heap", strings.TrimSpace(string(mode)))
+	}
+	heapMarked := func(env []string) bool {
+		cmd := exec.Command(bin, "-M", "none", "-accel", "tcg", "-nodefaults", "-display", "none", "-S")
+		cmd.Env = env
+		require.NoError(t, cmd.Start())
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		smaps := fmt.Sprintf("/proc/%d/smaps", cmd.Process.Pid)
+		var marked, seen bool
+		require.Eventually(t, func() bool {
+			b, err := os.ReadFile(smaps)
+			if err != nil {
+				return false
+			}
+			inHeap := false
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasSuffix(l, "[heap]") {
+					inHeap, seen = true, true
+				} else if v, ok := strings.CutPrefix(l, "VmFlags:"); ok && inHeap {
+					marked = slices.Contains(strings.Fields(v), "hg")
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 20*time.Millisecond, "QEMU's smaps has a [heap]")
+		require.True(t, seen)
+		return marked
+	}
+	base := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GLIBC_TUNABLES=") })
+	assert.True(t, heapMarked(Environ(base)), "with Environ's tunable QEMU's heap is marked for huge pages")
+	assert.False(t, heapMarked(base), "control: without it, it is not")
 }
