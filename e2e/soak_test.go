@@ -92,7 +92,8 @@ func BenchmarkSoak(b *testing.B) {
 // TestRerun: a recorded run is recorded again from its trace's command
 // line and the two are compared: the rerun's trace exists, replays, and
 // the report says where the runs part (exit 1) or that they agree (0).
-// A trace whose command line is not a record (an import) is refused.
+// The agent the trace names is used only when the user gives it. A
+// trace whose command line is not a record (an import) is refused.
 func TestRerun(t *testing.T) {
 	e := setup(t)
 	dir := t.TempDir()
@@ -101,10 +102,17 @@ func TestRerun(t *testing.T) {
 	rec := recordBinary(t, e, bin, nil, "--agent", e.agent, "--scenario", "sched-exit", "--duration", "2s", "-q", "--force", "-o", orig)
 	require.Zero(t, rec.code, rec.out)
 
+	// The trace names its agent, a program run on this host: rerun
+	// takes it only from the user.
 	rerun := filepath.Join(dir, "again.zst")
-	cmd := exec.Command(bin, "rerun", orig, "-o", rerun)
+	out, code := runExit(t, exec.Command(bin, "rerun", orig, "-o", rerun))
+	assert.Equal(t, 2, code, out)
+	assert.Contains(t, out, "--agent "+e.agent, "the refusal names the agent the trace asked for")
+	assert.NoFileExists(t, rerun, "nothing ran")
+
+	cmd := exec.Command(bin, "rerun", "--agent", e.agent, orig, "-o", rerun)
 	cmd.Dir = e.root
-	out, code := runExit(t, cmd)
+	out, code = runExit(t, cmd)
 	require.Contains(t, []int{0, 1}, code, out)
 	assert.Contains(t, out, "rerun: ktstr record", "the command it ran is shown")
 	assert.Contains(t, out, "--scenario=sched-exit")

@@ -15,11 +15,26 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+)
+
+// Bounds of a soak: its runs and shards are counted in memory, and a
+// summary read back is checked against them.
+const (
+	// MaxRuns is the most runs one soak may have over all its shards
+	// (at ten seconds a run, four months of one VM).
+	MaxRuns = 1 << 20
+	// MaxShards is the most shards a soak may be split into (a
+	// Kubernetes Indexed Job has at most 100,000 completions).
+	MaxShards = 100_000
+	// maxSeconds is the longest a summary may say a soak took: a
+	// century.
+	maxSeconds = 100 * 365 * 24 * 3600
 )
 
 // Shard is this job's share of the runs: run i belongs to it when
@@ -37,8 +52,8 @@ func ParseShard(s string, getenv func(string) string) (Shard, error) {
 		return Shard{}, fmt.Errorf("shard %q: want I/N (0 ≤ I < N) or auto/N", s)
 	}
 	count, err := strconv.Atoi(n)
-	if err != nil || count < 1 {
-		return Shard{}, fmt.Errorf("shard %q: N must be a positive integer", s)
+	if err != nil || count < 1 || count > MaxShards {
+		return Shard{}, fmt.Errorf("shard %q: N must be an integer from 1 to %d", s, MaxShards)
 	}
 	if i == "auto" {
 		i = getenv("JOB_COMPLETION_INDEX")
@@ -56,16 +71,28 @@ func ParseShard(s string, getenv func(string) string) (Shard, error) {
 // String returns the form ParseShard reads.
 func (s Shard) String() string { return fmt.Sprintf("%d/%d", s.Index, s.Count) }
 
-// Runs returns the run indices of [0, total) in this shard.
+// Runs returns the run indices of [0, total) in this shard; total is at
+// most MaxRuns (Soak checks it), so the list is bounded.
 func (s Shard) Runs(total int) []int {
 	if s.Count == 0 {
 		s = Shard{0, 1}
 	}
-	var out []int
+	out := make([]int, 0, s.Len(total))
 	for i := s.Index; i < total; i += s.Count {
 		out = append(out, i)
 	}
 	return out
+}
+
+// Len returns how many of the runs [0, total) are in this shard.
+func (s Shard) Len(total int) int {
+	if s.Count == 0 {
+		s = Shard{0, 1}
+	}
+	if s.Index >= total {
+		return 0
+	}
+	return (total-1-s.Index)/s.Count + 1
 }
 
 // Result is how one run went.
@@ -120,11 +147,12 @@ type Runner func(ctx context.Context, i int, path string) Result
 
 // Config is one soak.
 type Config struct {
-	Runs     int    // runs in all shards together
+	Runs     int    // runs in all shards together, 1 to MaxRuns
 	Jobs     int    // runs at once in this process
 	Shard    Shard  // this process's share
 	Dir      string // where traces are written; kept ones stay
 	Expect   Expect
+	Record   []string // what is run (the record flags): kept in the Summary, so Merge can tell soaks apart
 	Run      Runner
 	Progress func(done, running, kept, total int, elapsed time.Duration) // may be nil
 	Each     func(Result)                                                // each run as it ends; may be nil
@@ -133,6 +161,9 @@ type Config struct {
 // Summary is a soak's (or a merge of shards') outcome.
 type Summary struct {
 	Shard   string         `json:"shard"`   // "I/N", or "merged"
+	Total   int            `json:"total"`   // the soak's runs over all its shards
+	Record  []string       `json:"record"`  // what was run (Config.Record)
+	Expect  []string       `json:"expect"`  // the END reasons expected
 	Runs    int            `json:"runs"`    // runs performed
 	Reasons map[string]int `json:"reasons"` // END reason → count ("no_end" for none)
 	Kept    []string       `json:"kept"`    // traces of the runs that did not end as expected
@@ -146,8 +177,12 @@ func Soak(ctx context.Context, c Config) (Summary, error) {
 	if c.Run == nil || c.Jobs < 1 || c.Runs < 1 || c.Dir == "" {
 		return Summary{}, errors.New("soak: Runs, Jobs ≥ 1, Dir and Run are required")
 	}
+	if c.Runs > MaxRuns {
+		return Summary{}, fmt.Errorf("soak: %d runs: at most %d", c.Runs, MaxRuns)
+	}
 	runs := c.Shard.Runs(c.Runs)
-	sum := Summary{Shard: c.Shard.String(), Reasons: map[string]int{}, Kept: []string{}}
+	sum := Summary{Shard: c.Shard.String(), Total: c.Runs, Record: nonNil(c.Record), Expect: nonNil(c.Expect.Reasons),
+		Reasons: map[string]int{}, Kept: []string{}}
 	start := time.Now()
 	var mu sync.Mutex
 	done, running := 0, 0
@@ -167,7 +202,7 @@ func Soak(ctx context.Context, c Config) (Summary, error) {
 				running++
 				report()
 				mu.Unlock()
-				path := fmt.Sprintf("%s/run-%04d.zst", c.Dir, i)
+				path := RunPath(c.Dir, i)
 				t0 := time.Now()
 				r := c.Run(ctx, i, path)
 				r.Index, r.Trace, r.Seconds = i, path, time.Since(t0).Seconds()
@@ -218,17 +253,65 @@ feed:
 	return sum, nil
 }
 
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// RunPath is where run i's trace is written in dir.
+func RunPath(dir string, i int) string { return fmt.Sprintf("%s/run-%04d.zst", dir, i) }
+
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
 
-// Merge combines shard summaries. It refuses summaries of different
-// shard counts or the same shard twice, so a merge cannot silently
-// count a shard twice or pass for a whole soak with one missing (the
-// missing shards are named).
+// check says what makes p not a summary of shard sh of a soak of total
+// runs, as Soak writes them: counts out of range, reasons that do not
+// add up to the runs, or fewer or more runs than the shard has (an
+// interrupted shard is not a whole one).
+func (p Summary) check(sh Shard, total int) error {
+	want := sh.Len(total)
+	if p.Runs != want {
+		return fmt.Errorf("shard %s performed %d of its %d runs (interrupted, or not of this soak); run it again", p.Shard, p.Runs, want)
+	}
+	sumReasons := 0
+	for k, v := range p.Reasons {
+		if v < 0 || v > want {
+			return fmt.Errorf("shard %s counts %d runs ended %q, of its %d", p.Shard, v, k, want)
+		}
+		sumReasons += v
+	}
+	switch {
+	case p.Failed < 0 || p.Failed > p.Runs:
+		return fmt.Errorf("shard %s says %d of its %d runs did not end as expected", p.Shard, p.Failed, p.Runs)
+	case sumReasons != p.Runs:
+		return fmt.Errorf("shard %s: its END reasons count %d runs, not its %d", p.Shard, sumReasons, p.Runs)
+	case len(p.Kept) > p.Failed:
+		return fmt.Errorf("shard %s keeps %d traces of %d unexpected runs", p.Shard, len(p.Kept), p.Failed)
+	case !(p.Seconds >= 0 && p.Seconds <= maxSeconds):
+		return fmt.Errorf("shard %s says it took %g s", p.Shard, p.Seconds)
+	}
+	return nil
+}
+
+// Merge combines shard summaries. It refuses what would make the merged
+// one false: summaries of different soaks (total runs, record flags,
+// expected reasons) or shard counts, the same shard twice, a shard
+// missing (named), a shard that did not perform all its runs, and
+// counts that do not add up.
 func Merge(parts []Summary) (Summary, error) {
 	out := Summary{Shard: "merged", Reasons: map[string]int{}, Kept: []string{}}
+	if len(parts) == 0 {
+		return Summary{}, errors.New("merge: no summaries")
+	}
+	first := parts[0]
+	if first.Total < 1 || first.Total > MaxRuns {
+		return Summary{}, fmt.Errorf("merge: shard %q says the soak had %d runs; a soak has 1 to %d (a summary from before ktstr wrote the total? run the shard again)", first.Shard, first.Total, MaxRuns)
+	}
+	out.Total, out.Record, out.Expect = first.Total, nonNil(first.Record), nonNil(first.Expect)
 	seen := map[int]bool{}
 	count := 0
 	for _, p := range parts {
@@ -238,12 +321,20 @@ func Merge(parts []Summary) (Summary, error) {
 		}
 		if count == 0 {
 			count = s.Count
+			if count > first.Total {
+				return Summary{}, fmt.Errorf("merge: %d shards of a soak of %d runs", count, first.Total)
+			}
 		}
-		if s.Count != count {
+		switch {
+		case s.Count != count:
 			return Summary{}, fmt.Errorf("merge: shard %s is of %d shards, the others of %d", p.Shard, s.Count, count)
-		}
-		if seen[s.Index] {
+		case p.Total != first.Total || !slices.Equal(p.Record, first.Record) || !slices.Equal(p.Expect, first.Expect):
+			return Summary{}, fmt.Errorf("merge: shard %s is of another soak than shard %s (its runs, record flags or expected reasons differ)", p.Shard, first.Shard)
+		case seen[s.Index]:
 			return Summary{}, fmt.Errorf("merge: shard %s given twice", p.Shard)
+		}
+		if err := p.check(s, first.Total); err != nil {
+			return Summary{}, fmt.Errorf("merge: %w", err)
 		}
 		seen[s.Index] = true
 		out.Runs += p.Runs
@@ -255,10 +346,14 @@ func Merge(parts []Summary) (Summary, error) {
 		out.Kept = append(out.Kept, p.Kept...)
 	}
 	var missing []string
-	for i := range count {
+	left := count - len(seen)
+	for i := 0; i < count && len(missing) < 10; i++ {
 		if !seen[i] {
 			missing = append(missing, fmt.Sprintf("%d/%d", i, count))
 		}
+	}
+	if left > len(missing) {
+		missing = append(missing, fmt.Sprintf("and %d more", left-len(missing)))
 	}
 	if len(missing) > 0 {
 		return out, fmt.Errorf("merge: shards %s are missing", strings.Join(missing, ", "))

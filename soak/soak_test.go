@@ -2,6 +2,8 @@ package soak
 
 import (
 	"context"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -33,6 +35,9 @@ func TestParseShard(t *testing.T) {
 		{"1", Shard{}, false},
 		{"auto/2", Shard{}, false}, // index 2 out of range
 		{"x/3", Shard{}, false},
+		{"0/100000", Shard{0, MaxShards}, true},
+		{"0/100001", Shard{}, false}, // past MaxShards
+		{"5/9223372036854775807", Shard{}, false},
 	} {
 		got, err := ParseShard(tc.in, env)
 		if tc.ok {
@@ -117,18 +122,94 @@ func TestSoakKeepsOnlyTheUnexpected(t *testing.T) {
 	assert.EqualValues(t, 3, peak.Load(), "three at once")
 }
 
+// TestMerge: shard summaries of one soak add up; what would make the
+// merged summary false is refused, each case against the good pair.
 func TestMerge(t *testing.T) {
-	a := Summary{Shard: "0/2", Runs: 3, Reasons: map[string]int{"poweroff": 2, "watchdog": 1}, Kept: []string{"b.zst"}, Failed: 1}
-	b := Summary{Shard: "1/2", Runs: 2, Reasons: map[string]int{"poweroff": 2}, Kept: []string{"a.zst"}}
+	rec := []string{"--scenario", "steady"}
+	exp := []string{"poweroff"}
+	a := Summary{Shard: "0/2", Total: 5, Record: rec, Expect: exp, Runs: 3, Reasons: map[string]int{"poweroff": 2, "watchdog": 1}, Kept: []string{"b.zst"}, Failed: 1}
+	b := Summary{Shard: "1/2", Total: 5, Record: rec, Expect: exp, Runs: 2, Reasons: map[string]int{"poweroff": 1, "guest_died": 1}, Kept: []string{"a.zst"}, Failed: 1}
 	m, err := Merge([]Summary{a, b})
-	require.NoError(t, err)
+	require.NoError(t, err, "control: the two shards of one soak")
 	assert.Equal(t, 5, m.Runs)
-	assert.Equal(t, map[string]int{"poweroff": 4, "watchdog": 1}, m.Reasons)
+	assert.Equal(t, 5, m.Total)
+	assert.Equal(t, 2, m.Failed)
+	assert.Equal(t, map[string]int{"poweroff": 3, "watchdog": 1, "guest_died": 1}, m.Reasons)
 	assert.Equal(t, []string{"a.zst", "b.zst"}, m.Kept)
-	_, err = Merge([]Summary{a})
-	assert.ErrorContains(t, err, "1/2 are missing")
-	_, err = Merge([]Summary{a, a})
-	assert.ErrorContains(t, err, "twice")
-	_, err = Merge([]Summary{a, {Shard: "0/3"}})
-	assert.ErrorContains(t, err, "of 3 shards")
+
+	with := func(s Summary, f func(*Summary)) Summary {
+		s.Reasons = maps.Clone(s.Reasons)
+		f(&s)
+		return s
+	}
+	for _, tc := range []struct {
+		name  string
+		parts []Summary
+		want  string
+	}{
+		{"a shard missing", []Summary{a}, "1/2 are missing"},
+		{"a shard twice", []Summary{a, a}, "twice"},
+		{"other shard counts", []Summary{a, with(b, func(s *Summary) { s.Shard = "1/3" })}, "of 3 shards"},
+		{"no total (an older summary)", []Summary{with(a, func(s *Summary) { s.Total = 0 }), b}, "run the shard again"},
+		{"another soak's runs", []Summary{a, with(b, func(s *Summary) { s.Total = 7 })}, "another soak"},
+		{"another soak's flags", []Summary{a, with(b, func(s *Summary) { s.Record = []string{"--scenario", "flood"} })}, "another soak"},
+		{"another soak's expectation", []Summary{a, with(b, func(s *Summary) { s.Expect = []string{"watchdog"} })}, "another soak"},
+		{"an interrupted shard", []Summary{a, with(b, func(s *Summary) { s.Runs, s.Failed, s.Kept, s.Reasons = 1, 0, nil, map[string]int{"poweroff": 1} })}, "performed 1 of its 2 runs"},
+		{"more runs than the shard has", []Summary{a, with(b, func(s *Summary) { s.Runs, s.Reasons = 3, map[string]int{"poweroff": 3} })}, "performed 3 of its 2 runs"},
+		{"negative failures", []Summary{a, with(b, func(s *Summary) { s.Failed = -1 })}, "did not end as expected"},
+		{"more failures than runs", []Summary{a, with(b, func(s *Summary) { s.Failed = 3 })}, "did not end as expected"},
+		{"reasons that do not add up", []Summary{a, with(b, func(s *Summary) { s.Reasons["watchdog"] = 2 })}, "END reasons count 4 runs"},
+		{"a negative reason", []Summary{a, with(b, func(s *Summary) { s.Reasons = map[string]int{"poweroff": 2, "guest_died": 2, "watchdog": -2} })}, "counts -2 runs"},
+		{"a huge reason", []Summary{a, with(b, func(s *Summary) { s.Reasons["x"] = math.MaxInt })}, "runs ended"},
+		{"more kept than failed", []Summary{a, with(b, func(s *Summary) { s.Kept = []string{"x", "y"} })}, "keeps 2 traces"},
+		{"a negative time", []Summary{a, with(b, func(s *Summary) { s.Seconds = -1 })}, "took -1 s"},
+		{"an endless time", []Summary{a, with(b, func(s *Summary) { s.Seconds = 1e300 })}, "took 1e+300 s"},
+		{"more shards than runs", []Summary{with(a, func(s *Summary) { s.Shard = "0/6" })}, "6 shards of a soak of 5 runs"},
+		{"a huge runs total", []Summary{with(a, func(s *Summary) { s.Total = math.MaxInt })}, "a soak has 1 to"},
+		{"nothing", nil, "no summaries"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Merge(tc.parts)
+			assert.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+// TestMergeManyMissing: a merge of a soak of many shards with one given
+// names ten missing shards and counts the rest, in bounded time and
+// memory (the list once grew with the shard count a summary claimed).
+func TestMergeManyMissing(t *testing.T) {
+	one := Summary{Shard: "0/100000", Total: MaxRuns, Runs: Shard{0, MaxShards}.Len(MaxRuns), Reasons: map[string]int{}}
+	one.Reasons["poweroff"] = one.Runs
+	_, err := Merge([]Summary{one})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "1/100000, 2/100000")
+	assert.Contains(t, err.Error(), "and 99989 more are missing")
+	assert.Less(t, len(err.Error()), 300)
+}
+
+// TestShardLen: Len counts what Runs lists, at the edges too.
+func TestShardLen(t *testing.T) {
+	for _, tc := range []struct {
+		s     Shard
+		total int
+	}{{Shard{0, 1}, 1}, {Shard{0, 3}, 10}, {Shard{2, 3}, 10}, {Shard{9, 10}, 9}, {Shard{4, 5}, 5}, {Shard{}, 4}} {
+		assert.Len(t, tc.s.Runs(tc.total), tc.s.Len(tc.total), "%+v of %d", tc.s, tc.total)
+	}
+}
+
+// TestSoakBounds: Soak refuses more than MaxRuns runs before it starts
+// any. Control: MaxRuns is accepted (and interrupted at once).
+func TestSoakBounds(t *testing.T) {
+	ran := false
+	cfg := Config{Runs: MaxRuns + 1, Jobs: 1, Dir: t.TempDir(), Run: func(context.Context, int, string) Result { ran = true; return Result{} }}
+	_, err := Soak(context.Background(), cfg)
+	assert.ErrorContains(t, err, "at most")
+	assert.False(t, ran)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cfg.Runs = MaxRuns
+	sum, err := Soak(ctx, cfg)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, MaxRuns, sum.Total)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/ktstr/ktstr/replay"
@@ -64,11 +65,11 @@ type DiffSide struct {
 
 // DiffResult compares two traces: their TX frame sequences (tag,
 // payload digest, gate result, frame by frame) and their replayed
-// outcomes. Equal says both are the same.
+// outcomes, and how each run ended. Equal says all three are the same.
 type DiffResult struct {
 	A          DiffSide    `json:"a"`          // the first trace
 	B          DiffSide    `json:"b"`          // the second trace
-	Equal      bool        `json:"equal"`      // same frames and same outcome
+	Equal      bool        `json:"equal"`      // same frames, same outcome and same END reason
 	Divergence *Divergence `json:"divergence"` // nil when the sequences are equal
 	Outcome    []FieldDiff `json:"outcome"`    // the outcome fields that differ; [] when none
 }
@@ -160,7 +161,9 @@ func Diff(a, b io.Reader, nameA, nameB string, ctx int) (*DiffResult, error) {
 		res.Outcome = fd
 	}
 	res.A, res.B = diffSide(ra, nameA), diffSide(rb, nameB)
-	res.Equal = d == nil && len(res.Outcome) == 0
+	// How the run ended is part of what a rerun must reproduce: the
+	// same frames ending in a watchdog instead of a power-off differ.
+	res.Equal = d == nil && len(res.Outcome) == 0 && res.A.End == res.B.End
 	return res, nil
 }
 
@@ -209,11 +212,25 @@ func (f DiffFrame) Where() string {
 	return fmt.Sprintf("offset %d at %.6fs", f.Offset, float64(f.TimeNS)/1e9)
 }
 
+// endText is how a side ended, for Summary: cut short, its END reason
+// (quoted, as it comes from the trace), or no END record.
+func (s DiffSide) endText() string {
+	switch {
+	case s.Truncated != nil:
+		return fmt.Sprintf("cut short at byte %d", s.Truncated.At)
+	case s.End == "":
+		return "no END record"
+	}
+	return strconv.Quote(s.End)
+}
+
 // Summary says in one line whether and where the traces differ.
 func (r *DiffResult) Summary() string {
 	switch {
 	case r.Equal:
 		return fmt.Sprintf("equal: %d TX frames, the same tags, payloads and gate results, and the same outcome", r.A.Frames)
+	case r.Divergence == nil && len(r.Outcome) == 0:
+		return fmt.Sprintf("the %d TX frames and the outcomes are the same, but the runs ended differently (A %s, B %s)", r.A.Frames, r.A.endText(), r.B.endText())
 	case r.Divergence == nil:
 		return fmt.Sprintf("the %d TX frames are the same, the outcomes differ in %d fields", r.A.Frames, len(r.Outcome))
 	}

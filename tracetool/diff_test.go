@@ -86,6 +86,41 @@ func TestDiff(t *testing.T) {
 	}
 }
 
+// TestDiffEnd: the same frames and outcome with another END reason (or
+// none) differ, and the summary says how each run ended. Control: the
+// same END reason on both is equal.
+func TestDiffEnd(t *testing.T) {
+	s := streamOf(frame(wire.SysRdy, nil), frame(wire.Exit, []byte{0}))
+	ended := func(reason string) []byte {
+		var b bytes.Buffer
+		var end *capture.End
+		if reason != "" {
+			end = &capture.End{Reason: reason}
+		}
+		require.NoError(t, WriteTrace(&b, s, capture.Meta{}, end))
+		return b.Bytes()
+	}
+	for _, tt := range []struct {
+		a, b  string
+		equal bool
+	}{
+		{"poweroff", "poweroff", true},
+		{"poweroff", "guest_died", false},
+		{"poweroff", "", false},
+	} {
+		t.Run(tt.a+" against "+tt.b, func(t *testing.T) {
+			r := diffOf(t, ended(tt.a), ended(tt.b))
+			assert.Equal(t, tt.equal, r.Equal)
+			assert.Nil(t, r.Divergence, "the frames are the same")
+			assert.Empty(t, r.Outcome, "the outcomes are the same")
+			if !tt.equal {
+				assert.Contains(t, r.Summary(), "the runs ended differently")
+				assert.Contains(t, r.Summary(), `A "poweroff"`)
+			}
+		})
+	}
+}
+
 // TestDiffRealRuns: two different recorded runs part at their first
 // differing frame, with offsets and times from both; a run against
 // itself is equal.

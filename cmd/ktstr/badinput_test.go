@@ -238,6 +238,12 @@ func badInvocations(f badInputFixtures) []invocation {
 	} {
 		add("record: "+c.flag+" "+c.v, 2, c.msg, "record", c.flag, c.v, "-o", fresh())
 	}
+	// More guest memory than the host has is refused before the boot.
+	// Control: the default 512 MiB passes this check on every host that
+	// runs these tests (and the e2e runs boot with it).
+	if host := hostMemMiB(); host > 0 && host < 64<<10 {
+		add("record: --mem past the host's", 2, "this host has", "record", "--mem", "65536", "-o", fresh())
+	}
 	add("record: --kernel missing", 2, "no such file", "record", "--kernel", p("nonexist"), "-o", fresh())
 	add("record: --kernel a freestanding ELF with qemu", 2, "only --backend native runs it", "record", "--kernel", p("elf-good"), "-o", fresh())
 	// record: outputs, before anything is read or booted.

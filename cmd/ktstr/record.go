@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -238,7 +239,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) (err error) 
 	// or not. A recorder killed outright (SIGKILL) leaves the trace so
 	// far in the temporary file .NAME.tmp-*.
 	inputs := o.inputs()
-	tf, err := outfile.Create(o.out, outfile.Options{Force: o.force, Inputs: inputs})
+	tf, err := outfile.Create(o.out, outfile.Options{Force: o.force, Inputs: inputs, KeepFailed: true})
 	if errors.Is(err, outfile.ErrExists) {
 		return usagef("record: %s exists; a recorded trace is not overwritten: choose another -o, or add --force", o.out)
 	}
@@ -319,7 +320,10 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) (err error) 
 			return intr.err("before the guest started; nothing was recorded")
 		}
 		if f.failed() {
-			return usageErr(fmt.Errorf("record: writing the trace %s: %w; nothing was kept under that name (check the disk)", o.out, f.err))
+			// What was recorded up to the failed write is not lost: it
+			// stays in the temporary file, which replay reads as a
+			// truncated trace.
+			return usageErr(fmt.Errorf("record: writing the trace %s: %w; the trace up to then is kept as %s (free space and rename it; ktstr replay reads it)", o.out, f.err, tf.Keep()))
 		}
 		var ee *vmm.EnvError
 		if errors.As(err, &ee) {
@@ -463,6 +467,12 @@ func (o *recordOptions) validate() error {
 	}
 	if o.mem < 128 || o.mem > 64<<10 {
 		return usagef("record: --mem %d: want 128 to 65536 MiB", o.mem)
+	}
+	// A guest larger than the host's memory cannot start (QEMU fails to
+	// allocate it, or the host swaps): said before the boot, not as a
+	// failed run.
+	if host := hostMemMiB(); host > 0 && o.mem > host {
+		return usagef("record: --mem %d: this host has %d MiB of memory; give at most that", o.mem, host)
 	}
 	if o.workers < 1 || o.workers > 256 {
 		return usagef("record: --workers %d: want 1 to 256", o.workers)
@@ -706,7 +716,13 @@ func resolveAgent(ctx context.Context, given string) (string, error) {
 		if _, err := os.Stat(given); err != nil {
 			return "", usagef("record: --agent: %v", err)
 		}
-		return given, nil
+		// The file checked is the file run: a bare name is this
+		// directory's, never one found in $PATH.
+		abs, err := filepath.Abs(given)
+		if err != nil {
+			return "", usagef("record: --agent %s: %w", given, err)
+		}
+		return abs, nil
 	}
 	var root string
 	var err error
@@ -742,6 +758,25 @@ func searchDirs() []string {
 		dirs = append(dirs, filepath.Dir(exe))
 	}
 	return dirs
+}
+
+// hostMemMiB returns the host's memory (MemTotal in /proc/meminfo) in
+// MiB, or 0 where it cannot be read.
+func hostMemMiB() int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kib, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				return 0
+			}
+			return kib >> 10
+		}
+	}
+	return 0
 }
 
 // checkScenario asks the agent which scenarios it has (it runs on the

@@ -21,11 +21,21 @@ import (
 // SHA-256 in the cache where the path no longer holds it) recorded again
 // to a new trace, and the two compared with trace diff. Exit 0 when they
 // agree, 1 when they differ.
+//
+// A trace is data, possibly someone else's: it never chooses a program
+// or file on this host. Its values (scenario, duration, CPUs, ...) are
+// taken; the host files it names (--agent, --scheduler, --modules) are
+// not, unless the user gives them to rerun, and its kernel only as the
+// very image it records by SHA-256.
 func runRerun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rerun", "TRACE", stderr)
 	out := fs.String("o", "", "trace to record the rerun to (default: TRACE with .rerun.zst)")
 	force := fs.Bool("force", false, "overwrite the -o file if it exists")
-	agent := fs.String("agent", "", "guest agent to use instead of the one the trace's command line names")
+	var files rerunFiles
+	fs.StringVar(&files.agent, "agent", "", "guest agent to use (a trace that names one needs this: a trace does not choose programs on this host)")
+	fs.StringVar(&files.scheduler, "scheduler", "", "scheduler binary to supervise in the guest (needed when the trace names one)")
+	fs.StringVar(&files.modules, "modules", "", "module tree for the kernel (needed when the trace names one)")
+	fs.StringVar(&files.kernel, "kernel", "", "kernel to boot instead of the image the trace records (found by its SHA-256 otherwise)")
 	pos, help, err := parseInterspersed(fs, args)
 	if help || err != nil {
 		return err
@@ -51,7 +61,7 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 	}
 	meta := r.Meta()
 	cacheDir, _ := kernel.CacheDir()
-	recordArgs, err := rerunArgs(meta, *agent, cacheKernels(cacheDir))
+	recordArgs, err := rerunArgs(meta, files, cacheKernels(cacheDir))
 	if err != nil {
 		return err
 	}
@@ -63,7 +73,13 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 	if *force {
 		argv = append(argv, "--force")
 	}
-	fmt.Fprintf(stderr, "rerun: ktstr %s\n", strings.Join(argv, " "))
+	// What runs is shown first, each argument as safe prints it: a
+	// trace's strings cannot redraw this line.
+	shown := make([]string, len(argv))
+	for i, a := range argv {
+		shown[i] = safe(a)
+	}
+	fmt.Fprintf(stderr, "rerun: ktstr %s\n", strings.Join(shown, " "))
 	cmd := exec.Command(self, argv...)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	if err := cmd.Run(); err != nil {
@@ -71,9 +87,16 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 		if !errors.As(err, &ee) || ee.ExitCode() == ExitUsage || ee.ExitCode() == ExitEnv {
 			return &exitError{code: exitCodeOf(err), err: fmt.Errorf("rerun: the recording did not run: %w", err)}
 		}
-		// The run ran and failed: its trace is compared all the same.
+		// The run ran and failed: its trace is compared all the same
+		// (trace diff compares how each run ended, too).
 	}
 	return traceDiff([]string{path, *out}, stdout, stderr)
+}
+
+// rerunFiles are the host files the user gives rerun; a trace's own
+// are never taken.
+type rerunFiles struct {
+	agent, scheduler, modules, kernel string
 }
 
 func exitCodeOf(err error) int {
@@ -99,10 +122,11 @@ func cacheKernels(dir string) map[string]string {
 
 // rerunArgs turns a trace's recorded command line into the flags that
 // record the same configuration again: the output flags are dropped
-// (rerun sets its own), the agent replaced when one is given, and the
-// kernel pinned to the image the trace was recorded with, found by its
-// SHA-256 in the cache when the recorded path no longer holds it.
-func rerunArgs(meta capture.Meta, agent string, cached map[string]string) ([]string, error) {
+// (rerun sets its own), the host files the trace names are refused
+// unless the user gives them (files), and the kernel is pinned to the
+// image the trace was recorded with, found by its SHA-256 in the cache
+// when the recorded path no longer holds it.
+func rerunArgs(meta capture.Meta, files rerunFiles, cached map[string]string) ([]string, error) {
 	cl := meta.CommandLine
 	if len(cl) < 2 || cl[1] != "record" {
 		return nil, usagef("rerun: the trace records no `ktstr record` command line (it was %s); only recorded runs can be rerun", describeCmdline(cl))
@@ -114,21 +138,36 @@ func rerunArgs(meta capture.Meta, agent string, cached map[string]string) ([]str
 	if err := fs.Parse(cl[2:]); err != nil {
 		return nil, usagef("rerun: the trace's command line does not parse: %w", err)
 	}
-	drop := map[string]bool{"o": true, "force": true, "q": true, "console": true, "cpuprofile": true, "kernel": true, "agent": true}
+	drop := map[string]bool{"o": true, "force": true, "q": true, "console": true, "cpuprofile": true, "kernel": true, "agent": true, "scheduler": true, "modules": true}
 	var out []string
 	fs.Visit(func(f *flag.Flag) {
 		if !drop[f.Name] {
 			out = append(out, "--"+f.Name+"="+f.Value.String())
 		}
 	})
-	if agent != "" {
-		out = append(out, "--agent="+agent)
-	} else if o.agent != "" {
-		out = append(out, "--agent="+o.agent)
+	// The host files: the user's, where the trace names one.
+	var need []string
+	for _, hf := range []struct{ name, traced, given string }{
+		{"agent", o.agent, files.agent},
+		{"scheduler", o.scheduler, files.scheduler},
+		{"modules", o.modules, files.modules},
+	} {
+		switch {
+		case hf.given != "":
+			out = append(out, "--"+hf.name+"="+hf.given)
+		case hf.traced != "":
+			need = append(need, "--"+hf.name+" "+safe(hf.traced))
+		}
 	}
-	k, err := rerunKernel(meta, o.kernel, cached)
-	if err != nil {
-		return nil, err
+	if len(need) > 0 {
+		return nil, usagef("rerun: the trace names host files (%s), and a trace does not choose programs or files on this host; check them, then give them to rerun yourself (ktstr rerun %s TRACE)", strings.Join(need, ", "), strings.Join(need, " "))
+	}
+	k := files.kernel
+	if k == "" {
+		var err error
+		if k, err = rerunKernel(meta, o.kernel, cached); err != nil {
+			return nil, err
+		}
 	}
 	if k != "" {
 		out = append(out, "--kernel="+k)
@@ -141,8 +180,14 @@ func rerunArgs(meta capture.Meta, agent string, cached map[string]string) ([]str
 // the same SHA-256; none of them is exit 3, naming the fix.
 func rerunKernel(meta capture.Meta, given string, cached map[string]string) (string, error) {
 	want := meta.KernelSHA256
-	if want == "" {
-		return given, nil // nothing to pin: as recorded
+	switch {
+	case want == "" && given == "":
+		return "", nil // the default kernel, as recorded: the user's newest cached one
+	case want == "":
+		// Nothing pins the path to an image: it is only the trace's word.
+		return "", usagef("rerun: the trace names the kernel %s but records no SHA-256 of it, so nothing shows it is the image that ran; give rerun --kernel yourself", safe(given))
+	case !isSHA256(want):
+		return "", usagef("rerun: the trace's kernel_sha256 %s is not a SHA-256; give rerun --kernel yourself", safe(want))
 	}
 	for _, p := range []string{given, meta.KernelPath} {
 		if p != "" && fileSHA256(p) == want {
@@ -155,7 +200,14 @@ func rerunKernel(meta capture.Meta, given string, cached map[string]string) (str
 	if p, ok := cached[want]; ok {
 		return p, nil
 	}
-	return "", envErr(fmt.Errorf("rerun: the kernel the trace was recorded with (%s, sha256 %.12s) is no longer at %s nor in the cache; fetch it again (ktstr kernel fetch, --release/--flavour as recorded) or give its package", meta.KernelRelease, want, orNone(meta.KernelPath)))
+	return "", envErr(fmt.Errorf("rerun: the kernel the trace was recorded with (%s, sha256 %.12s) is no longer at %s nor in the cache; fetch it again (ktstr kernel fetch, --release/--flavour as recorded), or give rerun --kernel", safe(meta.KernelRelease), want, orNone(meta.KernelPath)))
+}
+
+// isSHA256 reports whether s is 64 lower-case hex digits, as record
+// writes a digest.
+func isSHA256(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size && hex.EncodeToString(b) == s
 }
 
 func fileSHA256(p string) string {
@@ -175,7 +227,7 @@ func orNone(s string) string {
 	if s == "" {
 		return "no recorded path"
 	}
-	return s
+	return safe(s)
 }
 
 func describeCmdline(cl []string) string {

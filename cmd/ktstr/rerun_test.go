@@ -27,29 +27,119 @@ func TestRerunArgs(t *testing.T) {
 	cl := []string{"ktstr", "record", "--scenario", "hostile", "--duration", "2s", "--kernel", img, "-o", "x.zst", "--force", "-q", "--cpus=1"}
 	meta := capture.Meta{CommandLine: cl, KernelSHA256: sha, KernelPath: img, KernelRelease: "6.12.1"}
 
-	got, err := rerunArgs(meta, "", nil)
+	got, err := rerunArgs(meta, rerunFiles{}, nil)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"--scenario=hostile", "--duration=2s", "--cpus=1", "--kernel=" + img}, got)
 
-	got, err = rerunArgs(meta, "/my/agent", nil)
+	got, err = rerunArgs(meta, rerunFiles{agent: "/my/agent"}, nil)
 	require.NoError(t, err)
 	assert.Contains(t, got, "--agent=/my/agent")
 
 	// The path now holds another image: the cache's copy of the recorded one.
 	require.NoError(t, os.WriteFile(img, []byte("rebuilt"), 0o644))
-	got, err = rerunArgs(meta, "", map[string]string{sha: "/cache/6.12.1/vmlinuz"})
+	got, err = rerunArgs(meta, rerunFiles{}, map[string]string{sha: "/cache/6.12.1/vmlinuz"})
 	require.NoError(t, err)
 	assert.Contains(t, got, "--kernel=/cache/6.12.1/vmlinuz")
 
 	// Neither: exit 3, naming the fix.
-	_, err = rerunArgs(meta, "", nil)
+	_, err = rerunArgs(meta, rerunFiles{}, nil)
 	var ee *exitError
 	require.True(t, errors.As(err, &ee))
 	assert.Equal(t, ExitEnv, ee.code)
 	assert.Contains(t, err.Error(), "ktstr kernel fetch")
 
 	// Not a recorded run (an import): exit 2.
-	_, err = rerunArgs(capture.Meta{CommandLine: []string{"ktstr", "trace", "import", "--raw", "x"}}, "", nil)
+	_, err = rerunArgs(capture.Meta{CommandLine: []string{"ktstr", "trace", "import", "--raw", "x"}}, rerunFiles{}, nil)
 	require.True(t, errors.As(err, &ee))
 	assert.Equal(t, ExitUsage, ee.code)
+}
+
+// TestRerunHostFiles: a trace never chooses a program or file on this
+// host. One that names an agent, a scheduler or a module tree is refused
+// (exit 2) with the flags to give, which, given by the user, are what
+// runs; one whose kernel path no SHA-256 pins, or whose digest is not
+// one, is refused too. Control: a trace naming none of them reruns as
+// recorded.
+func TestRerunHostFiles(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "bzImage")
+	require.NoError(t, os.WriteFile(img, []byte("kernel image"), 0o644))
+	sum := sha256.Sum256([]byte("kernel image"))
+	sha := hex.EncodeToString(sum[:])
+	meta := func(extra ...string) capture.Meta {
+		cl := append([]string{"ktstr", "record", "--scenario", "steady", "--kernel", img, "-o", "x.zst"}, extra...)
+		return capture.Meta{CommandLine: cl, KernelSHA256: sha, KernelPath: img}
+	}
+	got, err := rerunArgs(meta(), rerunFiles{}, nil)
+	require.NoError(t, err, "control: no host file named")
+	assert.ElementsMatch(t, []string{"--scenario=steady", "--kernel=" + img}, got)
+
+	for _, tt := range []struct {
+		flag, value string
+		given       rerunFiles
+		want        string
+	}{
+		{"--agent", "./ktstr-init", rerunFiles{agent: "/mine/ktstr-init"}, "--agent=/mine/ktstr-init"},
+		{"--scheduler", "/tmp/scx_evil", rerunFiles{scheduler: "/mine/scx_simple"}, "--scheduler=/mine/scx_simple"},
+		{"--modules", "/root/.ssh", rerunFiles{modules: "/mine/lib/modules/6.12"}, "--modules=/mine/lib/modules/6.12"},
+	} {
+		t.Run(tt.flag, func(t *testing.T) {
+			_, err := rerunArgs(meta(tt.flag, tt.value), rerunFiles{}, nil)
+			var ee *exitError
+			require.True(t, errors.As(err, &ee), "%v", err)
+			assert.Equal(t, ExitUsage, ee.code)
+			assert.Contains(t, err.Error(), tt.flag+" "+tt.value, "the message names what the trace asked for")
+			assert.Contains(t, err.Error(), "give them to rerun yourself")
+
+			got, err := rerunArgs(meta(tt.flag, tt.value), tt.given, nil)
+			require.NoError(t, err)
+			assert.Contains(t, got, tt.want, "the user's file is the one used")
+			for _, a := range got {
+				assert.NotContains(t, a, tt.value, "the trace's file is not")
+			}
+		})
+	}
+
+	t.Run("kernel without a digest", func(t *testing.T) {
+		m := meta()
+		m.KernelSHA256 = ""
+		_, err := rerunArgs(m, rerunFiles{}, nil)
+		var ee *exitError
+		require.True(t, errors.As(err, &ee))
+		assert.Equal(t, ExitUsage, ee.code)
+		assert.Contains(t, err.Error(), "records no SHA-256")
+		got, err := rerunArgs(m, rerunFiles{kernel: "/mine/bzImage"}, nil)
+		require.NoError(t, err)
+		assert.Contains(t, got, "--kernel=/mine/bzImage")
+		// The default kernel (no --kernel recorded) needs no digest.
+		got, err = rerunArgs(capture.Meta{CommandLine: []string{"ktstr", "record", "-o", "x"}}, rerunFiles{}, nil)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+	})
+	t.Run("a digest that is not one", func(t *testing.T) {
+		m := meta()
+		m.KernelSHA256 = "\x1b[2Kforged"
+		_, err := rerunArgs(m, rerunFiles{}, nil)
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "\x1b", "the trace's bytes are quoted")
+	})
+}
+
+// TestResolveAgentIsTheFileChecked: a bare --agent name is the file in
+// this directory, the one checked and packed, never one of that name in
+// $PATH (which the host would otherwise run to list scenarios). Control:
+// a path with a directory resolves to the same file.
+func TestResolveAgentIsTheFileChecked(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	for _, d := range []string{dir, elsewhere} {
+		require.NoError(t, os.WriteFile(filepath.Join(d, "ktstr-init"), []byte("#!/bin/sh\n"), 0o755))
+	}
+	t.Setenv("PATH", elsewhere)
+	t.Chdir(dir)
+	got, err := resolveAgent(t.Context(), "ktstr-init")
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "ktstr-init"), got)
+	got, err = resolveAgent(t.Context(), "./ktstr-init")
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "ktstr-init"), got)
 }

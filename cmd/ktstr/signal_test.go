@@ -209,7 +209,8 @@ func TestRecordNotInterrupted(t *testing.T) {
 
 // TestRecordTraceWriteFailure: a trace that cannot be written (a file
 // size limit makes the first write fail) ends the recording with exit 2
-// and one line, and leaves nothing under the -o name; the same run
+// and one line, leaves nothing under the -o name and keeps what was
+// written in the temporary file it names; the same run
 // without the limit records it.
 func TestRecordTraceWriteFailure(t *testing.T) {
 	for _, limit := range []string{"64", ""} {
@@ -235,7 +236,14 @@ func TestRecordTraceWriteFailure(t *testing.T) {
 		assertOneLineError(t, stderr.String())
 		assert.Contains(t, stderr.String(), "writing the trace "+trace)
 		assert.Contains(t, stderr.String(), "file too large")
-		assert.NoFileExists(t, trace)
-		assertNoTempFiles(t, dir)
+		assert.NoFileExists(t, trace, "a trace that could not be finished is not put in place")
+		// Nothing recorded is lost: what was written stays in the
+		// temporary file, which the error names.
+		kept, _ := filepath.Glob(filepath.Join(dir, ".run.zst.tmp-*"))
+		require.Len(t, kept, 1, stderr.String())
+		assert.Contains(t, stderr.String(), "the trace up to then is kept as "+kept[0])
+		fi, err := os.Stat(kept[0])
+		require.NoError(t, err)
+		assert.EqualValues(t, 64, fi.Size(), "it holds the bytes written before the limit")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -27,8 +29,8 @@ func runSoak(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "merge" {
 		return runSoakMerge(args[1:], stdout, stderr)
 	}
-	fs := newFlagSet("soak", "[flags] -- RECORD-FLAGS... (or: soak merge SUMMARY.json...)", stderr)
-	runs := fs.Int("runs", 10, "runs of the configuration, over all shards")
+	fs := newFlagSet("soak", "-- RECORD-FLAGS... (or: soak merge SUMMARY.json...)", stderr)
+	runs := fs.Int("runs", 10, fmt.Sprintf("runs of the configuration, over all shards (at most %d)", soak.MaxRuns))
 	jobs := fs.Int("j", 1, "runs at once (each a VM; give the VMs --cpus so they fit the host)")
 	shardFlag := fs.String("shard", "0/1", "this job's share of the runs: I/N (0 ≤ I < N), or auto/N to take I from JOB_COMPLETION_INDEX (Kubernetes Indexed Job)")
 	keep := fs.String("keep", "soak-out", "directory for the traces (and console logs) of runs that did not end as expected")
@@ -49,22 +51,29 @@ func runSoak(args []string, stdout, stderr io.Writer) error {
 		return usagef("soak: unexpected argument %q; record's flags go after --", fs.Arg(0))
 	}
 	switch {
-	case *runs < 1:
-		return usagef("soak: --runs must be at least 1, got %d", *runs)
+	case *runs < 1 || *runs > soak.MaxRuns:
+		return usagef("soak: --runs must be from 1 to %d, got %d", soak.MaxRuns, *runs)
 	case *jobs < 1:
 		return usagef("soak: -j must be at least 1, got %d", *jobs)
-	}
-	for _, a := range recordArgs {
-		if a == "-o" || strings.HasPrefix(a, "-o=") || a == "--console" || strings.HasPrefix(a, "--console=") {
-			return usagef("soak: %s is soak's to set for each run; drop it from the record flags", a)
-		}
 	}
 	shard, err := soak.ParseShard(*shardFlag, os.Getenv)
 	if err != nil {
 		return usagef("soak: --%w", err)
 	}
+	if shard.Count > *runs {
+		return usagef("soak: --shard %s: %d shards of %d runs leave shards with nothing to do; use at most %d shards", shard, shard.Count, *runs, *runs)
+	}
+	// Every run's configuration is checked once before any boots: bad
+	// record flags are one error, not N failed runs.
+	if err := checkRecordArgs(recordArgs); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(*keep, 0o755); err != nil {
 		return usagef("soak: --keep %s: %w", *keep, err)
+	}
+	// An earlier soak's kept traces are what it found: never replaced.
+	if err := checkKeepDir(*keep, shard, *runs); err != nil {
+		return err
 	}
 	if *summaryPath != "" {
 		if err := outfile.Check(*summaryPath, summaryOpt()); err != nil {
@@ -75,11 +84,6 @@ func runSoak(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return envErr(fmt.Errorf("soak: cannot find the ktstr executable to run record: %w", err))
 	}
-	// Every run's configuration is checked once before any boots: bad
-	// record flags are one error, not N failed runs.
-	if err := checkRecordArgs(recordArgs); err != nil {
-		return err
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -87,6 +91,7 @@ func runSoak(args []string, stdout, stderr io.Writer) error {
 	cfg := soak.Config{
 		Runs: *runs, Jobs: *jobs, Shard: shard, Dir: *keep,
 		Expect: soak.Expect{Reasons: strings.Split(*expect, ",")},
+		Record: recordArgs,
 		Run:    recordRunner(self, recordArgs),
 		Each: func(r soak.Result) {
 			if *asJSON {
@@ -156,6 +161,41 @@ func checkRecordArgs(args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("soak: the record flags after --: unexpected argument %q", fs.Arg(0))
 	}
+	var own []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "o" || f.Name == "console" || f.Name == "force" || f.Name == "cpuprofile" {
+			own = append(own, "-"+f.Name)
+		}
+	})
+	if len(own) > 0 {
+		return usagef("soak: the record flags after --: %s: soak names each run's outputs itself (every run would write the same file); drop it", strings.Join(own, ", "))
+	}
+	return nil
+}
+
+// checkKeepDir refuses a --keep directory that already holds a trace or
+// console log under a name one of this shard's runs would write: an
+// earlier soak's kept runs are what it found, and are never replaced.
+func checkKeepDir(dir string, shard soak.Shard, total int) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return usagef("soak: --keep %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		name, ok := strings.CutPrefix(e.Name(), "run-")
+		if !ok {
+			continue
+		}
+		num, ok := strings.CutSuffix(name, ".zst")
+		if !ok {
+			num, ok = strings.CutSuffix(name, ".console")
+		}
+		i, err := strconv.Atoi(num)
+		if !ok || err != nil || i < 0 || i >= total || i%shard.Count != shard.Index || num != fmt.Sprintf("%04d", i) {
+			continue
+		}
+		return usagef("soak: --keep %s already holds %s, from an earlier soak; move its runs away or choose another --keep", dir, safe(e.Name()))
+	}
 	return nil
 }
 
@@ -164,7 +204,7 @@ func checkRecordArgs(args []string) error {
 func recordRunner(self string, args []string) soak.Runner {
 	return func(ctx context.Context, i int, path string) soak.Result {
 		console := strings.TrimSuffix(path, ".zst") + ".console"
-		cmd := exec.CommandContext(ctx, self, append(append([]string{"record"}, args...), "-q", "--force", "-o", path, "--console", console)...)
+		cmd := exec.CommandContext(ctx, self, append(append([]string{"record"}, args...), "-q", "-o", path, "--console", console)...)
 		out, err := cmd.CombinedOutput()
 		var r soak.Result
 		var ee *exec.ExitError
@@ -215,14 +255,19 @@ func writeSoakTable(w io.Writer, s soak.Summary) {
 	}
 	sort.Strings(reasons)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "soak %s: %d runs in %.0f s (%.1f runs/min), %d not as expected\n", s.Shard, s.Runs, s.Seconds, float64(s.Runs)/(s.Seconds/60), s.Failed)
+	rate := ""
+	if s.Seconds > 0 {
+		rate = fmt.Sprintf(" (%.1f runs/min)", float64(s.Runs)/(s.Seconds/60))
+	}
+	fmt.Fprintf(tw, "soak %s: %d runs in %.0f s%s, %d not as expected\n", safe(s.Shard), s.Runs, s.Seconds, rate, s.Failed)
 	fmt.Fprintln(tw, "END REASON\tRUNS")
+	// A merged summary's strings come from files: each goes through safe.
 	for _, k := range reasons {
-		fmt.Fprintf(tw, "%s\t%d\n", k, s.Reasons[k])
+		fmt.Fprintf(tw, "%s\t%d\n", safe(k), s.Reasons[k])
 	}
 	tw.Flush()
 	for _, k := range s.Kept {
-		fmt.Fprintf(w, "kept %s (ktstr replay %s)\n", k, k)
+		fmt.Fprintf(w, "kept %s (ktstr replay %s)\n", safe(k), safe(k))
 	}
 }
 

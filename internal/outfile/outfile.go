@@ -75,6 +75,10 @@ type Options struct {
 	// StdoutOK says the command accepts Stdout as the target, for the
 	// hint a refused device gets.
 	StdoutOK bool
+	// KeepFailed says what was written must not be lost (a recorded
+	// trace): a Commit that fails leaves the temporary file where it is
+	// and its error names it, instead of removing it.
+	KeepFailed bool
 }
 
 func (o Options) flag() string {
@@ -279,14 +283,35 @@ func (f *File) Commit() error {
 	}
 	f.done = true
 	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w; nothing was written under that name (check the disk)", f.target, unwrapPath(err))
+		err = fmt.Errorf("writing %s: %w; nothing was written under that name (check the disk)", f.target, unwrapPath(err))
+		return f.failed(tmp, err)
 	}
 	if err := f.place(tmp); err != nil {
+		return f.failed(tmp, err)
+	}
+	return nil
+}
+
+// failed removes the temporary file of a failed Commit, or with
+// Options.KeepFailed leaves it and says where it is.
+func (f *File) failed(tmp string, err error) error {
+	if !f.opt.KeepFailed {
 		os.Remove(tmp)
 		return err
 	}
-	return nil
+	return fmt.Errorf("%w; what was written is kept as %s", err, tmp)
+}
+
+// Keep closes the temporary file without putting it in place and
+// returns its name: for a caller that cannot complete the content (a
+// write failed) but must not lose what was written. Commit and Abort do
+// nothing after it.
+func (f *File) Keep() string {
+	if !f.done {
+		f.done = true
+		f.Close()
+	}
+	return f.Name()
 }
 
 // place moves the complete temporary file to the target.

@@ -1,6 +1,7 @@
 package outfile
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -294,4 +295,51 @@ func assertNoTemp(t *testing.T, dir string) {
 	for _, e := range entries {
 		assert.False(t, strings.Contains(e.Name(), ".tmp-"), "temporary file left behind: %s", e.Name())
 	}
+}
+
+// TestKeepFailed checks that with Options.KeepFailed nothing written is
+// lost: a Commit that cannot place the file (the target appeared
+// meanwhile) leaves the temporary file and names it, and Keep leaves it
+// without a Commit. Control: without the option the failed Commit
+// removes it.
+func TestKeepFailed(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		t.Run(fmt.Sprintf("KeepFailed=%v", keep), func(t *testing.T) {
+			dir := t.TempDir()
+			late := filepath.Join(dir, "late.zst")
+			f, err := Create(late, Options{KeepFailed: keep})
+			require.NoError(t, err)
+			_, err = f.WriteString("recorded")
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(late, []byte("theirs"), 0o644))
+			err = f.Commit()
+			require.ErrorIs(t, err, ErrExists)
+			b, rerr := os.ReadFile(late)
+			require.NoError(t, rerr)
+			assert.Equal(t, "theirs", string(b), "the file that appeared is not replaced")
+			if !keep {
+				assertNoTemp(t, dir)
+				return
+			}
+			assert.Contains(t, err.Error(), "what was written is kept as "+f.Name())
+			b, rerr = os.ReadFile(f.Name())
+			require.NoError(t, rerr)
+			assert.Equal(t, "recorded", string(b))
+		})
+	}
+	t.Run("Keep", func(t *testing.T) {
+		dir := t.TempDir()
+		f, err := Create(filepath.Join(dir, "cut.zst"), Options{})
+		require.NoError(t, err)
+		_, err = f.WriteString("up to the failure")
+		require.NoError(t, err)
+		kept := f.Keep()
+		f.Abort()
+		assert.Error(t, f.Commit(), "nothing to commit after Keep")
+		b, err := os.ReadFile(kept)
+		require.NoError(t, err)
+		assert.Equal(t, "up to the failure", string(b))
+		_, err = os.Stat(filepath.Join(dir, "cut.zst"))
+		assert.ErrorIs(t, err, os.ErrNotExist, "the target is not written")
+	})
 }
