@@ -125,6 +125,7 @@ func TestCorruptTraces(t *testing.T) {
 		{"metadata field of wrong type", compress(cat(header(Version, `{"cpus":"two"}`), good)), ErrCorrupt, "metadata", 0},
 		{"metadata cut short", compress(header(Version, `{"tool_version":"t"}`)[:20]), ErrTruncated, "metadata", 0},
 		{"huge record length", compress(cat(hdr, good, recLen(KindData, 0xFFFFFFFF))), ErrCorrupt, "over the", 1},
+		{"two traces joined", cat(compress(cat(hdr, good)), compress(cat(hdr, good))), ErrCorrupt, "a second trace header", 1},
 		{"record length just over bound", compress(cat(hdr, good, recLen(KindData, MaxRecordSize+1))), ErrCorrupt, "over the", 1},
 		{"unknown kind over bound", compress(cat(hdr, good, recLen(99, MaxRecordSize+1))), ErrCorrupt, "over the", 1},
 		{"record at bound, body missing", compress(cat(hdr, good, recLen(KindData, MaxRecordSize))), ErrTruncated, "body of a data record", 1},

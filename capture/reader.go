@@ -214,6 +214,10 @@ func (r *Reader) next(into []byte) (Record, bool, error) {
 		kind := Kind(r.head[0])
 		n := binary.LittleEndian.Uint32(r.head[1:])
 		switch {
+		case string(r.head[:]) == Magic[:recordHead]:
+			// A second header's first bytes read as a record head (a
+			// record it cannot be: its length is over the bound).
+			return r.fail(r.corruptf("a second trace header at decompressed offset %d: the file is traces joined one after another (cat a.zst b.zst); give each trace as a file of its own", start))
 		case kind == 0:
 			return r.fail(r.corruptf("record of reserved kind 0 at decompressed offset %d", start))
 		case n > MaxRecordSize:

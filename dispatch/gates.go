@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"math"
+
 	"github.com/ktstr/ktstr/dispatch/wire"
 )
 
@@ -208,7 +210,9 @@ func (s *sinks) dispatch(m *Message) Result {
 		o.WatchdogPauses++
 		return accept(EffectWatchdogPause)
 
-	// SCRR: payload empty; paused → add the paused span, resume.
+	// SCRR: payload empty; paused → add the paused span, resume. The
+	// span is the clock's advance (none if it went back) and the total
+	// saturates at MaxInt64: a trace's forged times cannot wrap it.
 	case wire.WatchdogResume:
 		if len(p) != 0 {
 			return s.reject(RejectShape)
@@ -217,7 +221,7 @@ func (s *sinks) dispatch(m *Message) Result {
 			return s.reject(RejectOutOfOrder)
 		}
 		s.paused = false
-		o.WatchdogPauseNS += s.now - s.pausedAt
+		o.WatchdogPauseNS = addSpan(o.WatchdogPauseNS, s.pausedAt, s.now)
 		return accept(EffectWatchdogResume)
 
 	// STEP: exactly 2 bytes → set current step.
@@ -258,4 +262,17 @@ func (s *sinks) dispatch(m *Message) Result {
 	default:
 		return s.reject(RejectUnknownTag)
 	}
+}
+
+// addSpan returns total plus the time from from to to: nothing when to
+// is not after from, and at most math.MaxInt64 in all.
+func addSpan(total, from, to int64) int64 {
+	if to <= from {
+		return total
+	}
+	d := uint64(to) - uint64(from) // exact: to > from, so 0 < d < 2^64
+	if d > uint64(math.MaxInt64-total) {
+		return math.MaxInt64
+	}
+	return total + int64(d)
 }

@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 
@@ -269,6 +270,36 @@ func TestWatchdogPauseSpansAdd(t *testing.T) {
 	}
 	assert.Equal(t, []int64{100, 1000, 2000}, h.wd.pauses)
 	assert.Equal(t, []int64{250, 1600}, h.wd.resumes)
+}
+
+// TestWatchdogPauseSpansSaturate: forged clocks cannot wrap the pause
+// total: a span from MinInt64 to MaxInt64, twice, saturates at
+// MaxInt64, and a clock that goes back adds nothing. Control: an
+// ordinary span after a backwards one still adds.
+func TestWatchdogPauseSpansSaturate(t *testing.T) {
+	pause, resume := frameWithCRC(wire.WatchdogPause, nil), frameWithCRC(wire.WatchdogResume, nil)
+	for _, tc := range []struct {
+		name  string
+		spans [][2]int64
+		want  int64
+	}{
+		{"the widest span, twice", [][2]int64{{math.MinInt64, math.MaxInt64}, {math.MinInt64, math.MaxInt64}}, math.MaxInt64},
+		{"up to the edge", [][2]int64{{0, math.MaxInt64 - 1}, {5, 6}}, math.MaxInt64},
+		{"the clock going back", [][2]int64{{500, 100}}, 0},
+		{"back, then forward (control)", [][2]int64{{500, 100}, {100, 350}}, 250},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness()
+			for _, sp := range tc.spans {
+				h.now = sp[0]
+				h.feed(pause)
+				h.now = sp[1]
+				h.feed(resume)
+			}
+			assert.Equal(t, tc.want, h.out().WatchdogPauseNS)
+			assert.EqualValues(t, len(tc.spans), h.out().WatchdogPauses)
+		})
+	}
 }
 
 // TestOffsetsCountTheDroppedTail: a Message's Offset is its position in

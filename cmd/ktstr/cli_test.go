@@ -195,3 +195,47 @@ func TestSavedMutantTraceReplays(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "1 frames")
 }
+
+// TestErrorLineIsSafe: whatever an error holds (a file name in an os
+// error, a trace's field quoted at length), the line printed is one
+// line a terminal shows as it is, and bounded. Control: a plain message
+// is printed unchanged.
+func TestErrorLineIsSafe(t *testing.T) {
+	for _, tc := range []struct{ name, msg, want string }{
+		{"plain", "replay: run.zst: bad trace: x (check the file)", "replay: run.zst: bad trace: x (check the file)"},
+		{"non-ASCII kept", "trace stat: café.zst: no such file", "trace stat: café.zst: no such file"},
+		{"newline", "a\nb", "a b"},
+		{"escape sequence and BEL", "open x\x1b]0;PWNED\x07\x1b[2K\rktstr: all good.zst", `open x\x1b]0;PWNED\a\x1b[2K\rktstr: all good.zst`},
+		{"C1 and bidi", "x\u009b2J\u0085\u202e", `x\u009b2J\u0085\u202e`},
+		{"invalid UTF-8", "bad\xff\xfe.zst", `bad\xff\xfe.zst`},
+		{"a real U+FFFD", "a\uFFFDb", "a\uFFFDb"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			assert.Equal(t, ExitUsage, report(&b, usagef("%s", tc.msg)))
+			assert.Equal(t, "ktstr: "+tc.want+"\n", b.String())
+		})
+	}
+	var b strings.Builder
+	report(&b, usagef("trace stat: start_time %q", strings.Repeat("\x1b", 170000)))
+	assert.Less(t, b.Len(), maxErrorLine+100, "bounded")
+	assert.Contains(t, b.String(), "bytes more)")
+	assert.Equal(t, 1, strings.Count(b.String(), "\n"))
+}
+
+// TestPrintableJSON: runs a terminal or a line splitter would act on
+// come out as \u escapes and the JSON decodes to the same value.
+// Control: printable text, ASCII and not, is left as it is.
+func TestPrintableJSON(t *testing.T) {
+	in := map[string]string{"end": "a\u009b2J \x7f \u0085 \u202e \u2028 \U000e0001 é 漢 <b>"}
+	js, err := json.Marshal(in)
+	require.NoError(t, err)
+	out := printableJSON(js)
+	for _, raw := range []string{"\u009b", "\x7f", "\u0085", "\u202e", "\u2028", "\U000e0001"} {
+		assert.NotContains(t, string(out), raw)
+	}
+	assert.Contains(t, string(out), "é 漢", "printable runes stay")
+	var back map[string]string
+	require.NoError(t, json.Unmarshal(out, &back))
+	assert.Equal(t, in, back)
+}

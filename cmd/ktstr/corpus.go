@@ -44,7 +44,8 @@ func runCorpus(args []string, stdout, stderr io.Writer) error {
 func runCorpusExport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("corpus export", "TRACE...", stderr)
 	dir := fs.String("o", "", "directory to write the corpus files to, e.g. fuzz/testdata/fuzz/FuzzDispatch (required)")
-	limit := fs.Int64("max", corpus.DefaultExportLimit, "refuse traces whose TX stream exceeds this many bytes")
+	limit := ptr(byteSize(corpus.DefaultExportLimit))
+	fs.Var(limit, "max", "refuse traces whose TX stream exceeds this size (e.g. 4MiB, at most 512MiB)")
 	force := fs.Bool("force", false, "replace a corpus file of the same name but other content")
 	traces, help, err := parseInterspersed(fs, args)
 	if help || err != nil {
@@ -56,8 +57,8 @@ func runCorpusExport(args []string, stdout, stderr io.Writer) error {
 	if len(traces) == 0 {
 		return usagef("corpus export: no trace given; name one or more .zst traces")
 	}
-	if *limit <= 0 {
-		return usagef("corpus export: -max must be positive, got %d", *limit)
+	if err := checkHeld("corpus export", "--max", *limit); err != nil {
+		return err
 	}
 	if err := outfile.CheckDir(*dir, "-o"); err != nil {
 		return usageErr(fmt.Errorf("corpus export: %w; check that -o names a writable directory", err))
@@ -66,7 +67,7 @@ func runCorpusExport(args []string, stdout, stderr io.Writer) error {
 	inputs := make([][]byte, len(traces))
 	streams := make([]*replay.Stream, len(traces))
 	for i, path := range traces {
-		s, tr, err := exportStream(path, *limit)
+		s, tr, err := exportStream(path, int64(*limit))
 		if err != nil {
 			return usageErr(err)
 		}

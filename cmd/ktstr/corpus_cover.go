@@ -45,6 +45,11 @@ func runCorpusCover(args []string, stdout, stderr io.Writer) error {
 		}
 		return usageErr(fmt.Errorf("corpus cover: %w", err))
 	}
+	// Nothing covered is not a coverage of nothing: a mistyped or empty
+	// directory is said, not reported as 0 inputs.
+	if cov.Inputs == 0 {
+		return usagef("corpus cover: %s holds no trace (.zst) or fuzz corpus file; name a directory that does", safe(strings.Join(paths, ", ")))
+	}
 	for _, tr := range cov.Truncated {
 		warnTruncated(stderr, "corpus cover", tr.Trace, &tr.Truncation)
 	}

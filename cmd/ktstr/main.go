@@ -19,8 +19,10 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 )
 
 // command is one ktstr subcommand.
@@ -110,10 +112,42 @@ func report(stderr io.Writer, err error) int {
 		code = ee.code
 	}
 	if !errors.Is(err, errSilent) {
-		msg := strings.ReplaceAll(err.Error(), "\n", " ")
-		fmt.Fprintf(stderr, "ktstr: %s\n", msg)
+		fmt.Fprintf(stderr, "ktstr: %s\n", errorLine(err.Error()))
 	}
 	return code
+}
+
+// maxErrorLine bounds the error line: a message quoting a file's bytes
+// (a trace's field, a file name) is cut there.
+const maxErrorLine = 4096
+
+// errorLine makes msg one line a terminal shows as it is: newlines
+// become spaces, every other character safe would escape (escape
+// sequences, CR, BEL, C1 controls, direction overrides, invalid UTF-8)
+// is written as its Go escape, wherever it came from (a file name in
+// an os error is not escaped by its maker), and past maxErrorLine bytes
+// the rest is counted, not printed.
+func errorLine(msg string) string {
+	var b strings.Builder
+	for i, r := range msg {
+		if b.Len() >= maxErrorLine {
+			fmt.Fprintf(&b, "… (%d bytes more)", len(msg)-i)
+			break
+		}
+		switch {
+		case r == '\n':
+			b.WriteByte(' ')
+		case r == utf8.RuneError && !strings.HasPrefix(msg[i:], string(utf8.RuneError)):
+			q := strconv.Quote(msg[i : i+1])
+			b.WriteString(q[1 : len(q)-1])
+		case !strconv.IsPrint(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func usage(w io.Writer, cmds map[string]command) {

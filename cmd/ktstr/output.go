@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -115,6 +116,28 @@ func escapeUnprintable(s string, keepNewlines bool) string {
 // prints on its line: a detail may be 16 MiB, which no one reads on one
 // line and no reader should copy whole to print.
 const maxJSONShown = 4 << 10
+
+// printableJSON returns js (encoding/json output: valid UTF-8, no raw
+// ASCII controls) with every rune that is not printable (C1 controls,
+// DEL, direction overrides, line separators) written as a \u escape:
+// the same JSON value, whose bytes cannot change a terminal's state or
+// split a line for a reader that splits on Unicode line breaks.
+func printableJSON(js []byte) []byte {
+	out := make([]byte, 0, len(js))
+	for _, r := range string(js) {
+		if r < utf8.RuneSelf && r != 0x7f || strconv.IsPrint(r) {
+			out = utf8.AppendRune(out, r)
+			continue
+		}
+		if r > 0xffff {
+			hi, lo := utf16.EncodeRune(r)
+			out = fmt.Appendf(out, `\u%04x\u%04x`, hi, lo)
+			continue
+		}
+		out = fmt.Appendf(out, `\u%04x`, r)
+	}
+	return out
+}
 
 // safeJSON renders a JSON value from a trace on one line for a person:
 // compacted (a pretty-printed detail spans no lines), with every rune

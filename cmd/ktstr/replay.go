@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,7 +31,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	saveDir := fs.String("save-failures", "", "write each mutant that breaks an invariant as a trace into `DIR`")
 	force := fs.Bool("force", false, "replace a file of the same name but other content in the --save-failures DIR")
 	modelLimit := byteSize(replay.DefaultModelLimit)
-	fs.Var(&modelLimit, "model-limit", "hold streams up to this many bytes (e.g. 4MiB) in memory for the model and split checks; a longer one replays with invariants 6 and 10 unchecked, and the report says so")
+	fs.Var(&modelLimit, "model-limit", "hold streams up to this many bytes (e.g. 4MiB, at most 512MiB) in memory for the model and split checks, which take several times that; a longer one replays with invariants 6 and 10 unchecked, and the report says so")
 	traces, help, err := parseInterspersed(fs, args)
 	if help || err != nil {
 		return err
@@ -47,6 +48,14 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	}
 	if *mutate < 0 {
 		return usagef("replay: --mutate must be ≥ 0, got %d", *mutate)
+	}
+	if err := checkHeld("replay", "--model-limit", modelLimit); err != nil {
+		return err
+	}
+	saveSet := false
+	fs.Visit(func(f *flag.Flag) { saveSet = saveSet || f.Name == "save-failures" })
+	if saveSet && *saveDir == "" {
+		return usagef("replay: --save-failures \"\": name the directory for the failing mutants")
 	}
 	if *saveDir != "" && *mutate == 0 {
 		return usagef("replay: --save-failures needs --mutate N")

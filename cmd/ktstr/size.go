@@ -53,3 +53,20 @@ func (b *byteSize) Set(s string) error {
 	*b = byteSize(v << shift)
 	return nil
 }
+
+// maxHeldStream bounds the flags that hold a whole TX stream in memory
+// (replay --model-limit, trace minimize --max, corpus export --max):
+// holding one costs several times its size (the stream, the model's
+// state and the split checks' copies: 598 MB at a 64 MiB limit), so the
+// bound keeps the worst case to a few GB.
+const maxHeldStream = 512 << 20
+
+// checkHeld says what is wrong with a stream-holding flag's value.
+func checkHeld(cmd, flag string, v byteSize) error {
+	if v > maxHeldStream {
+		return usagef("%s: %s %s: at most %s (a stream is held in memory, at several times its size)", cmd, flag, v.String(), ptr(byteSize(maxHeldStream)).String())
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }

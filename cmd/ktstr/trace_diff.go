@@ -51,7 +51,7 @@ func traceDiff(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("trace diff: encoding the report: %w", err)
 		}
-		fmt.Fprintf(stdout, "%s\n", js)
+		fmt.Fprintf(stdout, "%s\n", printableJSON(js))
 	} else {
 		writeDiff(stdout, res)
 	}

@@ -35,7 +35,7 @@ func traceMinimize(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
 	maxTries := fs.Int("max-tries", tracetool.DefaultMaxTries, "stop after this many replays and write the smallest trace found so far")
 	limit := byteSize(tracetool.DefaultLoadLimit)
-	fs.Var(&limit, "max", "refuse traces with more TX bytes than this (the stream is held in memory)")
+	fs.Var(&limit, "max", "refuse traces with more TX bytes than this, at most 512MiB (the stream is held in memory, at several times its size)")
 	pos, help, err := parseInterspersed(fs, args)
 	if help || err != nil {
 		return err
@@ -49,6 +49,9 @@ func traceMinimize(args []string, stdout, stderr io.Writer) error {
 		return usagef("trace minimize: -o MIN.zst is required")
 	case *maxTries <= 0:
 		return usagef("trace minimize: --max-tries must be positive, got %d", *maxTries)
+	}
+	if err := checkHeld("trace minimize", "--max", limit); err != nil {
+		return err
 	}
 	path := pos[0]
 	prop, err := tracetool.ParseProperty(*until)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/ktstr/ktstr/internal/outfile"
@@ -32,6 +33,11 @@ func traceTimeline(args []string, stdout, stderr io.Writer) error {
 		return usagef("trace timeline: -o -: the timeline is two files; name a file base, e.g. -o run")
 	}
 	path := pos[0]
+	// -o names a file base; an existing directory or device there is a
+	// slip (a directory meant to hold the files), not a base.
+	if fi, err := os.Stat(*out); err == nil && !fi.Mode().IsRegular() {
+		return usagef("trace timeline: -o %s: it is %s; -o names a file base (it writes OUT.json and OUT.html), e.g. -o %s", safe(*out), outfile.Kind(fi.Mode()), safe(filepath.Join(*out, "timeline")))
+	}
 	base := strings.TrimSuffix(strings.TrimSuffix(*out, ".json"), ".html")
 	targets := []string{base + ".json", base + ".html"}
 	opt := outfile.Options{Force: *force, Inputs: []string{path}}
@@ -52,10 +58,8 @@ func traceTimeline(args []string, stdout, stderr io.Writer) error {
 	if tl.Truncation != nil {
 		warnTruncated(stderr, "trace timeline", path, tl.Truncation)
 	}
-	for i, write := range []func(io.Writer) error{tl.WriteChromeJSON, tl.WriteHTML} {
-		if err := writeOutput(targets[i], opt, write); err != nil {
-			return usageErr(fmt.Errorf("trace timeline: %w", err))
-		}
+	if err := writeAll(targets, opt, tl.WriteChromeJSON, tl.WriteHTML); err != nil {
+		return usageErr(fmt.Errorf("trace timeline: %w", err))
 	}
 	sizes := make([]int64, len(targets))
 	for i, t := range targets {
@@ -70,16 +74,34 @@ func traceTimeline(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// writeOutput writes one output file under the output rule
-// (internal/outfile): complete or not at all.
-func writeOutput(target string, opt outfile.Options, write func(io.Writer) error) error {
-	dst, err := outfile.Create(target, opt)
-	if err != nil {
-		return err
+// writeAll writes targets[i] with writes[i] under the output rule
+// (internal/outfile), each in full before any is put in place: a full
+// disk leaves the old files (or none), never a new JSON beside an old
+// page.
+func writeAll(targets []string, opt outfile.Options, writes ...func(io.Writer) error) error {
+	var files []*outfile.File
+	defer func() {
+		for _, f := range files {
+			f.Abort()
+		}
+	}()
+	for i, write := range writes {
+		dst, err := outfile.Create(targets[i], opt)
+		if err != nil {
+			return err
+		}
+		files = append(files, dst)
+		if err := write(dst); err != nil {
+			return fmt.Errorf("writing %s: %w", targets[i], err)
+		}
+		if err := dst.Sync(); err != nil {
+			return fmt.Errorf("writing %s: %w", targets[i], err)
+		}
 	}
-	defer dst.Abort()
-	if err := write(dst); err != nil {
-		return fmt.Errorf("writing %s: %w", target, err)
+	for _, f := range files {
+		if err := f.Commit(); err != nil {
+			return err
+		}
 	}
-	return dst.Commit()
+	return nil
 }

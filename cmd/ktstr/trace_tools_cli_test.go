@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -16,6 +18,7 @@ import (
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/internal/outfile"
 )
 
 // tt runs ktstr with args and returns its exit status, stdout and stderr.
@@ -374,4 +377,35 @@ func TestCorpusCoverCommand(t *testing.T) {
 	code, _, stderr = tt("corpus", "cover", "--check", ttTrace(t, dir, "rows.zst", all, wire.AppendFrame(nil, wire.Tag(0x41414141), nil)))
 	assert.Equal(t, 1, code, "every row, but not every reason")
 	assert.Contains(t, stderr, "rows none; reasons crc, pad, oneshot_repeat, overflow, out_of_order")
+}
+
+// TestTimelineWritesBothOrNeither: when the second file of a timeline
+// cannot be written, the first is not replaced either (it once left a
+// new JSON beside the old page). Control: both written replace both.
+func TestTimelineWritesBothOrNeither(t *testing.T) {
+	dir := t.TempDir()
+	targets := []string{filepath.Join(dir, "tl.json"), filepath.Join(dir, "tl.html")}
+	for _, p := range targets {
+		require.NoError(t, os.WriteFile(p, []byte("OLD"), 0o644))
+	}
+	opt := outfile.Options{Force: true}
+	put := func(s string) func(io.Writer) error {
+		return func(w io.Writer) error { _, err := io.WriteString(w, s); return err }
+	}
+	full := func(io.Writer) error { return syscall.ENOSPC }
+	err := writeAll(targets, opt, put("NEW"), full)
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	for _, p := range targets {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		assert.Equal(t, "OLD", string(b), "%s is as it was", p)
+	}
+	assertNoTempFiles(t, dir)
+
+	require.NoError(t, writeAll(targets, opt, put("NEW"), put("NEW")))
+	for _, p := range targets {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		assert.Equal(t, "NEW", string(b))
+	}
 }

@@ -234,10 +234,11 @@ func CheckDir(dir, flag string) error {
 type File struct {
 	*os.File // the temporary file; write the content to it
 
-	target string // the name given
-	path   string // the resolved path Commit writes
-	opt    Options
-	done   bool
+	target  string // the name given
+	path    string // the resolved path Commit writes
+	opt     Options
+	done    bool
+	existed bool // the target existed at Create (KeepIdentical lets it)
 }
 
 // Create checks target under opt and opens the temporary file its
@@ -261,7 +262,8 @@ func Create(target string, opt Options) (*File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w: %v; choose another %s", opt.flag(), target, ErrNoDir, unwrapPath(err), opt.flag())
 		}
-		return &File{File: f, target: target, path: path, opt: opt}, nil
+		_, serr := os.Lstat(path)
+		return &File{File: f, target: target, path: path, opt: opt, existed: serr == nil}, nil
 	}
 	return nil, fmt.Errorf("%s %s: cannot create a temporary file in %s; remove its .%s.tmp-* files", opt.flag(), target, dir, base)
 }
@@ -326,6 +328,8 @@ func (f *File) place(tmp string) error {
 		return fmt.Errorf("%s %s: %w: it is now %s; nothing was written", f.opt.flag(), f.target, ErrNotRegular, Kind(fi.Mode()))
 	case f.opt.KeepIdentical && sameContent(tmp, f.path):
 		return os.Remove(tmp)
+	case !f.opt.Force && f.existed:
+		return fmt.Errorf("%s %s: %w and holds other content; remove it, or add --force to replace it", f.opt.flag(), f.target, ErrExists)
 	case !f.opt.Force:
 		return fmt.Errorf("%s %s: %w (it was created while ktstr wrote); choose another %s, or add --force to replace it", f.opt.flag(), f.target, ErrExists, f.opt.flag())
 	}

@@ -222,6 +222,7 @@ func TestKeepIdentical(t *testing.T) {
 			err = f.Commit()
 			if tt.want != nil {
 				assert.ErrorIs(t, err, tt.want)
+				assert.Contains(t, err.Error(), "holds other content", "it existed before: not said to have appeared meanwhile")
 			} else {
 				assert.NoError(t, err)
 			}

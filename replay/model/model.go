@@ -24,6 +24,8 @@ import (
 	"encoding/json"
 	"hash"
 	"hash/crc32"
+	"math"
+	"math/big"
 	"sort"
 	"unicode/utf8"
 
@@ -434,7 +436,16 @@ func (s *state) judge(f Frame, p []byte) string {
 		if !s.paused {
 			return ReasonOutOfOrder
 		}
-		s.out.WatchdogPauseNs += now - s.pausedAt
+		// The clock's advance, none if it went back; the total
+		// saturates at MaxInt64 (big.Int: no wrapping to reason about).
+		if now > s.pausedAt {
+			sum := new(big.Int).Add(big.NewInt(s.out.WatchdogPauseNs), new(big.Int).Sub(big.NewInt(now), big.NewInt(s.pausedAt)))
+			if sum.IsInt64() {
+				s.out.WatchdogPauseNs = sum.Int64()
+			} else {
+				s.out.WatchdogPauseNs = math.MaxInt64
+			}
+		}
 		s.paused = false
 
 	case uint32(wire.Step):
