@@ -14,6 +14,7 @@ import (
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/internal/outfile"
 	"github.com/ktstr/ktstr/kernel"
+	"github.com/ktstr/ktstr/vmm"
 )
 
 // runRerun implements `ktstr rerun TRACE`: the configuration the trace
@@ -36,6 +37,7 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&files.scheduler, "scheduler", "", "scheduler binary to supervise in the guest (needed when the trace names one)")
 	fs.StringVar(&files.modules, "modules", "", "module tree for the kernel (needed when the trace names one)")
 	fs.StringVar(&files.kernel, "kernel", "", "kernel to boot instead of the image the trace records (found by its SHA-256 otherwise)")
+	fs.Var(&files.maxTrace, "max-trace", "trace budget to allow (a trace that raises it past record's default needs this)")
 	pos, help, err := parseInterspersed(fs, args)
 	if help || err != nil {
 		return err
@@ -97,6 +99,9 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 // are never taken.
 type rerunFiles struct {
 	agent, scheduler, modules, kernel string
+	// maxTrace is the user's trace budget; a trace may only lower
+	// record's default, since a guest can fill the budget and the disk.
+	maxTrace byteSize
 }
 
 func exitCodeOf(err error) int {
@@ -138,7 +143,7 @@ func rerunArgs(meta capture.Meta, files rerunFiles, cached map[string]string) ([
 	if err := fs.Parse(cl[2:]); err != nil {
 		return nil, usagef("rerun: the trace's command line does not parse: %w", err)
 	}
-	drop := map[string]bool{"o": true, "force": true, "q": true, "console": true, "cpuprofile": true, "kernel": true, "agent": true, "scheduler": true, "modules": true}
+	drop := map[string]bool{"o": true, "force": true, "q": true, "console": true, "cpuprofile": true, "kernel": true, "agent": true, "scheduler": true, "modules": true, "max-trace": true}
 	var out []string
 	fs.Visit(func(f *flag.Flag) {
 		if !drop[f.Name] {
@@ -159,8 +164,16 @@ func rerunArgs(meta capture.Meta, files rerunFiles, cached map[string]string) ([
 			need = append(need, "--"+hf.name+" "+safe(hf.traced))
 		}
 	}
+	switch {
+	case files.maxTrace > 0:
+		out = append(out, "--max-trace="+files.maxTrace.String())
+	case o.maxTrace > vmm.DefaultMaxTrace:
+		need = append(need, "--max-trace "+o.maxTrace.String())
+	case o.maxTrace != vmm.DefaultMaxTrace:
+		out = append(out, "--max-trace="+o.maxTrace.String())
+	}
 	if len(need) > 0 {
-		return nil, usagef("rerun: the trace names host files (%s), and a trace does not choose programs or files on this host; check them, then give them to rerun yourself (ktstr rerun %s TRACE)", strings.Join(need, ", "), strings.Join(need, " "))
+		return nil, usagef("rerun: the trace asks for %s, and a trace does not choose programs or files on this host nor raise its budgets; check them, then give them to rerun yourself (ktstr rerun %s TRACE)", strings.Join(need, ", "), strings.Join(need, " "))
 	}
 	k := files.kernel
 	if k == "" {

@@ -100,6 +100,23 @@ func TestRerunHostFiles(t *testing.T) {
 		})
 	}
 
+	t.Run("trace budget", func(t *testing.T) {
+		// A guest can fill the budget, and the disk: a trace may lower
+		// it, never raise it past record's default on its own.
+		got, err := rerunArgs(meta("--max-trace", "512MiB"), rerunFiles{}, nil)
+		require.NoError(t, err, "control: a lower budget is the trace's to set")
+		assert.Contains(t, got, "--max-trace=512MiB")
+		_, err = rerunArgs(meta("--max-trace", "1000TiB"), rerunFiles{}, nil)
+		var ee *exitError
+		require.True(t, errors.As(err, &ee), "%v", err)
+		assert.Equal(t, ExitUsage, ee.code)
+		assert.Contains(t, err.Error(), "--max-trace 1000TiB")
+		got, err = rerunArgs(meta("--max-trace", "1000TiB"), rerunFiles{maxTrace: 8 << 30}, nil)
+		require.NoError(t, err)
+		assert.Contains(t, got, "--max-trace=8GiB", "the user's budget is the one used")
+		assert.NotContains(t, got, "--max-trace=1000TiB")
+	})
+
 	t.Run("kernel without a digest", func(t *testing.T) {
 		m := meta()
 		m.KernelSHA256 = ""
