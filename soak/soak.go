@@ -277,18 +277,25 @@ func (p Summary) check(sh Shard, total int) error {
 	if p.Runs != want {
 		return fmt.Errorf("shard %s performed %d of its %d runs (interrupted, or not of this soak); run it again", p.Shard, p.Runs, want)
 	}
-	sumReasons := 0
+	sumReasons, unexpected := 0, 0
 	for k, v := range p.Reasons {
-		if v < 0 || v > want {
+		if v < 1 || v > want {
 			return fmt.Errorf("shard %s counts %d runs ended %q, of its %d", p.Shard, v, k, want)
 		}
 		sumReasons += v
+		if !contains(p.Expect, k) {
+			unexpected += v
+		}
 	}
 	switch {
 	case p.Failed < 0 || p.Failed > p.Runs:
 		return fmt.Errorf("shard %s says %d of its %d runs did not end as expected", p.Shard, p.Failed, p.Runs)
 	case sumReasons != p.Runs:
 		return fmt.Errorf("shard %s: its END reasons count %d runs, not its %d", p.Shard, sumReasons, p.Runs)
+	case unexpected > p.Failed:
+		// A run that ended otherwise than expected is a failed run, so
+		// these are at least that many.
+		return fmt.Errorf("shard %s says %d runs did not end as expected, but %d ended otherwise than %s", p.Shard, p.Failed, unexpected, strings.Join(p.Expect, " or "))
 	case len(p.Kept) > p.Failed:
 		return fmt.Errorf("shard %s keeps %d traces of %d unexpected runs", p.Shard, len(p.Kept), p.Failed)
 	case !(p.Seconds >= 0 && p.Seconds <= maxSeconds):

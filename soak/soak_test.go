@@ -161,6 +161,8 @@ func TestMerge(t *testing.T) {
 		{"reasons that do not add up", []Summary{a, with(b, func(s *Summary) { s.Reasons["watchdog"] = 2 })}, "END reasons count 4 runs"},
 		{"a negative reason", []Summary{a, with(b, func(s *Summary) { s.Reasons = map[string]int{"poweroff": 2, "guest_died": 2, "watchdog": -2} })}, "counts -2 runs"},
 		{"a huge reason", []Summary{a, with(b, func(s *Summary) { s.Reasons["x"] = math.MaxInt })}, "runs ended"},
+		{"unexpected ends not counted as failed", []Summary{a, with(b, func(s *Summary) { s.Failed, s.Kept = 0, nil })}, "1 ended otherwise than poweroff"},
+		{"a reason of no runs", []Summary{a, with(b, func(s *Summary) { s.Reasons["idle"] = 0 })}, "counts 0 runs"},
 		{"more kept than failed", []Summary{a, with(b, func(s *Summary) { s.Kept = []string{"x", "y"} })}, "keeps 2 traces"},
 		{"a negative time", []Summary{a, with(b, func(s *Summary) { s.Seconds = -1 })}, "took -1 s"},
 		{"an endless time", []Summary{a, with(b, func(s *Summary) { s.Seconds = 1e300 })}, "took 1e+300 s"},
@@ -179,7 +181,7 @@ func TestMerge(t *testing.T) {
 // names ten missing shards and counts the rest, in bounded time and
 // memory (the list once grew with the shard count a summary claimed).
 func TestMergeManyMissing(t *testing.T) {
-	one := Summary{Shard: "0/100000", Total: MaxRuns, Runs: Shard{0, MaxShards}.Len(MaxRuns), Reasons: map[string]int{}}
+	one := Summary{Shard: "0/100000", Total: MaxRuns, Expect: []string{"poweroff"}, Runs: Shard{0, MaxShards}.Len(MaxRuns), Reasons: map[string]int{}}
 	one.Reasons["poweroff"] = one.Runs
 	_, err := Merge([]Summary{one})
 	require.Error(t, err)

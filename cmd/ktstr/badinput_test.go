@@ -189,7 +189,7 @@ func badInvocations(f badInputFixtures) []invocation {
 	add("corpus export: a corrupt one among good", 2, "not zstd-compressed", "corpus", "export", "-o", p("c1"), good, p("garbage.zst"))
 	add("corpus export: empty trace", 2, "the trace is empty", "corpus", "export", "-o", p("c1"), p("empty.zst"))
 	add("corpus export: a directory", 2, "is a directory", "corpus", "export", "-o", p("c1"), p("subdir"))
-	add("corpus export: over -max", 2, "raise -max", "corpus", "export", "-o", p("c1"), "-max", "3", good)
+	add("corpus export: over -max", 2, "raise --max", "corpus", "export", "-o", p("c1"), "-max", "3", good)
 	add("replay: --save-failures empty", 2, "name the directory", "replay", "--mutate", "5", "--save-failures", "", good)
 	add("trace timeline: -o a directory", 2, "names a file base", "trace", "timeline", good, "-o", p("subdir"))
 	add("corpus cover: a directory of no inputs", 2, "holds no trace", "corpus", "cover", p("emptydir"))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -238,4 +239,23 @@ func TestPrintableJSON(t *testing.T) {
 	var back map[string]string
 	require.NoError(t, json.Unmarshal(out, &back))
 	assert.Equal(t, in, back)
+}
+
+// TestJSONOutputsArePrintable: a trace's file name with a direction
+// override and a C1 control comes out of replay --json and corpus
+// cover --json as \u escapes, and decodes back to the name. Control:
+// the report is there, for the same file.
+func TestJSONOutputsArePrintable(t *testing.T) {
+	dir := t.TempDir()
+	name := "run\u202e\u009b.zst"
+	good := writeSeedTrace(t, dir, name, seedNamed(t, "every-row"), false)
+	for _, args := range [][]string{{"replay", "--json", good}, {"corpus", "cover", "--json", good}} {
+		r := runChild(t, childOpts{}, args...)
+		require.Equal(t, ExitOK, r.code, r.stderr)
+		assert.NotContains(t, r.stdout, "\u202e")
+		assert.NotContains(t, r.stdout, "\u009b")
+		var v map[string]any
+		require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &v), "one JSON object")
+		assert.Contains(t, fmt.Sprint(v), name, "it decodes back to the name")
+	}
 }

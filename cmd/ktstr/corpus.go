@@ -122,7 +122,7 @@ func exportStream(path string, limit int64) (*replay.Stream, *replay.Truncation,
 	case err != nil:
 		return nil, nil, fmt.Errorf("corpus export: %s: %w", path, err)
 	case h.More:
-		return nil, nil, fmt.Errorf("corpus export: %s: %w: the stream exceeds %d bytes or %d deliveries; export a shorter trace or raise -max", path, corpus.ErrTooLarge, limit, replay.MaxHeldDeliveries)
+		return nil, nil, fmt.Errorf("corpus export: %s: %w: the stream exceeds %d bytes or %d deliveries; export a shorter trace or raise --max", path, corpus.ErrTooLarge, limit, replay.MaxHeldDeliveries)
 	}
 	if err := checkEndOutcome(h.End); err != nil {
 		return nil, nil, fmt.Errorf("corpus export: %s: %w: %w", path, replay.ErrBadTrace, err)

@@ -58,7 +58,7 @@ func runCorpusCover(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("corpus cover: encoding the report: %w", err)
 		}
-		fmt.Fprintf(stdout, "%s\n", js)
+		fmt.Fprintf(stdout, "%s\n", printableJSON(js))
 	} else {
 		writeCoverage(stdout, cov)
 	}

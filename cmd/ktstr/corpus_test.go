@@ -98,9 +98,9 @@ func TestCorpusExportBadInput(t *testing.T) {
 		{"missing file", []string{"export", "-o", out, filepath.Join(dir, "nope.zst")}, "no such file"},
 		{"corrupt trace", []string{"export", "-o", out, good, corrupt}, "corrupt.zst: bad trace"},
 		{"empty trace", []string{"export", "-o", out, file}, "bad trace"},
-		{"over -max", []string{"export", "-o", out, "-max", "3", good}, "raise -max"},
+		{"over -max", []string{"export", "-o", out, "-max", "3", good}, "raise --max"},
 		{"bad -max", []string{"export", "-o", out, "-max", "0", good}, "not a positive size"},
-		{"-max in units", []string{"export", "-o", out, "-max", "2B", good}, "raise -max"},
+		{"-max in units", []string{"export", "-o", out, "-max", "2B", good}, "raise --max"},
 		{"unknown flag", []string{"export", "-o", out, "--bogus", good}, "bogus"},
 		{"unwritable -o", []string{"export", "-o", filepath.Join(file, "sub"), good}, "writable directory"},
 	}

@@ -416,7 +416,7 @@ func checkTraceEverywhere(t *testing.T, tr crafted, corpusDir string) {
 		r := runChild(t, childOpts{discard: cmd != "replay --json"}, rc.args...)
 		assertNoCrash(t, r.stderr)
 		switch {
-		case cmd == "corpus export" && strings.Contains(r.stderr, "raise -max"):
+		case cmd == "corpus export" && strings.Contains(r.stderr, "raise --max"):
 			// Past its -max (1 MiB of TX by default) export refuses a
 			// stream it would have to hold whole: its documented bound.
 			assert.Equal(t, ExitUsage, r.code)

@@ -84,7 +84,7 @@ func runKernelFetch(args []string, stdout, stderr io.Writer) error {
 		}
 		for _, k := range ks {
 			if k.Release == rel {
-				fmt.Fprintf(stdout, "%s already cached: %s (sha256 %s); --force fetches it again\n", k.Release, k.Path, k.SHA256)
+				fmt.Fprintf(stdout, "%s already cached: %s (sha256 %s); --force fetches it again\n", safe(k.Release), safe(k.Path), safe(k.SHA256))
 				return nil
 			}
 		}
@@ -93,12 +93,12 @@ func runKernelFetch(args []string, stdout, stderr io.Writer) error {
 	if *quiet {
 		log = io.Discard
 	}
-	fmt.Fprintf(stderr, "fetching %s %s with apt-get download\n", pkg.Name, pkg.Version)
+	fmt.Fprintf(stderr, "fetching %s %s with apt-get download\n", safe(pkg.Name), safe(pkg.Version))
 	k, err := kernel.FetchDebian(ctx, dir, pkg, log)
 	if err != nil {
 		return envErr(fmt.Errorf("kernel fetch: %w", err))
 	}
-	fmt.Fprintf(stdout, "%s: %s (sha256 %s)\n", k.Release, k.Path, k.SHA256)
+	fmt.Fprintf(stdout, "%s: %s (sha256 %s)\n", safe(k.Release), safe(k.Path), safe(k.SHA256))
 	return nil
 }
 
@@ -120,7 +120,7 @@ func runKernelList(args []string, stdout, stderr io.Writer) error {
 		return envErr(err)
 	}
 	if len(ks) == 0 {
-		fmt.Fprintf(stderr, "no kernels in %s; run: %s\n", dir, kernel.FixFetch)
+		fmt.Fprintf(stderr, "no kernels in %s; run: %s\n", safe(dir), kernel.FixFetch)
 		return nil
 	}
 	for i, k := range ks {
@@ -128,7 +128,7 @@ func runKernelList(args []string, stdout, stderr io.Writer) error {
 		if i == 0 {
 			mark = "*" // the default
 		}
-		fmt.Fprintf(stdout, "%s %-34s %s  %s  %s\n", mark, k.Release, k.SHA256[:min(12, len(k.SHA256))], k.Origin, k.Path)
+		fmt.Fprintf(stdout, "%s %-34s %s  %s  %s\n", mark, safe(k.Release), safe(k.SHA256[:min(12, len(k.SHA256))]), safe(k.Origin), safe(k.Path))
 		fmt.Fprintf(stdout, "    %s\n", kernelFacts(k))
 	}
 	return nil
@@ -148,7 +148,7 @@ func runKernelPath(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, k.Path)
+	fmt.Fprintln(stdout, safe(k.Path))
 	return nil
 }
 
@@ -197,7 +197,7 @@ func runKernelCheck(args []string, stdout, stderr io.Writer) error {
 		facts = append(facts, f.Name+": "+f.State)
 	}
 	if src.Modules != nil {
-		facts = append(facts, "modules: "+src.Modules.Dir)
+		facts = append(facts, "modules: "+safeInline(src.Modules.Dir))
 	} else {
 		facts = append(facts, "modules: none")
 	}

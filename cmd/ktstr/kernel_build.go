@@ -86,10 +86,10 @@ func runKernelBuild(args []string, stdout, stderr io.Writer) error {
 		_, err = fmt.Fprintf(stdout, "%s\n", b)
 		return err
 	}
-	fmt.Fprintf(stdout, "kernel %s\n", m.KernelPath())
+	fmt.Fprintf(stdout, "kernel %s\n", safe(m.KernelPath()))
 	for _, s := range m.Schedulers {
 		p, _ := m.SchedulerPath(s.Name)
-		fmt.Fprintf(stdout, "%s %s\n", s.Name, p)
+		fmt.Fprintf(stdout, "%s %s\n", safe(s.Name), safe(p))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -123,6 +124,9 @@ const maxJSONShown = 4 << 10
 // the same JSON value, whose bytes cannot change a terminal's state or
 // split a line for a reader that splits on Unicode line breaks.
 func printableJSON(js []byte) []byte {
+	if !slices.ContainsFunc(js, func(c byte) bool { return c >= 0x7f }) {
+		return js // ASCII: encoding/json escaped every control already
+	}
 	out := make([]byte, 0, len(js))
 	for _, r := range string(js) {
 		if r < utf8.RuneSelf && r != 0x7f || strconv.IsPrint(r) {
@@ -137,6 +141,17 @@ func printableJSON(js []byte) []byte {
 		out = fmt.Appendf(out, `\u%04x`, r)
 	}
 	return out
+}
+
+// printableWriter passes each Write through printableJSON: for a
+// json.Encoder, which writes each value in one Write.
+type printableWriter struct{ w io.Writer }
+
+func (p printableWriter) Write(b []byte) (int, error) {
+	if _, err := p.w.Write(printableJSON(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // safeJSON renders a JSON value from a trace on one line for a person:

@@ -906,7 +906,7 @@ func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, kconfig, backen
 	// What the guest, its kernel or its VMM said (the detail, TEST,
 	// CRSH, the console) is printed through safeInline and safeLines: no
 	// control character of theirs reaches the terminal.
-	fmt.Fprintf(w, "recorded %s: %s — %s\n", o.out, res.Reason, safeInline(res.Detail))
+	fmt.Fprintf(w, "recorded %s: %s — %s\n", safe(o.out), res.Reason, safeInline(res.Detail))
 	fmt.Fprintf(w, "  kernel %s (sha256 %.12s), %s backend", safeInline(k.Release), k.SHA256, backend)
 	if a := res.Info["accel"]; a != "" {
 		fmt.Fprintf(w, ", accel %s", safeInline(a))
@@ -970,9 +970,9 @@ func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, kconfig, backen
 	}
 	if res.ExitStatus != 0 && console != "" {
 		if tail := fileTail(console, 15); tail != "" {
-			fmt.Fprintf(w, "  last console lines (%s):\n%s\n", console, indent(safeLines(tail)))
+			fmt.Fprintf(w, "  last console lines (%s):\n%s\n", safe(console), indent(safeLines(tail)))
 		} else {
-			fmt.Fprintf(w, "  console log: %s (empty)\n", console)
+			fmt.Fprintf(w, "  console log: %s (empty)\n", safe(console))
 		}
 	}
 }

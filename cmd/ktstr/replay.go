@@ -105,13 +105,13 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 			if badInput == nil {
 				badInput = err
 			}
-			fmt.Fprintf(stderr, "ktstr: %v\n", oneLine(err))
+			fmt.Fprintf(stderr, "ktstr: %s\n", errorLine(err.Error()))
 			continue
 		}
 		if *asJSON {
 			// Encoded straight to the output: one copy of a report
 			// that may list 65536 verdicts twice, not three.
-			if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+			if err := json.NewEncoder(printableWriter{stdout}).Encode(rep); err != nil {
 				if writeFailed(stdout) != nil {
 					break // run reports it
 				}
@@ -131,8 +131,6 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
-
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
 
 // warnTruncated says on stderr, in the one form every command uses, that
 // a trace ends early and that what it printed or wrote is its readable

@@ -143,6 +143,12 @@ func rerunArgs(meta capture.Meta, files rerunFiles, cached map[string]string) ([
 	if err := fs.Parse(cl[2:]); err != nil {
 		return nil, usagef("rerun: the trace's command line does not parse: %w", err)
 	}
+	// Record takes no argument: a command line with one (or not of
+	// ktstr) is not one record ran, and rerunning part of it would be
+	// another configuration.
+	if cl[0] != "ktstr" || fs.NArg() > 0 {
+		return nil, usagef("rerun: the trace's command line (%s) is not one ktstr record ran", describeCmdline(cl))
+	}
 	drop := map[string]bool{"o": true, "force": true, "q": true, "console": true, "cpuprofile": true, "kernel": true, "agent": true, "scheduler": true, "modules": true, "max-trace": true}
 	var out []string
 	fs.Visit(func(f *flag.Flag) {
@@ -202,11 +208,12 @@ func rerunKernel(meta capture.Meta, given string, cached map[string]string) (str
 	case !isSHA256(want):
 		return "", usagef("rerun: the trace's kernel_sha256 %s is not a SHA-256; give rerun --kernel yourself", safe(want))
 	}
+	// Only a file that hashes to the recorded image is booted: the
+	// trace's --kernel when it is that image, else the image the
+	// recorder booted (a package's or directory's, unpacked in the
+	// cache). A path the trace names is never taken on its word.
 	for _, p := range []string{given, meta.KernelPath} {
 		if p != "" && fileSHA256(p) == want {
-			if p == meta.KernelPath && given != "" && given != p {
-				return given, nil // a package or directory: it unpacks to that image again
-			}
 			return p, nil
 		}
 	}

@@ -100,6 +100,29 @@ func TestRerunHostFiles(t *testing.T) {
 		})
 	}
 
+	t.Run("a kernel path the trace names is not taken on its word", func(t *testing.T) {
+		// kernel_path hashes to the digest, --kernel names another path
+		// (a directory, a package): the hashed image is booted, never
+		// the unhashed path.
+		m := meta()
+		m.CommandLine = []string{"ktstr", "record", "--kernel=/", "-o", "x.zst"}
+		got, err := rerunArgs(m, rerunFiles{}, nil)
+		require.NoError(t, err)
+		assert.Contains(t, got, "--kernel="+img)
+		assert.NotContains(t, got, "--kernel=/")
+	})
+	t.Run("a command line record would not have run", func(t *testing.T) {
+		for _, cl := range [][]string{
+			{"ktstr", "record", "--cpus=1", "junk", "--agent=/bin/sh"},
+			{"/bin/evil", "record", "--cpus=1"},
+		} {
+			_, err := rerunArgs(capture.Meta{CommandLine: cl}, rerunFiles{}, nil)
+			var ee *exitError
+			require.True(t, errors.As(err, &ee), "%v", err)
+			assert.Equal(t, ExitUsage, ee.code)
+			assert.Contains(t, err.Error(), "not one ktstr record ran")
+		}
+	})
 	t.Run("trace budget", func(t *testing.T) {
 		// A guest can fill the budget, and the disk: a trace may lower
 		// it, never raise it past record's default on its own.

@@ -76,8 +76,8 @@ func runSoak(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *summaryPath != "" {
-		if err := outfile.Check(*summaryPath, summaryOpt()); err != nil {
-			return usagef("soak: %w", err)
+		if err := checkSummaryTarget(*summaryPath); err != nil {
+			return err
 		}
 	}
 	self, err := os.Executable()
@@ -87,7 +87,8 @@ func runSoak(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	enc := json.NewEncoder(stdout)
+	// JSON Lines whose strings (paths, reasons) hold no unprintable rune.
+	enc := printableEncoder{stdout}
 	cfg := soak.Config{
 		Runs: *runs, Jobs: *jobs, Shard: shard, Dir: *keep,
 		Expect: soak.Expect{Reasons: strings.Split(*expect, ",")},
@@ -98,7 +99,11 @@ func runSoak(args []string, stdout, stderr io.Writer) error {
 				_ = enc.Encode(r)
 			}
 			if !r.Expected {
-				fmt.Fprintf(stderr, "\rsoak: run %d: %s (kept %s)\n", r.Index, r.Why, r.Trace)
+				where := "no trace was written"
+				if r.Kept {
+					where = "kept " + safe(r.Trace)
+				}
+				fmt.Fprintf(stderr, "\rsoak: run %d: %s (%s)\n", r.Index, safe(r.Why), where)
 			}
 		},
 		Progress: func(done, running, kept, total int, elapsed time.Duration) {
@@ -131,8 +136,40 @@ func runSoak(args []string, stdout, stderr io.Writer) error {
 }
 
 // summaryOpt is how soak writes --summary: a summary is a soak's own
-// output, replaced by the next soak that names it.
+// output, replaced by the next soak that names it (checkSummaryTarget
+// makes sure it is one).
 func summaryOpt() outfile.Options { return outfile.Options{Force: true, Flag: "--summary"} }
+
+// checkSummaryTarget lets --summary replace an existing file only when
+// that file is a soak summary: anything else (a trace, an earlier
+// soak's kept run) is not soak's to overwrite.
+func checkSummaryTarget(path string) error {
+	if err := outfile.Check(path, summaryOpt()); err != nil {
+		return usagef("soak: %w", err)
+	}
+	if _, err := os.Lstat(path); err != nil {
+		return nil // a new file
+	}
+	var old soak.Summary
+	b, err := readSummary(path)
+	if err != nil || json.Unmarshal(b, &old) != nil || old.Shard == "" {
+		return usagef("soak: --summary %s exists and is not a soak summary; choose another name, or remove it", safe(path))
+	}
+	return nil
+}
+
+// printableEncoder writes JSON Lines through printableJSON.
+type printableEncoder struct{ w io.Writer }
+
+// Encode writes v as one JSON line.
+func (e printableEncoder) Encode(v any) error {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.w, "%s\n", printableJSON(js))
+	return err
+}
 
 // writeSummary writes the summary as indented JSON under the output rule.
 func writeSummary(path string, sum soak.Summary) error {
@@ -162,11 +199,21 @@ func checkRecordArgs(args []string) error {
 		return usagef("soak: the record flags after --: unexpected argument %q", fs.Arg(0))
 	}
 	var own []string
+	var missing error
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "o" || f.Name == "console" || f.Name == "force" || f.Name == "cpuprofile" {
+		switch f.Name {
+		case "o", "console", "force", "cpuprofile":
 			own = append(own, "-"+f.Name)
+		case "kernel", "agent", "scheduler", "modules":
+			// A missing file fails every run alike: said once, now.
+			if _, err := os.Stat(f.Value.String()); err != nil && missing == nil {
+				missing = usagef("soak: the record flags after --: --%s %s: %w", f.Name, safe(f.Value.String()), unwrapPathErr(err))
+			}
 		}
 	})
+	if missing != nil {
+		return missing
+	}
 	if len(own) > 0 {
 		return usagef("soak: the record flags after --: %s: soak names each run's outputs itself (every run would write the same file); drop it", strings.Join(own, ", "))
 	}
@@ -271,6 +318,9 @@ func writeSoakTable(w io.Writer, s soak.Summary) {
 	}
 }
 
+// maxSummaries bounds the summaries soak merge holds at once.
+const maxSummaries = 64 << 20
+
 // maxSummary bounds a soak summary read back: its kept list is bounded
 // by the runs, and a file past this is not one soak wrote.
 const maxSummary = 16 << 20
@@ -305,10 +355,15 @@ func runSoakMerge(args []string, stdout, stderr io.Writer) error {
 		return usagef("soak merge: give the shards' --summary files")
 	}
 	var parts []soak.Summary
+	read := 0
 	for _, p := range paths {
 		b, err := readSummary(p)
 		if err != nil {
 			return usagef("soak merge: %w", err)
+		}
+		// The summaries are held together: bounded together too.
+		if read += len(b); read > maxSummaries {
+			return usagef("soak merge: the summaries are over %d MiB together: not the shards of one soak", maxSummaries>>20)
 		}
 		var s soak.Summary
 		if err := json.Unmarshal(b, &s); err != nil {
@@ -321,7 +376,7 @@ func runSoakMerge(args []string, stdout, stderr io.Writer) error {
 		return usagef("soak %w", err)
 	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(m)
+		return printableEncoder{stdout}.Encode(m)
 	}
 	writeSoakTable(stdout, m)
 	if m.Failed > 0 {

@@ -38,6 +38,8 @@ func TestReadSummaryIsBounded(t *testing.T) {
 func TestSoakRefusesBeforeAnyRun(t *testing.T) {
 	keep := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(keep, "run-0003.zst"), []byte("an earlier soak's kept run"), 0o644))
+	trace := filepath.Join(t.TempDir(), "precious.zst")
+	require.NoError(t, os.WriteFile(trace, []byte("a recorded trace"), 0o644))
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -50,6 +52,8 @@ func TestSoakRefusesBeforeAnyRun(t *testing.T) {
 		{"-console among the record flags", []string{"soak", "--", "-console", "c.log"}, "-console: soak names"},
 		{"--cpuprofile among the record flags", []string{"soak", "--", "--cpuprofile", "p.txt"}, "-cpuprofile"},
 		{"an earlier soak's run in --keep", []string{"soak", "--runs", "5", "--keep", keep, "--", "--cpus", "1"}, "already holds run-0003.zst"},
+		{"--summary over a file not a summary", []string{"soak", "--runs", "1", "--keep", t.TempDir(), "--summary", trace, "--", "--cpus", "1"}, "is not a soak summary"},
+		{"a missing kernel, said once", []string{"soak", "--runs", "1000", "--keep", t.TempDir(), "--", "--kernel=/nonexistent"}, "--kernel /nonexistent: no such file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runChild(t, childOpts{}, tc.args...)
@@ -61,6 +65,13 @@ func TestSoakRefusesBeforeAnyRun(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(keep, "run-0003.zst"))
 	require.NoError(t, err)
 	assert.Equal(t, "an earlier soak's kept run", string(b), "the earlier run is untouched")
+	b, err = os.ReadFile(trace)
+	require.NoError(t, err)
+	assert.Equal(t, "a recorded trace", string(b), "the trace is untouched")
+	// Control: an earlier summary is soak's to replace.
+	sum := filepath.Join(t.TempDir(), "s.json")
+	require.NoError(t, os.WriteFile(sum, []byte(`{"shard":"0/1","total":1,"runs":1}`), 0o644))
+	require.NoError(t, checkSummaryTarget(sum))
 
 	// The keep check is this shard's runs only: shard 0/2 never writes
 	// run 3, so a directory shared by the shards is fine.

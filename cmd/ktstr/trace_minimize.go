@@ -116,7 +116,7 @@ func traceMinimize(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("trace minimize: encoding the report: %w", err)
 		}
-		fmt.Fprintf(stdout, "%s\n", js)
+		fmt.Fprintf(stdout, "%s\n", printableJSON(js))
 		return nil
 	}
 	writeMinimizeReport(stdout, path, *out, prop, res)
