@@ -2,6 +2,7 @@ package replay
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -286,11 +287,20 @@ type Failure struct {
 type Campaign struct {
 	Operators []OperatorStats
 	Failures  []Failure
+	// Interrupted says the campaign's context ended it before its n
+	// mutants: the rest is what was made and checked up to then.
+	Interrupted bool
 }
 
 // Mutate makes n mutants of s, spread evenly over the operators, and
 // checks each (invariants 1–8 and 10). It is deterministic for a seed.
 func Mutate(s *Stream, n int, seed uint64) *Campaign {
+	return MutateContext(context.Background(), s, n, seed)
+}
+
+// MutateContext is Mutate that stops early, with Interrupted set, once
+// ctx is done: a long campaign answers an interrupt with what it found.
+func MutateContext(ctx context.Context, s *Stream, n int, seed uint64) *Campaign {
 	ops := Operators()
 	r := rand.New(rand.NewPCG(seed, 0x6d757461))
 	frames := frameSpans(s.Data)
@@ -299,6 +309,10 @@ func Mutate(s *Stream, n int, seed uint64) *Campaign {
 		c.Operators[i].Name = ops[i].Name
 	}
 	for i := range n {
+		if ctx.Err() != nil {
+			c.Interrupted = true
+			break
+		}
 		k := i % len(ops)
 		m, ok := ops[k].Fn(r, s, frames)
 		if !ok {

@@ -67,6 +67,9 @@ type Mutation struct {
 	Limited   bool               `json:"limited"`
 	Operators []MutationOperator `json:"operators"` // one per operator, in campaign order
 	Saved     []string           `json:"saved"`     // the failing mutants written as traces (--save-failures)
+	// Interrupted says a signal stopped the campaign before its
+	// mutants were all made; Mutants counts those that were.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // MutationOperator is one operator's row of a campaign.

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
@@ -80,8 +83,12 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	}
 
 	var badInput error
+	var signalled os.Signal // what interrupted a campaign, if one did
 	failed := false
 	for _, path := range traces {
+		if signalled != nil {
+			break // the interrupted campaign's trace was the last
+		}
 		if writeFailed(stdout) != nil {
 			break // run reports it
 		}
@@ -92,7 +99,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		var table string
 		var merr error
 		if *mutate > 0 {
-			m, table, merr = mutateOne(path, *mutate, *seed, *saveDir, *force, stderr)
+			m, table, merr = mutateOne(path, *mutate, *seed, *saveDir, *force, stderr, &signalled)
 		}
 		rep, err := replayOne(path, c, int64(modelLimit))
 		if err == nil && rep.Truncation != nil {
@@ -124,6 +131,12 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		failed = failed || !rep.OK() || rep.Mutation != nil && rep.Mutation.Failing > 0
 	}
 	switch {
+	case signalled != nil:
+		code := ExitInterrupted
+		if signalled == syscall.SIGTERM {
+			code = ExitTerminated
+		}
+		return &exitError{code, fmt.Errorf("replay: interrupted (%v): the mutation campaign stopped early; its results up to then are above", signalled)}
 	case badInput != nil:
 		return usageErr(errors.Join(errSilent, badInput))
 	case failed:
@@ -263,7 +276,11 @@ func rejectedSummary(r *dispatch.Rejected) string {
 
 // writeCampaign prints the human-readable form of a mutation campaign.
 func writeCampaign(w io.Writer, path string, m *replay.Mutation, c *replay.Campaign) {
-	fmt.Fprintf(w, "%s: mutation campaign, %d mutants, seed %d\n", safe(path), m.Mutants, m.Seed)
+	stopped := ""
+	if m.Interrupted {
+		stopped = " (interrupted: the mutants made up to then)"
+	}
+	fmt.Fprintf(w, "%s: mutation campaign, %d mutants, seed %d%s\n", safe(path), m.Mutants, m.Seed, stopped)
 	if m.Limited {
 		fmt.Fprintf(w, "  (of its first %d TX bytes: the stream is longer than the campaign's %d-byte limit)\n", m.Bytes, mutateLimit)
 	}
@@ -277,8 +294,8 @@ func writeCampaign(w io.Writer, path string, m *replay.Mutation, c *replay.Campa
 // saves the failing ones into saveDir, if given. It returns the
 // campaign's "mutation" member and its human-readable form, and holds
 // nothing of it once it returns.
-func mutateOne(path string, n int, seed uint64, saveDir string, force bool, stderr io.Writer) (*replay.Mutation, string, error) {
-	m, c, err := campaign(path, n, seed, saveDir, force, stderr)
+func mutateOne(path string, n int, seed uint64, saveDir string, force bool, stderr io.Writer, signalled *os.Signal) (*replay.Mutation, string, error) {
+	m, c, err := campaign(path, n, seed, saveDir, force, stderr, signalled)
 	if err != nil {
 		return nil, "", err
 	}
@@ -287,7 +304,7 @@ func mutateOne(path string, n int, seed uint64, saveDir string, force bool, stde
 	return m, table.String(), nil
 }
 
-func campaign(path string, n int, seed uint64, saveDir string, force bool, stderr io.Writer) (*replay.Mutation, *replay.Campaign, error) {
+func campaign(path string, n int, seed uint64, saveDir string, force bool, stderr io.Writer, signalled *os.Signal) (*replay.Mutation, *replay.Campaign, error) {
 	f, err := openTrace(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("replay --mutate: %w", err)
@@ -303,10 +320,33 @@ func campaign(path string, n int, seed uint64, saveDir string, force bool, stder
 		fmt.Fprintf(stderr, "ktstr: replay --mutate: %s: its TX stream is longer than %d bytes or %d deliveries; mutating its first %d bytes (%d deliveries)\n",
 			safe(path), mutateLimit, replay.MaxHeldDeliveries, len(s.Data), s.Deliveries())
 	}
-	c := replay.Mutate(s, n, seed)
+	// A campaign may run for hours: SIGINT or SIGTERM ends it with what
+	// it found, reported as usual and marked. Only while it runs: a
+	// second signal, or one outside, acts as it always does.
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var got os.Signal
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case got = <-sigs:
+			signal.Stop(sigs)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c := replay.MutateContext(ctx, s, n, seed)
+	signal.Stop(sigs)
+	cancel()
+	<-done
 	mutants, failing := c.Total()
 	m := &replay.Mutation{Mutants: mutants, Failing: failing, Seed: seed, Bytes: len(s.Data), Limited: more,
-		Operators: []replay.MutationOperator{}, Saved: []string{}}
+		Operators: []replay.MutationOperator{}, Saved: []string{}, Interrupted: c.Interrupted}
+	if c.Interrupted {
+		*signalled = got
+	}
 	for _, o := range c.Operators {
 		m.Operators = append(m.Operators, replay.MutationOperator(o))
 	}

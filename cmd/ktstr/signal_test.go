@@ -247,3 +247,47 @@ func TestRecordTraceWriteFailure(t *testing.T) {
 		assert.EqualValues(t, 64, fi.Size(), "it holds the bytes written before the limit")
 	}
 }
+
+// TestReplayMutateInterrupted: SIGINT or SIGTERM during a long mutation
+// campaign ends it with what it found: the report is printed, marked
+// interrupted (JSON: "interrupted": true), and the exit status is
+// 128 + the signal. Control: the same campaign, short, ends 0 and
+// unmarked.
+func TestReplayMutateInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	good := writeSeedTrace(t, dir, "good.zst", seedNamed(t, "every-row"), false)
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, ExitInterrupted}, {syscall.SIGTERM, ExitTerminated}} {
+		t.Run(tc.sig.String(), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestKtstrChild$")
+			cmd.Env = append(os.Environ(), "KTSTR_CHILD_ARGS="+strings.Join([]string{"replay", "--json", "--mutate", "100000000", good}, "\x1f"))
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			require.NoError(t, cmd.Start())
+			time.Sleep(3 * time.Second) // well into the campaign, on a loaded machine too
+			require.NoError(t, cmd.Process.Signal(tc.sig))
+			err := cmd.Wait()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, stderr.String())
+			assert.Equal(t, tc.code, ee.ExitCode(), stderr.String())
+			assertOneLineError(t, stderr.String())
+			assert.Contains(t, stderr.String(), "results up to then are above")
+			var rep struct {
+				Mutation struct {
+					Mutants     int  `json:"mutants"`
+					Interrupted bool `json:"interrupted"`
+				} `json:"mutation"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(stdout.String()), &rep), stdout.String())
+			assert.True(t, rep.Mutation.Interrupted)
+			assert.Positive(t, rep.Mutation.Mutants)
+			assert.Less(t, rep.Mutation.Mutants, 100000000)
+		})
+	}
+	r := runChild(t, childOpts{}, "replay", "--mutate", "50", good)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "mutation campaign, 50 mutants")
+	assert.NotContains(t, r.stdout, "interrupted")
+}
