@@ -112,15 +112,16 @@ func exitCodeOf(err error) int {
 	return ExitEnv
 }
 
-// cacheKernels maps the SHA-256 of each cached kernel image to its path.
-func cacheKernels(dir string) map[string]string {
-	m := map[string]string{}
+// cacheKernels maps the SHA-256 of each cached kernel image to its
+// cache entry.
+func cacheKernels(dir string) map[string]kernel.Kernel {
+	m := map[string]kernel.Kernel{}
 	if dir == "" {
 		return m
 	}
 	ks, _ := kernel.List(dir)
 	for _, k := range ks {
-		m[k.SHA256] = k.Path
+		m[k.SHA256] = k
 	}
 	return m
 }
@@ -131,7 +132,7 @@ func cacheKernels(dir string) map[string]string {
 // unless the user gives them (files), and the kernel is pinned to the
 // image the trace was recorded with, found by its SHA-256 in the cache
 // when the recorded path no longer holds it.
-func rerunArgs(meta capture.Meta, files rerunFiles, cached map[string]string) ([]string, error) {
+func rerunArgs(meta capture.Meta, files rerunFiles, cached map[string]kernel.Kernel) ([]string, error) {
 	cl := meta.CommandLine
 	if len(cl) < 2 || cl[1] != "record" {
 		return nil, usagef("rerun: the trace records no `ktstr record` command line (it was %s); only recorded runs can be rerun", describeCmdline(cl))
@@ -190,6 +191,12 @@ func rerunArgs(meta capture.Meta, files rerunFiles, cached map[string]string) ([
 	}
 	if k != "" {
 		out = append(out, "--kernel="+k)
+		// The image alone does not bring the module tree a package or the
+		// cache gave the recorded run: the user's cache entry of that
+		// image does (a modular kernel's virtio modules).
+		if c, ok := cached[meta.KernelSHA256]; ok && files.kernel == "" && files.modules == "" && c.ModulesDir != "" {
+			out = append(out, "--modules="+c.ModulesDir)
+		}
 	}
 	return out, nil
 }
@@ -197,7 +204,7 @@ func rerunArgs(meta capture.Meta, files rerunFiles, cached map[string]string) ([
 // rerunKernel finds the image the trace was recorded with: the path it
 // was given, while that still holds the image, else the cached kernel of
 // the same SHA-256; none of them is exit 3, naming the fix.
-func rerunKernel(meta capture.Meta, given string, cached map[string]string) (string, error) {
+func rerunKernel(meta capture.Meta, given string, cached map[string]kernel.Kernel) (string, error) {
 	want := meta.KernelSHA256
 	switch {
 	case want == "" && given == "":
@@ -217,8 +224,8 @@ func rerunKernel(meta capture.Meta, given string, cached map[string]string) (str
 			return p, nil
 		}
 	}
-	if p, ok := cached[want]; ok {
-		return p, nil
+	if c, ok := cached[want]; ok {
+		return c.Path, nil
 	}
 	return "", envErr(fmt.Errorf("rerun: the kernel the trace was recorded with (%s, sha256 %.12s) is no longer at %s nor in the cache; fetch it again (ktstr kernel fetch, --release/--flavour as recorded), or give rerun --kernel", safe(meta.KernelRelease), want, orNone(meta.KernelPath)))
 }

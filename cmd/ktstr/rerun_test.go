@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ktstr/ktstr/capture"
+	"github.com/ktstr/ktstr/kernel"
 )
 
 // TestRerunArgs: the recorded command line comes back without its
@@ -37,7 +38,7 @@ func TestRerunArgs(t *testing.T) {
 
 	// The path now holds another image: the cache's copy of the recorded one.
 	require.NoError(t, os.WriteFile(img, []byte("rebuilt"), 0o644))
-	got, err = rerunArgs(meta, rerunFiles{}, map[string]string{sha: "/cache/6.12.1/vmlinuz"})
+	got, err = rerunArgs(meta, rerunFiles{}, map[string]kernel.Kernel{sha: {Path: "/cache/6.12.1/vmlinuz"}})
 	require.NoError(t, err)
 	assert.Contains(t, got, "--kernel=/cache/6.12.1/vmlinuz")
 
@@ -122,6 +123,23 @@ func TestRerunHostFiles(t *testing.T) {
 			assert.Equal(t, ExitUsage, ee.code)
 			assert.Contains(t, err.Error(), "not one ktstr record ran")
 		}
+	})
+	t.Run("the cache's module tree comes with its image", func(t *testing.T) {
+		cached := map[string]kernel.Kernel{sha: {Path: img, ModulesDir: "/cache/6.12.1/lib/modules/6.12.1"}}
+		got, err := rerunArgs(meta(), rerunFiles{}, cached)
+		require.NoError(t, err)
+		assert.Contains(t, got, "--modules=/cache/6.12.1/lib/modules/6.12.1")
+		// Control: an entry without modules adds none, and the user's
+		// --kernel or --modules wins.
+		got, err = rerunArgs(meta(), rerunFiles{}, map[string]kernel.Kernel{sha: {Path: img}})
+		require.NoError(t, err)
+		for _, a := range got {
+			assert.NotContains(t, a, "--modules")
+		}
+		got, err = rerunArgs(meta(), rerunFiles{modules: "/mine"}, cached)
+		require.NoError(t, err)
+		assert.Contains(t, got, "--modules=/mine")
+		assert.NotContains(t, got, "--modules=/cache/6.12.1/lib/modules/6.12.1")
 	})
 	t.Run("trace budget", func(t *testing.T) {
 		// A guest can fill the budget, and the disk: a trace may lower
