@@ -44,7 +44,8 @@ func runCorpus(args []string, stdout, stderr io.Writer) error {
 func runCorpusExport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("corpus export", "TRACE...", stderr)
 	dir := fs.String("o", "", "directory to write the corpus files to, e.g. fuzz/testdata/fuzz/FuzzDispatch (required)")
-	limit := ptr(byteSize(corpus.DefaultExportLimit))
+	limit := new(byteSize)
+	*limit = corpus.DefaultExportLimit
 	fs.Var(limit, "max", "refuse traces whose TX stream exceeds this size (e.g. 4MiB, at most 512MiB)")
 	force := fs.Bool("force", false, "replace a corpus file of the same name but other content")
 	traces, help, err := parseInterspersed(fs, args)

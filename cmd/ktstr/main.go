@@ -19,7 +19,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"unicode/utf8"
@@ -122,32 +121,21 @@ func report(stderr io.Writer, err error) int {
 const maxErrorLine = 4096
 
 // errorLine makes msg one line a terminal shows as it is: newlines
-// become spaces, every other character safe would escape (escape
+// become spaces, and everything else safeInline escapes (escape
 // sequences, CR, BEL, C1 controls, direction overrides, invalid UTF-8)
-// is written as its Go escape, wherever it came from (a file name in
-// an os error is not escaped by its maker), and past maxErrorLine bytes
-// the rest is counted, not printed.
+// is escaped wherever it came from (a file name in an os error is not
+// escaped by its maker). Past maxErrorLine bytes the rest is counted,
+// not printed.
 func errorLine(msg string) string {
-	var b strings.Builder
-	for i, r := range msg {
-		if b.Len() >= maxErrorLine {
-			fmt.Fprintf(&b, "… (%d bytes more)", len(msg)-i)
-			break
-		}
-		switch {
-		case r == '\n':
-			b.WriteByte(' ')
-		case r == utf8.RuneError && !strings.HasPrefix(msg[i:], string(utf8.RuneError)):
-			q := strconv.Quote(msg[i : i+1])
-			b.WriteString(q[1 : len(q)-1])
-		case !strconv.IsPrint(r):
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteRune(r)
-		}
+	line := safeInline(strings.ReplaceAll(msg, "\n", " "))
+	if len(line) <= maxErrorLine {
+		return line
 	}
-	return b.String()
+	cut := maxErrorLine
+	for cut > 0 && !utf8.RuneStart(line[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes more)", line[:cut], len(line)-cut)
 }
 
 func usage(w io.Writer, cmds map[string]command) {

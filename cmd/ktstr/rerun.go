@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/ktstr/ktstr/capture"
+	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/internal/outfile"
 	"github.com/ktstr/ktstr/kernel"
 	"github.com/ktstr/ktstr/vmm"
@@ -212,7 +213,7 @@ func rerunKernel(meta capture.Meta, given string, cached map[string]kernel.Kerne
 	case want == "":
 		// Nothing pins the path to an image: it is only the trace's word.
 		return "", usagef("rerun: the trace names the kernel %s but records no SHA-256 of it, so nothing shows it is the image that ran; give rerun --kernel yourself", safe(given))
-	case !isSHA256(want):
+	case (&dispatch.Digest{}).UnmarshalText([]byte(want)) != nil:
 		return "", usagef("rerun: the trace's kernel_sha256 %s is not a SHA-256; give rerun --kernel yourself", safe(want))
 	}
 	// Only a file that hashes to the recorded image is booted: the
@@ -228,13 +229,6 @@ func rerunKernel(meta capture.Meta, given string, cached map[string]kernel.Kerne
 		return c.Path, nil
 	}
 	return "", envErr(fmt.Errorf("rerun: the kernel the trace was recorded with (%s, sha256 %.12s) is no longer at %s nor in the cache; fetch it again (ktstr kernel fetch, --release/--flavour as recorded), or give rerun --kernel", safe(meta.KernelRelease), want, orNone(meta.KernelPath)))
-}
-
-// isSHA256 reports whether s is 64 lower-case hex digits, as record
-// writes a digest.
-func isSHA256(s string) bool {
-	b, err := hex.DecodeString(s)
-	return err == nil && len(b) == sha256.Size && hex.EncodeToString(b) == s
 }
 
 func fileSHA256(p string) string {

@@ -63,10 +63,8 @@ const maxHeldStream = 512 << 20
 
 // checkHeld says what is wrong with a stream-holding flag's value.
 func checkHeld(cmd, flag string, v byteSize) error {
-	if v > maxHeldStream {
-		return usagef("%s: %s %s: at most %s (a stream is held in memory, at several times its size)", cmd, flag, v.String(), ptr(byteSize(maxHeldStream)).String())
+	if bound := byteSize(maxHeldStream); v > bound {
+		return usagef("%s: %s %s: at most %s (a stream is held in memory, at several times its size)", cmd, flag, v.String(), bound.String())
 	}
 	return nil
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -229,28 +229,27 @@ func checkKeepDir(dir string, shard soak.Shard, total int) error {
 		return usagef("soak: --keep %s: %w", dir, err)
 	}
 	for _, e := range ents {
-		name, ok := strings.CutPrefix(e.Name(), "run-")
-		if !ok {
+		digits, _, _ := strings.Cut(strings.TrimPrefix(e.Name(), "run-"), ".")
+		i, err := strconv.Atoi(digits)
+		if err != nil || i < 0 || i >= total || i%shard.Count != shard.Index {
 			continue
 		}
-		num, ok := strings.CutSuffix(name, ".zst")
-		if !ok {
-			num, ok = strings.CutSuffix(name, ".console")
+		// The names the run would write, as the runner makes them.
+		if run := soak.RunPath(dir, i); e.Name() == filepath.Base(run) || e.Name() == filepath.Base(consolePath(run)) {
+			return usagef("soak: --keep %s already holds %s, from an earlier soak; move its runs away or choose another --keep", dir, safe(e.Name()))
 		}
-		i, err := strconv.Atoi(num)
-		if !ok || err != nil || i < 0 || i >= total || i%shard.Count != shard.Index || num != fmt.Sprintf("%04d", i) {
-			continue
-		}
-		return usagef("soak: --keep %s already holds %s, from an earlier soak; move its runs away or choose another --keep", dir, safe(e.Name()))
 	}
 	return nil
 }
+
+// consolePath is where a run's console log goes beside its trace.
+func consolePath(trace string) string { return strings.TrimSuffix(trace, ".zst") + ".console" }
 
 // recordRunner runs `ktstr record ARGS -o PATH` as a child process and
 // replays the trace it wrote.
 func recordRunner(self string, args []string) soak.Runner {
 	return func(ctx context.Context, i int, path string) soak.Result {
-		console := strings.TrimSuffix(path, ".zst") + ".console"
+		console := consolePath(path)
 		cmd := exec.CommandContext(ctx, self, append(append([]string{"record"}, args...), "-q", "-o", path, "--console", console)...)
 		out, err := cmd.CombinedOutput()
 		var r soak.Result

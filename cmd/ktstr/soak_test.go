@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -78,6 +80,13 @@ func TestSoakRefusesBeforeAnyRun(t *testing.T) {
 	require.NoError(t, checkKeepDir(keep, soakShard(t, "0/2"), 5))
 	require.Error(t, checkKeepDir(keep, soakShard(t, "1/2"), 5))
 	require.NoError(t, checkKeepDir(keep, soakShard(t, "0/1"), 3), "run 3 is past a soak of 3 runs")
+	// A console log left by a run counts as that run's, the same way;
+	// a name of another form (five digits) is not a run's.
+	logs := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(logs, "run-00004.zst"), nil, 0o644))
+	require.NoError(t, checkKeepDir(logs, soakShard(t, "0/2"), 5))
+	require.NoError(t, os.WriteFile(filepath.Join(logs, "run-0004.console"), nil, 0o644))
+	assert.ErrorContains(t, checkKeepDir(logs, soakShard(t, "0/2"), 5), "already holds run-0004.console")
 }
 
 // TestSoakMergeCLI: summaries that would merge to a false result are
@@ -117,6 +126,31 @@ func TestSoakMergeCLI(t *testing.T) {
 			assert.Less(t, r.rss, int64(200<<20), "bounded memory")
 		})
 	}
+}
+
+// TestSoakMergeInputBound: the summaries soak merge holds are bounded
+// together (maxSummaries), not only one by one: five valid shard
+// summaries of maxSummary bytes each (padded) are refused at the fifth,
+// in bounded memory. Control: four of them, exactly the bound, are all
+// read and merged as far as the missing fifth shard.
+func TestSoakMergeInputBound(t *testing.T) {
+	dir := t.TempDir()
+	require.Equal(t, maxSummaries, 4*maxSummary, "four summaries reach the bound, a fifth passes it")
+	var paths []string
+	for i := range 5 {
+		js := fmt.Sprintf(`{"shard":"%d/5","total":5,"record":[],"expect":["poweroff"],"runs":1,"reasons":{"poweroff":1},"kept":[],"failed":0,"seconds":1}`, i)
+		p := filepath.Join(dir, fmt.Sprintf("s%d.json", i))
+		require.NoError(t, os.WriteFile(p, append([]byte(js), bytes.Repeat([]byte(" "), maxSummary-len(js))...), 0o644))
+		paths = append(paths, p)
+	}
+	r := runChild(t, childOpts{}, append([]string{"soak", "merge"}, paths[:4]...)...)
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Contains(t, r.stderr, "shards 4/5 are missing", "control: four are read and merged")
+	r = runChild(t, childOpts{}, append([]string{"soak", "merge"}, paths...)...)
+	assert.Equal(t, ExitUsage, r.code, r.stderr)
+	assertOneLineError(t, r.stderr)
+	assert.Contains(t, r.stderr, "over 64 MiB together")
+	assert.Less(t, r.rss, int64(200<<20), "bounded memory")
 }
 
 func soakShard(t *testing.T, s string) soak.Shard {
