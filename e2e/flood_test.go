@@ -177,3 +177,53 @@ func BenchmarkFlood(b *testing.B) {
 		})
 	}
 }
+
+// TestConsoleFloodKeepsTheLogBounded: a guest printing to its serial
+// console without pause (console-flood) leaves a console log within
+// `--max-console`, whose end still says how the run ended, and the run
+// itself is a normal one (exit 0, a passing TEST). The control is the
+// same run under the default budget, which keeps every byte.
+func TestConsoleFloodKeepsTheLogBounded(t *testing.T) {
+	e := setup(t)
+	bin := buildKtstr(t, e, t.TempDir())
+	const budget = 256 << 10
+	type testResult struct {
+		Pass         bool  `json:"pass"`
+		ConsoleBytes int64 `json:"console_bytes"`
+	}
+	run := func(t *testing.T, args ...string) (recorded, testResult) {
+		trace := filepath.Join(t.TempDir(), "run.zst")
+		r := recordBinary(t, e, bin, nil, append([]string{"--kernel", e.kernel.Path, "--agent", e.agent, "-q", "-o", trace,
+			"--scenario", "console-flood", "--duration", "3s"}, args...)...)
+		require.Zero(t, r.code, "ktstr record:\n%s\nconsole:\n%s", r.out, lastLines(r.console, 10))
+		b, err := os.ReadFile(trace)
+		require.NoError(t, err)
+		var res testResult
+		s := dispatch.NewSession()
+		for _, rec := range readAll(t, b) {
+			if rec.Kind == capture.KindData && rec.Dir == capture.TX && rec.Port == capture.BulkPort {
+				s.Feed(rec.TimeNS, rec.Data, func(m *dispatch.Message, r dispatch.Result) {
+					if r.Accepted() && m.Tag == wire.TestResult {
+						require.NoError(t, json.Unmarshal(m.Payload, &res))
+					}
+				})
+			}
+		}
+		require.True(t, res.Pass, "the guest's TEST: %s", r.out)
+		return r, res
+	}
+
+	r, res := run(t, "--max-console", "256KiB")
+	t.Logf("budget %d: the guest printed %d bytes; the log holds %d", budget, res.ConsoleBytes, len(r.console))
+	require.Greater(t, res.ConsoleBytes, int64(2*budget), "the guest printed well past the budget")
+	assert.LessOrEqual(t, len(r.console), budget+256, "the log holds the budget and one line")
+	assert.Contains(t, r.console, "[ktstr: the guest wrote ", "the log says where it dropped output")
+	assert.Contains(t, lastLines(r.console, 5), "console-flood wrote", "the log's end is the guest's last words")
+	assert.Contains(t, r.out, "(--max-console) were dropped", "record's summary says the log is cut")
+
+	// Control: the default budget (64 MiB) holds all of it.
+	r, res = run(t)
+	assert.NotContains(t, r.console, "[ktstr: the guest wrote ")
+	assert.NotContains(t, r.out, "--max-console")
+	assert.GreaterOrEqual(t, int64(len(r.console)), res.ConsoleBytes, "every byte the guest printed is in the log")
+}

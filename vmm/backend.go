@@ -22,7 +22,22 @@ type Config struct {
 	CPUs       int    // vCPUs
 	MemMiB     int    // guest memory in MiB
 	ConsoleLog string // file receiving the guest serial console; empty: discard
+	MaxConsole int64  // most bytes of console output ConsoleLog keeps (ConsoleLog type); 0: DefaultMaxConsole
 	WorkDir    string // directory for sockets and scratch files
+}
+
+// OpenConsoleLog creates the console log c asks for: a ConsoleLog on
+// c.ConsoleLog within c.MaxConsole, or nil when c asks for none (the
+// backend then discards the console).
+func (c Config) OpenConsoleLog() (*ConsoleLog, error) {
+	if c.ConsoleLog == "" {
+		return nil, nil
+	}
+	limit := c.MaxConsole
+	if limit == 0 {
+		limit = DefaultMaxConsole
+	}
+	return CreateConsoleLog(c.ConsoleLog, limit)
 }
 
 // Backend starts guests. Implementations: vmm/qemu (a QEMU process) and
@@ -88,6 +103,9 @@ type Exit struct {
 	// guest beyond the usual, for example killing a VMM that hung after
 	// the guest powered off.
 	Detail string
+	// ConsoleDropped is how many bytes of the guest's console output its
+	// log dropped, past Config.MaxConsole (ConsoleLog.Dropped).
+	ConsoleDropped int64
 }
 
 // GuestFillsHost reports whether a guest of guestCPUs vCPUs can occupy

@@ -622,6 +622,9 @@ func (c *coordinator) finish(exit Exit, werr error) {
 	if exit.Detail != "" {
 		ev["detail"] = exit.Detail
 	}
+	if exit.ConsoleDropped > 0 {
+		ev["console_dropped"] = exit.ConsoleDropped
+	}
 	c.event("vm_exit", ev)
 	if u, err := SelfUsage(); err == nil {
 		c.res.Usage = u

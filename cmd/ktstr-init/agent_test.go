@@ -92,7 +92,7 @@ func TestParseCmdline(t *testing.T) {
 func TestRegistry(t *testing.T) {
 	r, err := newRegistry(builtinScenarios())
 	require.NoError(t, err)
-	assert.Equal(t, []string{"crash", "flood", "flood-mixed", "hostile", "sched-exit", "sched-ext", "snapshot", "steady", "throughput"}, r.names())
+	assert.Equal(t, []string{"console-flood", "crash", "flood", "flood-mixed", "hostile", "sched-exit", "sched-ext", "snapshot", "steady", "throughput"}, r.names())
 	s, ok := r.lookup("steady")
 	require.True(t, ok)
 	assert.Equal(t, "steady", s.name)
@@ -336,5 +336,5 @@ func TestListScenarios(t *testing.T) {
 	require.Equal(t, 0, listScenarios(&out))
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	require.Len(t, lines, len(builtinScenarios()))
-	assert.True(t, strings.HasPrefix(lines[0], "crash\t"), lines[0])
+	assert.True(t, strings.HasPrefix(lines[0], "console-flood\t"), lines[0])
 }

@@ -34,6 +34,7 @@ func builtinScenarios() []scenario {
 		throughputScenario(),
 		floodScenario(),
 		floodMixedScenario(),
+		consoleFloodScenario(),
 	}
 }
 

@@ -242,6 +242,7 @@ func badInvocations(f badInputFixtures) []invocation {
 		{"--scenario", "Bad Name", "not a scenario name"}, {"--scenario", "a\nb", "not a scenario name"},
 		{"--timeout", "-1s", "must not be negative"}, {"--watchdog", "-1s", "must not be negative"},
 		{"--max-trace", "0", "not a positive size"}, {"--max-trace", "-5", "not a positive size"}, {"--max-trace", "1XB", "not a positive size"},
+		{"--max-console", "0", "not a positive size"}, {"--max-console", "127KiB", "--max-console 127KiB: want at least 128KiB"},
 	} {
 		add("record: "+c.flag+" "+c.v, 2, c.msg, "record", c.flag, c.v, "-o", fresh())
 	}

@@ -62,6 +62,7 @@ type recordOptions struct {
 	unpackKernel bool
 	transport    string
 	maxTrace     byteSize
+	maxConsole   byteSize
 	cpuProfile   string
 
 	// set holds the names of the flags given on the command line.
@@ -111,6 +112,8 @@ func (o *recordOptions) declare(fs *flag.FlagSet) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the recorder's own CPU profile (pprof) to FILE: where recording costs the host")
 	o.maxTrace = vmm.DefaultMaxTrace
 	fs.Var(&o.maxTrace, "max-trace", "most TX bytes to record, e.g. 512MiB or 4GiB; a guest writing past it is stopped (END reason trace_budget)")
+	o.maxConsole = vmm.DefaultMaxConsole
+	fs.Var(&o.maxConsole, "max-console", "most bytes of the guest's serial console the console log keeps, at least 128KiB: its start and its last 64 KiB; what a guest prints past it is dropped, and the log says how much")
 	fs.BoolVar(&o.unpackKernel, "unpack-kernel", false, "--backend native: unpack a zstd bzImage on the host and enter the kernel at startup_64, skipping its decompressor")
 	fs.StringVar(&o.transport, "transport", kvm.TransportPCI, "--backend native: what the virtio console sits behind: pci (legacy virtio-pci, found by a PCI scan) or mmio (virtio-mmio, announced as virtio_mmio.device= on the kernel command line; Linux needs CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)")
 }
@@ -275,6 +278,7 @@ func (o recordOptions) run(args []string, stdout, stderr io.Writer) (err error) 
 		CPUs:       o.cpus,
 		MemMiB:     o.mem,
 		ConsoleLog: console,
+		MaxConsole: int64(o.maxConsole),
 		WorkDir:    work,
 	}
 	pr := newProgress(stderr, o.quiet)
@@ -473,6 +477,9 @@ func (o *recordOptions) validate() error {
 	// failed run.
 	if host := hostMemMiB(); host > 0 && o.mem > host {
 		return usagef("record: --mem %d: this host has %d MiB of memory; give at most that", o.mem, host)
+	}
+	if o.maxConsole < vmm.MinMaxConsole {
+		return usagef("record: --max-console %s: want at least 128KiB (the boot's start and the last 64 KiB that say how the run ended)", o.maxConsole.String())
 	}
 	if o.workers < 1 || o.workers > 256 {
 		return usagef("record: --workers %d: want 1 to 256", o.workers)
@@ -928,6 +935,9 @@ func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, kconfig, backen
 	}
 	fmt.Fprintf(w, ", %d frames, %d bytes, %d verdicts, %d snapshot requests answered, run %.2f s\n",
 		res.Stats.Frames, res.Stats.Bytes, len(res.Outcome.Verdicts), res.Snapshots, float64(res.EndNS)/1e9)
+	if d := res.Exit.ConsoleDropped; d > 0 {
+		fmt.Fprintf(w, "  console log: %d bytes the guest printed past its budget of %s (--max-console) were dropped; the log keeps its start and its last 64 KiB\n", d, o.maxConsole.String())
+	}
 	if d := res.Outcome.VerdictsDropped; d > 0 {
 		fmt.Fprintf(w, "  %d verdicts past the budget of %d kept no entry (verdicts_dropped_sha256 %.12s…)\n", d, dispatch.MaxVerdicts, res.Outcome.VerdictsDroppedSHA256)
 	}

@@ -39,6 +39,7 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&files.modules, "modules", "", "module tree for the kernel (needed when the trace names one)")
 	fs.StringVar(&files.kernel, "kernel", "", "kernel to boot instead of the image the trace records (found by its SHA-256 otherwise)")
 	fs.Var(&files.maxTrace, "max-trace", "trace budget to allow (a trace that raises it past record's default needs this)")
+	fs.Var(&files.maxConsole, "max-console", "console log budget to allow (a trace that raises it past record's default needs this)")
 	pos, help, err := parseInterspersed(fs, args)
 	if help || err != nil {
 		return err
@@ -100,9 +101,10 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 // are never taken.
 type rerunFiles struct {
 	agent, scheduler, modules, kernel string
-	// maxTrace is the user's trace budget; a trace may only lower
-	// record's default, since a guest can fill the budget and the disk.
-	maxTrace byteSize
+	// maxTrace and maxConsole are the user's budgets for the trace and
+	// the console log; a trace may only lower record's defaults, since a
+	// guest can fill a budget and with it the disk.
+	maxTrace, maxConsole byteSize
 }
 
 func exitCodeOf(err error) int {
@@ -151,7 +153,7 @@ func rerunArgs(meta capture.Meta, files rerunFiles, cached map[string]kernel.Ker
 	if cl[0] != "ktstr" || fs.NArg() > 0 {
 		return nil, usagef("rerun: the trace's command line (%s) is not one ktstr record ran", describeCmdline(cl))
 	}
-	drop := map[string]bool{"o": true, "force": true, "q": true, "console": true, "cpuprofile": true, "kernel": true, "agent": true, "scheduler": true, "modules": true, "max-trace": true}
+	drop := map[string]bool{"o": true, "force": true, "q": true, "console": true, "cpuprofile": true, "kernel": true, "agent": true, "scheduler": true, "modules": true, "max-trace": true, "max-console": true}
 	var out []string
 	fs.Visit(func(f *flag.Flag) {
 		if !drop[f.Name] {
@@ -172,13 +174,21 @@ func rerunArgs(meta capture.Meta, files rerunFiles, cached map[string]kernel.Ker
 			need = append(need, "--"+hf.name+" "+safe(hf.traced))
 		}
 	}
-	switch {
-	case files.maxTrace > 0:
-		out = append(out, "--max-trace="+files.maxTrace.String())
-	case o.maxTrace > vmm.DefaultMaxTrace:
-		need = append(need, "--max-trace "+o.maxTrace.String())
-	case o.maxTrace != vmm.DefaultMaxTrace:
-		out = append(out, "--max-trace="+o.maxTrace.String())
+	for _, b := range []struct {
+		name                  string
+		traced, given, record byteSize
+	}{
+		{"max-trace", o.maxTrace, files.maxTrace, vmm.DefaultMaxTrace},
+		{"max-console", o.maxConsole, files.maxConsole, vmm.DefaultMaxConsole},
+	} {
+		switch {
+		case b.given > 0:
+			out = append(out, "--"+b.name+"="+b.given.String())
+		case b.traced > b.record:
+			need = append(need, "--"+b.name+" "+b.traced.String())
+		case b.traced != b.record:
+			out = append(out, "--"+b.name+"="+b.traced.String())
+		}
 	}
 	if len(need) > 0 {
 		return nil, usagef("rerun: the trace asks for %s, and a trace does not choose programs or files on this host nor raise its budgets; check them, then give them to rerun yourself (ktstr rerun %s TRACE)", strings.Join(need, ", "), strings.Join(need, " "))

@@ -141,21 +141,30 @@ func TestRerunHostFiles(t *testing.T) {
 		assert.Contains(t, got, "--modules=/mine")
 		assert.NotContains(t, got, "--modules=/cache/6.12.1/lib/modules/6.12.1")
 	})
-	t.Run("trace budget", func(t *testing.T) {
-		// A guest can fill the budget, and the disk: a trace may lower
-		// it, never raise it past record's default on its own.
-		got, err := rerunArgs(meta("--max-trace", "512MiB"), rerunFiles{}, nil)
-		require.NoError(t, err, "control: a lower budget is the trace's to set")
-		assert.Contains(t, got, "--max-trace=512MiB")
-		_, err = rerunArgs(meta("--max-trace", "1000TiB"), rerunFiles{}, nil)
-		var ee *exitError
-		require.True(t, errors.As(err, &ee), "%v", err)
-		assert.Equal(t, ExitUsage, ee.code)
-		assert.Contains(t, err.Error(), "--max-trace 1000TiB")
-		got, err = rerunArgs(meta("--max-trace", "1000TiB"), rerunFiles{maxTrace: 8 << 30}, nil)
-		require.NoError(t, err)
-		assert.Contains(t, got, "--max-trace=8GiB", "the user's budget is the one used")
-		assert.NotContains(t, got, "--max-trace=1000TiB")
+	t.Run("budgets", func(t *testing.T) {
+		// A guest can fill a budget, and the disk: a trace may lower the
+		// trace's or the console log's, never raise one past record's
+		// default on its own.
+		for _, b := range []struct {
+			flag, lower string
+			given       rerunFiles
+		}{
+			{"--max-trace", "512MiB", rerunFiles{maxTrace: 8 << 30}},
+			{"--max-console", "1MiB", rerunFiles{maxConsole: 8 << 30}},
+		} {
+			got, err := rerunArgs(meta(b.flag, b.lower), rerunFiles{}, nil)
+			require.NoError(t, err, "control: a lower budget is the trace's to set")
+			assert.Contains(t, got, b.flag+"="+b.lower)
+			_, err = rerunArgs(meta(b.flag, "1000TiB"), rerunFiles{}, nil)
+			var ee *exitError
+			require.True(t, errors.As(err, &ee), "%v", err)
+			assert.Equal(t, ExitUsage, ee.code)
+			assert.Contains(t, err.Error(), b.flag+" 1000TiB")
+			got, err = rerunArgs(meta(b.flag, "1000TiB"), b.given, nil)
+			require.NoError(t, err)
+			assert.Contains(t, got, b.flag+"=8GiB", "the user's budget is the one used")
+			assert.NotContains(t, got, b.flag+"=1000TiB")
+		}
 	})
 
 	t.Run("kernel without a digest", func(t *testing.T) {

@@ -5,7 +5,6 @@ package kvm
 import (
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
@@ -81,14 +80,12 @@ type deviceMap struct {
 // buildDevices creates the console log and the device map, with the
 // virtio console behind transport.
 func (m *Machine) buildDevices(cfg vmm.Config, transport string, queueSize uint16) (layout, error) {
-	var out io.Writer = io.Discard
-	if cfg.ConsoleLog != "" {
-		f, err := os.Create(cfg.ConsoleLog)
-		if err != nil {
-			return layout{}, fmt.Errorf("creating the console log: %w", err)
-		}
-		m.logFile, out = f, f
+	log, err := cfg.OpenConsoleLog()
+	if err != nil {
+		return layout{}, err
 	}
+	m.consoleLog = log
+	out := io.Writer(log) // a nil log discards
 	d, err := newDeviceMap(deviceEnv{
 		mem:       m.vm.Mem(),
 		interrupt: m.vm.InterruptFunc,

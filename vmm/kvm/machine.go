@@ -53,7 +53,10 @@ var _ vmm.Backend = (*Backend)(nil)
 type Machine struct {
 	vm      *kvmapi.VM
 	console *virtio.Console
-	logFile *os.File
+	// consoleLog is where the UART and the virtio console's port 0 write
+	// (nil: discarded); consoleErr is from closing it, once done is closed.
+	consoleLog *vmm.ConsoleLog
+	consoleErr error
 
 	// pio and mmio route the guest's port I/O and MMIO to the devices
 	// (devices.go); the run loop only hands exits to them.
@@ -124,9 +127,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (_ vmm.Machine, err
 				m.console.Close()
 			}
 			v.Close()
-			if m.logFile != nil {
-				m.logFile.Close()
-			}
+			_ = m.consoleLog.Close()
 		}
 	}()
 	if err := ctx.Err(); err != nil {
@@ -295,9 +296,7 @@ func (m *Machine) vcpuDone() {
 	m.released = true
 	m.vm.Close()
 	m.kickMu.Unlock()
-	if m.logFile != nil {
-		m.logFile.Close()
-	}
+	m.consoleErr = m.consoleLog.Close()
 	close(m.done)
 }
 
@@ -461,7 +460,13 @@ func (m *Machine) Wait() (vmm.Exit, error) {
 	<-m.done
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.exit, m.err
+	exit := m.exit
+	exit.ConsoleDropped = m.consoleLog.Dropped()
+	if m.err == nil && m.consoleErr != nil {
+		// The guest ended as it says; only its console log is short.
+		exit.Detail = strings.TrimPrefix(exit.Detail+"; the serial console log is incomplete: "+m.consoleErr.Error(), "; ")
+	}
+	return exit, m.err
 }
 
 // Info describes the machine for trace metadata.

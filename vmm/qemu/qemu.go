@@ -32,6 +32,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ktstr/ktstr/vmm"
 )
 
@@ -152,32 +154,57 @@ func Environ(env []string) []string {
 	return append(out, "GLIBC_TUNABLES="+MallocTunable)
 }
 
+// Endpoints are where QEMU's channels to the recorder go: the unix
+// sockets it listens on, in the run's work directory, and the pipe the
+// serial console writes to.
+type Endpoints struct {
+	Bulk string // the bulk port's chardev socket
+	QMP  string // the QMP monitor's socket
+	// ConsoleFD is the descriptor number QEMU inherits the serial
+	// console's pipe as (3 for the first of exec.Cmd.ExtraFiles); 0: no
+	// console (-serial null).
+	ConsoleFD int
+}
+
 // Args returns QEMU's command line for cfg (without the binary), with
-// the bulk port on bulkSock and QMP on qmpSock. The guest starts once a
-// client holds the bulk port.
-func Args(cfg vmm.Config, accel, bulkSock, qmpSock string) []string {
+// the bulk port, QMP and the serial console on ends. The guest starts
+// once a client holds the bulk port.
+func Args(cfg vmm.Config, accel string, ends Endpoints) []string {
 	cpu := "max"
 	if accel == AccelKVM {
 		cpu = "host"
 	}
-	serial := "null"
-	if cfg.ConsoleLog != "" {
-		serial = "file:" + cfg.ConsoleLog
+	serial := []string{"-serial", "null"}
+	if ends.ConsoleFD > 0 {
+		// The console goes through the recorder, not to a file QEMU
+		// writes, so that its log has a budget (vmm.ConsoleLog): a guest
+		// printing without end must not fill the host's disk. A pipe, not
+		// a socket: the UART sends each byte on its own, and a pipe packs
+		// them into its pages where a socket charges each one a buffer,
+		// so a socket filled, and stalled the guest, after a few hundred
+		// bytes.
+		serial = []string{
+			"-add-fd", "fd=" + strconv.Itoa(ends.ConsoleFD) + ",set=1,opaque=serial-console",
+			"-chardev", "file,id=console,path=/dev/fdset/1,append=on", // append: QEMU would truncate the file, and a pipe cannot be
+			"-serial", "chardev:console",
+		}
 	}
-	return []string{
+	args := []string{
 		"-M", "pc", "-accel", accel, "-cpu", cpu,
 		"-m", strconv.Itoa(cfg.MemMiB), "-smp", strconv.Itoa(cfg.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-serial", serial,
+	}
+	args = append(args, serial...)
+	return append(args,
 		"-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Cmdline,
 		"-device", "virtio-serial-pci",
 		// wait=on: QEMU starts the guest only once the recorder holds
 		// the bulk port, so no byte is written before anyone reads, and
 		// the guest's boot need not wait for a QMP round trip.
-		"-chardev", "socket,id=bulk,path=" + bulkSock + ",server=on,wait=on",
+		"-chardev", "socket,id=bulk,path="+ends.Bulk+",server=on,wait=on",
 		"-device", "virtserialport,chardev=bulk,name=ktstr-bulk",
-		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
-	}
+		"-qmp", "unix:"+ends.QMP+",server=on,wait=off",
+	)
 }
 
 // Start boots cfg in a new QEMU process. The guest is running when it
@@ -203,23 +230,48 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error
 	if dir == "" {
 		return nil, errors.New("qemu: Config.WorkDir is required (it holds the sockets)")
 	}
-	bulkSock := filepath.Join(dir, "bulk.sock")
-	qmpSock := filepath.Join(dir, "qmp.sock")
-	if len(bulkSock) > 100 {
+	ends := Endpoints{Bulk: filepath.Join(dir, "bulk.sock"), QMP: filepath.Join(dir, "qmp.sock")}
+	if len(ends.Bulk) > 100 {
 		return nil, fmt.Errorf("qemu: work directory %s is too long for a unix socket path; use a shorter one", dir)
 	}
-
-	m := &machine{done: make(chan struct{}), exitGrace: exitGrace}
-	cmd := exec.Command(bin, Args(cfg, accel, bulkSock, qmpSock)...)
+	console, err := cfg.OpenConsoleLog()
+	if err != nil {
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
+	m := &machine{done: make(chan struct{}), console: console, exitGrace: exitGrace}
+	var consoleR, consoleW *os.File
+	if console != nil {
+		if consoleR, consoleW, err = consolePipe(); err != nil {
+			_ = console.Close()
+			return nil, err
+		}
+		ends.ConsoleFD = 3 // the first of ExtraFiles
+	}
+	cmd := exec.Command(bin, Args(cfg, accel, ends)...)
+	if consoleW != nil {
+		cmd.ExtraFiles = []*os.File{consoleW}
+	}
 	cmd.Env = Environ(os.Environ())
 	cmd.Stdout = &m.output
 	cmd.Stderr = &m.output
 	// QEMU must not outlive the recorder, even one killed outright.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if consoleW != nil {
+		consoleW.Close() // QEMU holds the write end now: EOF when it exits
+	}
+	if err != nil {
+		if consoleR != nil {
+			consoleR.Close()
+		}
+		_ = console.Close()
 		return nil, fmt.Errorf("qemu: start %s: %w", bin, err)
 	}
 	m.cmd = cmd
+	if consoleR != nil {
+		m.consoleDone = make(chan struct{})
+		go m.copyConsole(consoleR)
+	}
 	go func() {
 		m.waitErr = cmd.Wait()
 		close(m.done)
@@ -227,6 +279,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error
 	fail := func(err error) (vmm.Machine, error) {
 		_ = cmd.Process.Kill()
 		<-m.done
+		m.closeConsole()
 		if out := m.output.tail(); out != "" {
 			err = fmt.Errorf("%w; QEMU said: %s", err, out)
 		}
@@ -245,12 +298,12 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error
 	}()
 	// The bulk port first: QEMU waits for it (wait=on) before it starts
 	// the guest, and before it listens on QMP.
-	conn, err := dialUnix(sctx, bulkSock)
+	conn, err := dialUnix(sctx, ends.Bulk)
 	if err != nil {
 		return fail(fmt.Errorf("qemu: connect bulk port socket: %w", err))
 	}
 	m.bulk = conn.(*net.UnixConn)
-	q, err := dialQMP(sctx, qmpSock)
+	q, err := dialQMP(sctx, ends.QMP)
 	if err != nil {
 		return fail(fmt.Errorf("qemu: %w", err))
 	}
@@ -316,11 +369,17 @@ type machine struct {
 	qmp     *qmp
 	bulk    *net.UnixConn
 	info    map[string]string
-	output  ringBuffer // QEMU's own stdout and stderr, tail kept
-	stopped atomic.Bool
-	frozen  atomic.Bool   // Freeze stopped the process
-	done    chan struct{} // closed when the process has exited
-	waitErr error         // valid once done is closed
+	output  ringBuffer      // QEMU's own stdout and stderr, tail kept
+	console *vmm.ConsoleLog // the serial console's log (nil: none)
+	// consoleDone is closed once the console's pipe has ended: QEMU's
+	// last output is then in the log. nil: no console is read.
+	consoleDone  chan struct{}
+	consoleOnce  sync.Once
+	consoleError error // from closing the log, once consoleDone is closed
+	stopped      atomic.Bool
+	frozen       atomic.Bool   // Freeze stopped the process
+	done         chan struct{} // closed when the process has exited
+	waitErr      error         // valid once done is closed
 
 	exitGrace           time.Duration // how long reap waits (exitGrace but in tests)
 	killedAfterShutdown atomic.Bool   // reap had to kill QEMU
@@ -420,9 +479,79 @@ func (m *machine) Stop() error {
 	return nil
 }
 
+// consoleBatch is how long copyConsole lets a trickle of console bytes
+// gather in the pipe before it reads again. QEMU's UART sends each
+// byte the guest prints on its own; reading each at once cost the
+// recorder more system time than the guest's whole run when the guest
+// printed without end. The log is only for humans, so a few ms of
+// delay cost nothing.
+const consoleBatch = 5 * time.Millisecond
+
+// consolePipeSize is the capacity asked for the console's pipe: QEMU's
+// writes wait only when the guest prints this much faster than
+// copyConsole reads (1 MiB is what Linux lets any user ask for).
+const consolePipeSize = 1 << 20
+
+// consolePipe returns the serial console's pipe, enlarged to
+// consolePipeSize where the host allows it. Both ends block: the read
+// end stays out of Go's network poller, which would otherwise be woken
+// by each byte QEMU writes (half a second of system time for a guest
+// printing 1 MB), where a blocking read wakes once per batch.
+func consolePipe() (r, w *os.File, err error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, fmt.Errorf("qemu: the serial console's pipe: %w", err)
+	}
+	// A host that refuses the size keeps its default (64 KiB); the guest
+	// then only waits sooner.
+	_, _ = unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, consolePipeSize)
+	return os.NewFile(uintptr(fds[0]), "console-pipe-r"), os.NewFile(uintptr(fds[1]), "console-pipe-w"), nil
+}
+
+// copyConsole writes the serial console's bytes into the log until QEMU
+// exits (its end of the pipe closes).
+func (m *machine) copyConsole(r *os.File) {
+	defer close(m.consoleDone)
+	defer r.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		_, _ = m.console.Write(buf[:n])
+		if err != nil {
+			return
+		}
+		if n < len(buf)/2 {
+			time.Sleep(consoleBatch)
+		}
+	}
+}
+
+// closeConsole waits for the console's pipe to end and closes the log
+// (once; later calls return at once).
+func (m *machine) closeConsole() {
+	m.consoleOnce.Do(func() {
+		if m.consoleDone != nil {
+			<-m.consoleDone
+		}
+		m.consoleError = m.console.Close()
+	})
+}
+
 // Wait blocks until QEMU has exited and says how the guest ended.
 func (m *machine) Wait() (vmm.Exit, error) {
+	exit, err := m.wait()
+	exit.ConsoleDropped = m.console.Dropped()
+	if err == nil && m.consoleError != nil {
+		// The guest ended as it says; only its console log is short.
+		exit.Detail = strings.TrimPrefix(exit.Detail+"; the serial console log is incomplete: "+m.consoleError.Error(), "; ")
+	}
+	return exit, err
+}
+
+// wait is Wait but for the console log.
+func (m *machine) wait() (vmm.Exit, error) {
 	<-m.done
+	m.closeConsole()
 	m.bulk.Close()
 	m.qmp.close()
 	<-m.qmp.done

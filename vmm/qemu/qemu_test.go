@@ -217,10 +217,11 @@ func TestParseRegisters(t *testing.T) {
 
 func TestArgs(t *testing.T) {
 	cfg := vmm.Config{Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0 ktstr.scenario=steady", CPUs: 2, MemMiB: 512, ConsoleLog: "/c.log"}
-	args := strings.Join(Args(cfg, AccelTCG, "/w/bulk.sock", "/w/qmp.sock"), " ")
+	args := strings.Join(Args(cfg, AccelTCG, Endpoints{Bulk: "/w/bulk.sock", QMP: "/w/qmp.sock", ConsoleFD: 3}), " ")
 	for _, want := range []string{
 		"-M pc", "-accel tcg", "-cpu max", "-m 512", "-smp 2", "-no-reboot",
-		"-serial file:/c.log", "-kernel /k", "-initrd /i",
+		"-add-fd fd=3,set=1,opaque=serial-console -chardev file,id=console,path=/dev/fdset/1,append=on -serial chardev:console",
+		"-kernel /k", "-initrd /i",
 		"-device virtio-serial-pci",
 		"-chardev socket,id=bulk,path=/w/bulk.sock,server=on,wait=on",
 		"-device virtserialport,chardev=bulk,name=ktstr-bulk",
@@ -229,13 +230,14 @@ func TestArgs(t *testing.T) {
 		assert.Contains(t, args, want)
 	}
 	assert.NotContains(t, strings.Fields(args), "-S", "the guest starts as soon as the recorder holds the bulk port")
-	a := Args(cfg, AccelTCG, "/b", "/q")
+	assert.NotContains(t, args, "/c.log", "QEMU never writes the console log itself: it has no budget there")
+	a := Args(cfg, AccelTCG, Endpoints{Bulk: "/b", QMP: "/q"})
 	for i, s := range a {
 		if s == "-append" {
 			assert.Equal(t, cfg.Cmdline, a[i+1], "the command line is one argument")
 		}
 	}
-	kvm := strings.Join(Args(vmm.Config{CPUs: 1, MemMiB: 256}, AccelKVM, "/b", "/q"), " ")
+	kvm := strings.Join(Args(vmm.Config{CPUs: 1, MemMiB: 256}, AccelKVM, Endpoints{Bulk: "/b", QMP: "/q"}), " ")
 	assert.Contains(t, kvm, "-accel kvm -cpu host")
 	assert.Contains(t, kvm, "-serial null")
 }
