@@ -43,12 +43,13 @@ type Module struct {
 // check refuses a module built for another release: its vermagic starts
 // with the release it was built for.
 func (mod *Module) check(release string) error {
-	vm := mod.info["vermagic"]
-	if vm == "" {
-		return fmt.Errorf("%w: %s has no vermagic", ErrBadModules, mod.Path)
+	// A vermagic of only blanks has no release in it: no field to index.
+	vm := strings.Fields(mod.info["vermagic"])
+	if len(vm) == 0 {
+		return fmt.Errorf("%w: %s has no vermagic; give the module tree this kernel was built with", ErrBadModules, mod.Path)
 	}
-	if release != "" && strings.Fields(vm)[0] != release {
-		return fmt.Errorf("%w: %s is built for %s, not %s", ErrBadModules, mod.Path, strings.Fields(vm)[0], release)
+	if release != "" && vm[0] != release {
+		return fmt.Errorf("%w: %s is built for %s, not %s", ErrBadModules, mod.Path, vm[0], release)
 	}
 	return nil
 }

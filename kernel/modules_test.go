@@ -181,6 +181,14 @@ func TestResolveRefusesBadModules(t *testing.T) {
 			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"),
 				fakeModule(elf.EM_X86_64, "depends=", "name=virtio_console", "vermagic=6.12.1 SMP"), 0o644)
 		}, "built for 6.12.1"},
+		{"vermagic of blanks", func(d string) {
+			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"),
+				fakeModule(elf.EM_X86_64, "depends=", "name=virtio_console", "vermagic= \t "), 0o644)
+		}, "has no vermagic"},
+		{"no vermagic", func(d string) {
+			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"),
+				fakeModule(elf.EM_X86_64, "depends=", "name=virtio_console"), 0o644)
+		}, "has no vermagic"},
 		{"another architecture", func(d string) {
 			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"),
 				fakeModule(elf.EM_AARCH64, "depends=", "name=virtio_console", "vermagic="+testRelease), 0o644)
