@@ -213,7 +213,7 @@ func buildDir(cacheDir, key string) string {
 // readManifest reads dir's build.json and checks that the files it
 // names are there with their recorded hashes.
 func readManifest(dir string) (*Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, manifestName))
+	b, err := readRegular(filepath.Join(dir, manifestName), maxMeta)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -28,14 +27,9 @@ func ParseConfig(text []byte) Config {
 
 // ReadConfig reads the .config file at path (bounded).
 func ReadConfig(path string) (Config, error) {
-	f, err := os.Open(path)
+	b, err := readRegular(path, maxConfig)
 	if err != nil {
 		return nil, fmt.Errorf("kernel config: %w", err)
-	}
-	defer f.Close()
-	b, err := readAllLimited(f, maxConfig)
-	if err != nil {
-		return nil, fmt.Errorf("kernel config %s: %w", path, err)
 	}
 	return ParseConfig(b), nil
 }

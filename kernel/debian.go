@@ -61,10 +61,12 @@ var ErrNoApt = errors.New("fetching the default kernel needs Debian's apt-get, a
 // ErrNoPackage reports that apt knows no installable cloud kernel.
 var ErrNoPackage = errors.New("apt knows no installable " + debianPrefix + "*" + debianSuffix + " package")
 
-// Largest image and config accepted from a package.
+// Largest image and config accepted from a package, and the largest
+// JSON record (kernel.json, build.json) read back from the cache.
 const (
 	maxImage  = 256 << 20
 	maxConfig = 16 << 20
+	maxMeta   = 1 << 20
 )
 
 // Package is a Debian binary package apt can download.

@@ -141,7 +141,7 @@ func inspectImage(path string) (Kernel, []byte, error) {
 
 // readImage reads the kernel image at path, bounded by maxImage.
 func readImage(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, fmt.Errorf("read kernel: %w", err)
 	}
@@ -244,7 +244,9 @@ func List(dir string) ([]Kernel, error) {
 		if !e.IsDir() {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "kernel.json"))
+		// Bounded, and only a regular file: a FIFO or a link to
+		// /dev/zero left in the cache must not hang or fill memory.
+		b, err := readRegular(filepath.Join(dir, e.Name(), "kernel.json"), maxMeta)
 		if err != nil {
 			continue
 		}

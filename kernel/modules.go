@@ -18,6 +18,9 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
+// maxBuiltinList bounds modules.builtin (Debian 6.12's: 30 KiB).
+const maxBuiltinList = 4 << 20
+
 // ErrBadModules reports a module tree that cannot serve a run: a module
 // missing, corrupt, for another release or another architecture.
 var ErrBadModules = errors.New("kernel modules unusable")
@@ -99,7 +102,12 @@ func OpenModules(dir, release string) (*Modules, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading %s: %w", ErrBadModules, dir, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin")); err == nil {
+	b, err := readRegular(filepath.Join(dir, "modules.builtin"), maxBuiltinList)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w; give a module tree whose modules.builtin is the kernel's own", ErrBadModules, err)
+	default:
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
 			if n, ok := moduleName(strings.TrimSpace(sc.Text())); ok {
@@ -176,7 +184,7 @@ func (m *Modules) Resolve(names []string, required func(name string) bool) ([]Mo
 // ReadModule reads and decompresses the module at path and parses its
 // .modinfo.
 func ReadModule(path string) (Module, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return Module{}, fmt.Errorf("%w: %w", ErrBadModules, err)
 	}

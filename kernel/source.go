@@ -313,18 +313,35 @@ func buildTreeConfig(image, release string) string {
 }
 
 // readRegular reads the file at p, at most limit bytes, if it is a
-// regular file; it opens without blocking, so a FIFO put there is
-// refused rather than waited on.
+// regular file (openRegular).
 func readRegular(p string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := openRegular(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	b, err := readAllLimited(f, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return b, nil
+}
+
+// openRegular opens the file at p for reading if it is a regular file.
+// It opens without blocking and judges what it opened, not what a
+// Stat saw before: a FIFO put there (or swapped in since) is refused
+// rather than waited on, and a device (/dev/zero) rather than read
+// without end. Reads from a regular file do not heed O_NONBLOCK.
+func openRegular(p string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
 		return nil, fmt.Errorf("%s is not a regular file", p)
 	}
-	return readAllLimited(f, limit)
+	return f, nil
 }
 
 // isELF says whether the file at p starts with the ELF magic.
