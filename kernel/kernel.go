@@ -172,6 +172,12 @@ func Install(dir string, image []byte, config []byte, k Kernel) (Kernel, error) 
 	if err := os.MkdirAll(ent, 0o755); err != nil {
 		return Kernel{}, fmt.Errorf("create kernel cache entry: %w", err)
 	}
+	// What is replaced below (vmlinuz, config, kernel.json, modules/) is
+	// replaced only inside the cache: an entry that is a link to a
+	// directory elsewhere, left by someone else, is not written through.
+	if st, err := os.Lstat(ent); err != nil || !st.IsDir() {
+		return Kernel{}, fmt.Errorf("kernel cache entry %s is not a directory of its own (a symbolic link?); nothing was written through it: remove it (rm %s) and fetch again", ent, ent)
+	}
 	k.Path = filepath.Join(ent, "vmlinuz")
 	if err := writeAtomic(k.Path, image); err != nil {
 		return Kernel{}, err

@@ -103,6 +103,34 @@ func TestInstallListDefault(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// TestInstallRefusesLinkedEntry: a cache entry that is a symlink to a
+// directory of the user's is not written through (their vmlinuz, config
+// and modules/ stay as they were); a real directory there (the control)
+// is replaced.
+func TestInstallRefusesLinkedEntry(t *testing.T) {
+	const rel = "6.12.5-x"
+	dir, victim := t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(victim, "vmlinuz"), []byte("mine"), 0o644))
+	require.NoError(t, os.Mkdir(filepath.Join(victim, "modules"), 0o755))
+	require.NoError(t, os.Symlink(victim, filepath.Join(dir, rel)))
+	mods := filepath.Join(t.TempDir(), "tree")
+	require.NoError(t, os.Mkdir(mods, 0o755))
+	_, err := Install(dir, fakeBzImage(rel+" #1"), []byte("CONFIG_X=y\n"), Kernel{ModulesDir: mods})
+	require.ErrorContains(t, err, "not a directory of its own")
+	b, err := os.ReadFile(filepath.Join(victim, "vmlinuz"))
+	require.NoError(t, err)
+	assert.Equal(t, "mine", string(b))
+	assert.DirExists(t, filepath.Join(victim, "modules"))
+	assert.NoFileExists(t, filepath.Join(victim, "kernel.json"))
+
+	require.NoError(t, os.Remove(filepath.Join(dir, rel)))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, rel), 0o755))
+	k, err := Install(dir, fakeBzImage(rel+" #1"), nil, Kernel{ModulesDir: mods})
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, rel, "vmlinuz"), k.Path)
+	assert.DirExists(t, filepath.Join(dir, rel, "modules"))
+}
+
 func TestCacheDir(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", "/x/cache")
 	d, err := CacheDir()
