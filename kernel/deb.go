@@ -14,7 +14,7 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	xzbcj "github.com/xi2/xz"
 )
 
 // A Debian binary package (.deb) is an ar archive: debian-binary,
@@ -81,13 +81,48 @@ func debData(r io.Reader) (*tar.Reader, func(), error) {
 	}
 }
 
+// newXZReader reads the xz stream r with an LZMA2 dictionary of at most
+// dictMax bytes. The header of each block says how large a dictionary
+// its data needs, and a decoder that took that at its word (ulikunitz/xz
+// allocates it whole: 1 GiB for a 224-byte file) lets a tiny file ask
+// for gigabytes; this one (XZ Embedded's, as Linux has it) fails
+// instead, with an error that says so.
+func newXZReader(r io.Reader, dictMax uint32) (io.Reader, error) {
+	x, err := xzbcj.NewReader(r, dictMax)
+	if err != nil {
+		return nil, xzLimitErr(err, dictMax)
+	}
+	return &xzLimitReader{r: x, dictMax: dictMax}, nil
+}
+
+// xzLimitErr says, of a stream that wants more dictionary than
+// dictMax, how much was allowed.
+func xzLimitErr(err error, dictMax uint32) error {
+	if errors.Is(err, xzbcj.ErrMemlimit) {
+		return fmt.Errorf("the xz stream asks for an LZMA2 dictionary over %d MiB, more than ktstr gives one: %w", dictMax>>20, err)
+	}
+	return err
+}
+
+// xzLimitReader is an xz reader whose errors say what xzLimitErr says:
+// a later block may ask for more than the first.
+type xzLimitReader struct {
+	r       io.Reader
+	dictMax uint32
+}
+
+func (x *xzLimitReader) Read(p []byte) (int, error) {
+	n, err := x.r.Read(p)
+	return n, xzLimitErr(err, x.dictMax)
+}
+
 // dataTar opens the data archive by its compression suffix.
 func dataTar(name string, r io.Reader) (*tar.Reader, func(), error) {
 	switch strings.TrimPrefix(name, "data.tar") {
 	case "":
 		return tar.NewReader(r), func() {}, nil
 	case ".xz":
-		x, err := xz.NewReader(r)
+		x, err := newXZReader(r, maxDictBytes)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: data.tar.xz: %w", ErrNotDeb, err)
 		}

@@ -15,11 +15,14 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 )
 
 // maxBuiltinList bounds modules.builtin (Debian 6.12's: 30 KiB).
 const maxBuiltinList = 4 << 20
+
+// maxModuleDict bounds the dictionary an .ko.xz may ask for: Linux packs
+// modules with a 1 MiB one (scripts/Makefile.modinst), xz -9 uses 64 MiB.
+const maxModuleDict = 64 << 20
 
 // ErrBadModules reports a module tree that cannot serve a run: a module
 // missing, corrupt, for another release or another architecture.
@@ -192,7 +195,7 @@ func ReadModule(path string) (Module, error) {
 	var r io.Reader = f
 	switch {
 	case strings.HasSuffix(path, ".xz"):
-		x, err := xz.NewReader(f)
+		x, err := newXZReader(f, maxModuleDict)
 		if err != nil {
 			return Module{}, fmt.Errorf("%w: %s: %w", ErrBadModules, path, err)
 		}

@@ -5,8 +5,10 @@ import (
 	"compress/gzip"
 	"debug/elf"
 	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 
@@ -375,4 +377,88 @@ func TestOpenDirRefusesNonFileImages(t *testing.T) {
 	_, err := Open(t.Context(), dir, "", t.TempDir())
 	require.ErrorIs(t, err, ErrNotKernel)
 	assert.Contains(t, err.Error(), "not a regular file")
+}
+
+// xzWithDict returns b xz-compressed (a 1 MiB dictionary, as Linux
+// packs modules) with its block header rewritten to claim the LZMA2
+// dictionary size code dict (40: 4 GiB - 1, the largest there is).
+func xzWithDict(t *testing.T, b []byte, dict byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w, err := xz.WriterConfig{DictCap: 1 << 20}.NewWriter(&out)
+	require.NoError(t, err)
+	_, err = w.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	x := out.Bytes()
+	const stream = 12 // the stream header
+	size := (int(x[stream]) + 1) * 4
+	hdr := x[stream : stream+size]
+	i := bytes.Index(hdr, []byte{0x21, 0x01}) // the LZMA2 filter: id, props size
+	require.Positive(t, i)
+	hdr[i+2] = dict
+	binary.LittleEndian.PutUint32(hdr[size-4:], crc32.ChecksumIEEE(hdr[:size-4]))
+	return x
+}
+
+// TestXZDictionaryBounded: a .ko.xz and a data.tar.xz whose header asks
+// for a 4 GiB dictionary are refused with little allocated (ulikunitz/xz
+// took 1 GiB for a 224-byte module asking for 1 GiB); the same files with
+// Linux's 1 MiB dictionary (the control) read.
+func TestXZDictionaryBounded(t *testing.T) {
+	allocated := func(f func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		f()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	mod := testModule("virtio", "")
+	for _, tc := range []struct {
+		name string
+		dict byte
+		want string
+	}{
+		{"control: 1 MiB", 16, ""},
+		{"64 MiB, as xz -9", 28, ""},
+		{"4 GiB", 40, "dictionary over 64 MiB"},
+	} {
+		t.Run("module "+tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "virtio.ko.xz")
+			require.NoError(t, os.WriteFile(p, xzWithDict(t, mod, tc.dict), 0o644))
+			var err error
+			n := allocated(func() { _, err = ReadModule(p) })
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrBadModules)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Less(t, n, uint64(16<<20), "bytes allocated refusing it")
+		})
+	}
+	img := fakeBzImage(testRelease + " #1")
+	data := tarOf(t, map[string][]byte{"./boot/vmlinuz-" + testRelease: img})
+	for _, tc := range []struct {
+		name string
+		dict byte
+		want string
+	}{
+		{"control: 1 MiB", 16, ""},
+		{"4 GiB", 40, "dictionary over 128 MiB"},
+	} {
+		t.Run("data.tar.xz "+tc.name, func(t *testing.T) {
+			deb := filepath.Join(t.TempDir(), "k.deb")
+			writeAr(t, deb, [2]any{"debian-binary", []byte("2.0\n")}, [2]any{"data.tar.xz", xzWithDict(t, data, tc.dict)})
+			var err error
+			n := allocated(func() { err = UnpackDeb(deb, filepath.Join(t.TempDir(), "out")) })
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrNotDeb)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Less(t, n, uint64(16<<20), "bytes allocated refusing it")
+		})
+	}
 }
