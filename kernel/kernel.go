@@ -338,14 +338,18 @@ func cmp(a, b int) int {
 	return 0
 }
 
-// readAllLimited reads r up to limit bytes, failing beyond it.
+// errOverBound is readAllLimited's error for more than its limit.
+var errOverBound = errors.New("larger than the bound")
+
+// readAllLimited reads r up to limit bytes, failing beyond it with an
+// error wrapping errOverBound.
 func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
+		return nil, fmt.Errorf("%w of %d bytes", errOverBound, limit)
 	}
 	return b, nil
 }

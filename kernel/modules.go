@@ -20,6 +20,14 @@ import (
 // maxBuiltinList bounds modules.builtin (Debian 6.12's: 30 KiB).
 const maxBuiltinList = 4 << 20
 
+// Bounds on what Resolve gathers for one run: the guest modules and
+// their dependencies are six files of 20 to 120 KiB on Debian, and all
+// of them are held in memory and packed into the initramfs.
+const (
+	maxResolvedModules = 64
+	maxResolvedBytes   = 128 << 20
+)
+
 // maxModuleDict bounds the dictionary an .ko.xz may ask for: Linux packs
 // modules with a 1 MiB one (scripts/Makefile.modinst), xz -9 uses 64 MiB.
 const maxModuleDict = 64 << 20
@@ -133,8 +141,13 @@ func (m *Modules) Has(name string) bool { _, ok := m.files[name]; return ok }
 // modules are left out; a name that is neither built in nor in the tree
 // is an error only when required is true for it (a kernel that builds it
 // in with no modules.builtin to say so needs nothing).
+//
+// What it gathers is bounded, whatever the tree's .modinfo says: at most
+// maxResolvedModules modules of maxResolvedBytes in all, decompressed.
 func (m *Modules) Resolve(names []string, required func(name string) bool) ([]Module, error) {
 	var order []Module
+	var total int64           // bytes read so far
+	read := 0                 // modules read so far, those still being visited too
 	state := map[string]int{} // 1 visiting, 2 done
 	var visit func(name, from string) error
 	visit = func(name, from string) error {
@@ -160,10 +173,17 @@ func (m *Modules) Resolve(names []string, required func(name string) bool) ([]Mo
 			return nil
 		}
 		state[name] = 1
-		mod, err := ReadModule(file)
+		if read++; read > maxResolvedModules {
+			return fmt.Errorf("%w: %s needs more than %d modules (at %s); a kernel's virtio modules are a handful: give the module tree of this kernel's release", ErrBadModules, strings.Join(names, ","), maxResolvedModules, name)
+		}
+		mod, err := readModule(file, min(maxModule, maxResolvedBytes-total))
 		if err != nil {
+			if errors.Is(err, errOverBound) && total > 0 {
+				return fmt.Errorf("%w: the modules %s needs come to more than %d MiB decompressed (at %s); a kernel's virtio modules are well under 1 MiB: give the module tree of this kernel's release", ErrBadModules, strings.Join(names, ","), maxResolvedBytes>>20, file)
+			}
 			return err
 		}
+		total += int64(len(mod.Data))
 		if err := mod.check(m.Release); err != nil {
 			return err
 		}
@@ -184,9 +204,12 @@ func (m *Modules) Resolve(names []string, required func(name string) bool) ([]Mo
 	return order, nil
 }
 
-// ReadModule reads and decompresses the module at path and parses its
-// .modinfo.
-func ReadModule(path string) (Module, error) {
+// ReadModule reads and decompresses the module at path (at most 64 MiB)
+// and parses its .modinfo.
+func ReadModule(path string) (Module, error) { return readModule(path, maxModule) }
+
+// readModule is ReadModule with limit for the bytes decompressed.
+func readModule(path string, limit int64) (Module, error) {
 	f, err := openRegular(path)
 	if err != nil {
 		return Module{}, fmt.Errorf("%w: %w", ErrBadModules, err)
@@ -214,7 +237,7 @@ func ReadModule(path string) (Module, error) {
 		}
 		r = g
 	}
-	data, err := readAllLimited(r, maxModule)
+	data, err := readAllLimited(r, limit)
 	if err != nil {
 		return Module{}, fmt.Errorf("%w: %s does not decompress: %w", ErrBadModules, path, err)
 	}

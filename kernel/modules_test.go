@@ -462,3 +462,56 @@ func TestXZDictionaryBounded(t *testing.T) {
 		})
 	}
 }
+
+// chainTree writes n modules m0..m(n-1) into dir, each depending on the
+// next, each padded to pad bytes (zstd makes that a few bytes on disk),
+// and virtio_console depending on m0.
+func chainTree(t *testing.T, n, pad int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i := 0; i < n; i++ {
+		dep := ""
+		if i+1 < n {
+			dep = "m" + strconv.Itoa(i+1)
+		}
+		name := "m" + strconv.Itoa(i)
+		mod := fakeModule(elf.EM_X86_64, "depends="+dep, "name="+name, "vermagic="+testRelease+" SMP")
+		mod = append(mod, make([]byte, max(0, pad-len(mod)))...)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name+".ko.zst"), compress(t, ".ko.zst", mod), 0o644))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "virtio_console.ko"), testModule("virtio_console", "m0"), 0o644))
+	return dir
+}
+
+// TestResolveBounded: what Resolve gathers has a budget in count and in
+// bytes: a dependency chain one past maxResolvedModules, and modules
+// that decompress past maxResolvedBytes in all (each under the per-module
+// bound; before, 21 of 60 MiB were all held: 1200 MiB), are refused; a
+// chain at the count budget, and modules just under the byte budget (the
+// controls) resolve.
+func TestResolveBounded(t *testing.T) {
+	const pad = 40 << 20
+	for _, tc := range []struct {
+		name   string
+		n, pad int
+		want   string
+	}{
+		{"control: count at the budget", maxResolvedModules - 1, 0, ""},
+		{"count past the budget", maxResolvedModules, 0, "more than 64 modules"},
+		{"control: bytes under the budget", 3, pad, ""},
+		{"bytes past the budget", 4, pad, "more than 128 MiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := OpenModules(chainTree(t, tc.n, tc.pad), testRelease)
+			require.NoError(t, err)
+			mods, err := m.Resolve([]string{"virtio_console"}, always)
+			if tc.want == "" {
+				require.NoError(t, err)
+				assert.Len(t, mods, tc.n+1)
+				return
+			}
+			require.ErrorIs(t, err, ErrBadModules)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
