@@ -33,6 +33,36 @@ const (
 	maxUnpacked = 2 << 30
 )
 
+// debLimits bounds what one package may make ktstr do beyond the size of
+// each file: how many files it writes (an empty file costs no byte of
+// maxUnpacked, but an inode) and how many bytes its data.tar may
+// decompress to in all, skipped members included (a member skipped is
+// still decompressed to find the next header).
+type debLimits struct {
+	files   int
+	tarSize int64
+}
+
+// defaultDebLimits are the bounds of a real package: Debian 6.12's
+// linux-image holds about 4,500 files and its data.tar is under 500 MiB.
+func defaultDebLimits() debLimits { return debLimits{files: 32768, tarSize: 4 << 30} }
+
+// budgetReader reads r until left bytes have been read, then fails.
+type budgetReader struct {
+	r    io.Reader
+	left int64
+	what string
+}
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("%s decompresses to more than the bound: %w", b.what, errOverBound)
+	}
+	n, err := b.r.Read(p[:min(int64(len(p)), b.left)])
+	b.left -= int64(n)
+	return n, err
+}
+
 // IsDeb reports whether the file at path starts like an ar archive.
 func IsDeb(p string) bool {
 	f, err := os.Open(p)
@@ -47,7 +77,7 @@ func IsDeb(p string) bool {
 
 // debData returns a tar reader over the data archive of the .deb read
 // from r, and a function that releases its decompressor.
-func debData(r io.Reader) (*tar.Reader, func(), error) {
+func debData(r io.Reader, tarSize int64) (*tar.Reader, func(), error) {
 	br := bufio.NewReader(r)
 	var magic [len(arMagic)]byte
 	if _, err := io.ReadFull(br, magic[:]); err != nil || string(magic[:]) != arMagic {
@@ -68,7 +98,7 @@ func debData(r io.Reader) (*tar.Reader, func(), error) {
 		}
 		body := io.LimitReader(br, size)
 		if strings.HasPrefix(name, "data.tar") {
-			return dataTar(name, body)
+			return dataTar(name, body, tarSize)
 		}
 		if _, err := io.Copy(io.Discard, body); err != nil {
 			return nil, nil, fmt.Errorf("%w: %w", ErrNotDeb, err)
@@ -117,28 +147,31 @@ func (x *xzLimitReader) Read(p []byte) (int, error) {
 }
 
 // dataTar opens the data archive by its compression suffix.
-func dataTar(name string, r io.Reader) (*tar.Reader, func(), error) {
+func dataTar(name string, r io.Reader, tarSize int64) (*tar.Reader, func(), error) {
+	bounded := func(d io.Reader) *tar.Reader {
+		return tar.NewReader(&budgetReader{r: d, left: tarSize, what: name})
+	}
 	switch strings.TrimPrefix(name, "data.tar") {
 	case "":
-		return tar.NewReader(r), func() {}, nil
+		return bounded(r), func() {}, nil
 	case ".xz":
 		x, err := newXZReader(r, maxDictBytes)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: data.tar.xz: %w", ErrNotDeb, err)
 		}
-		return tar.NewReader(x), func() {}, nil
+		return bounded(x), func() {}, nil
 	case ".zst":
 		z, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(1<<27))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: data.tar.zst: %w", ErrNotDeb, err)
 		}
-		return tar.NewReader(z), z.Close, nil
+		return bounded(z), z.Close, nil
 	case ".gz":
 		g, err := gzip.NewReader(r)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: data.tar.gz: %w", ErrNotDeb, err)
 		}
-		return tar.NewReader(g), func() {}, nil
+		return bounded(g), func() {}, nil
 	}
 	return nil, nil, fmt.Errorf("%w: %s is compressed in a way this tool does not read (xz, zstd, gzip)", ErrNotDeb, name)
 }
@@ -146,24 +179,31 @@ func dataTar(name string, r io.Reader) (*tar.Reader, func(), error) {
 // UnpackDeb writes the kernel image (boot/vmlinuz-*), its config
 // (boot/config-*) and its modules (lib/modules/**) from the Debian
 // package at deb into dst, keeping their paths. Nothing else is
-// written, no link is followed, and no path leaves dst.
-func UnpackDeb(deb, dst string) error {
+// written, no link is followed, and no path leaves dst. What it writes
+// and decompresses is bounded (defaultDebLimits).
+func UnpackDeb(deb, dst string) error { return unpackDeb(deb, dst, defaultDebLimits()) }
+
+// unpackDeb is UnpackDeb within lim.
+func unpackDeb(deb, dst string, lim debLimits) error {
 	f, err := os.Open(deb)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", deb, err)
 	}
 	defer f.Close()
-	tr, release, err := debData(f)
+	tr, release, err := debData(f, lim.tarSize)
 	if err != nil {
 		return fmt.Errorf("%s: %w", deb, err)
 	}
 	defer release()
 	var total int64
-	images := 0
+	images, files := 0, 0
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if errors.Is(err, errOverBound) {
+			return fmt.Errorf("%s: %w: its data archive unpacks to more than %d MiB, which no kernel package does", deb, ErrNotDeb, lim.tarSize>>20)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w: the data archive is damaged: %w", deb, ErrNotDeb, err)
@@ -183,7 +223,10 @@ func UnpackDeb(deb, dst string) error {
 			limit = maxImage
 		}
 		if h.Size > limit || total+h.Size > maxUnpacked {
-			return fmt.Errorf("%s: %s is %d bytes, over the bound of %d", deb, name, h.Size, limit)
+			return fmt.Errorf("%s: %w: %s is %d bytes, over the bound of %d", deb, ErrNotDeb, name, h.Size, limit)
+		}
+		if files++; files > lim.files {
+			return fmt.Errorf("%s: %w: it holds more than %d kernel files (boot/, lib/modules/), which no kernel package does", deb, ErrNotDeb, lim.files)
 		}
 		total += h.Size
 		name = strings.TrimPrefix(name, "usr/") // merged-/usr packages
@@ -192,6 +235,9 @@ func UnpackDeb(deb, dst string) error {
 			return fmt.Errorf("unpack %s: %w", deb, err)
 		}
 		if err := writeFrom(out, io.LimitReader(tr, limit)); err != nil {
+			if errors.Is(err, errOverBound) {
+				return fmt.Errorf("%s: %w: its data archive unpacks to more than %d MiB, which no kernel package does", deb, ErrNotDeb, lim.tarSize>>20)
+			}
 			return fmt.Errorf("unpack %s: %w", deb, err)
 		}
 		if strings.HasPrefix(base, "vmlinuz-") {
@@ -224,7 +270,7 @@ func ExtractDeb(deb string) (image, config []byte, err error) {
 		return nil, nil, fmt.Errorf("open %s: %w", deb, err)
 	}
 	defer f.Close()
-	tr, release, err := debData(f)
+	tr, release, err := debData(f, defaultDebLimits().tarSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", deb, err)
 	}

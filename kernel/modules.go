@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -89,26 +90,34 @@ func moduleName(file string) (string, bool) {
 	return "", false
 }
 
+// maxTreeEntries bounds the entries OpenModules looks at: Debian 6.12's
+// lib/modules/RELEASE holds about 5,000 files and directories.
+const maxTreeEntries = 200_000
+
 // OpenModules indexes the module tree dir (lib/modules/RELEASE): every
-// .ko, .ko.xz, .ko.zst and .ko.gz under it, and modules.builtin.
+// .ko, .ko.xz, .ko.zst and .ko.gz under it, and modules.builtin. Links
+// inside the tree are not followed; a tree of more than maxTreeEntries
+// files and directories is refused.
 func OpenModules(dir, release string) (*Modules, error) {
+	return openModules(dir, release, maxTreeEntries)
+}
+
+// openModules is OpenModules looking at no more than maxEntries entries.
+func openModules(dir, release string, maxEntries int) (*Modules, error) {
 	st, err := os.Stat(dir)
 	if err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("%w: %s is not a module directory (lib/modules/RELEASE)", ErrBadModules, dir)
 	}
 	m := &Modules{Dir: dir, Release: release, files: map[string]string{}, builtin: map[string]bool{}}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			if n, ok := moduleName(p); ok {
-				if _, dup := m.files[n]; !dup {
-					m.files[n] = p
-				}
+	err = walkBounded(dir, maxEntries, func(p string) {
+		if n, ok := moduleName(p); ok {
+			// Of two files for one module, the first in lexical walk
+			// order (kernel/ before updates/), whatever order the
+			// directories list them in.
+			if old, dup := m.files[n]; !dup || slices.Compare(strings.Split(p, "/"), strings.Split(old, "/")) < 0 {
+				m.files[n] = p
 			}
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading %s: %w", ErrBadModules, dir, err)
@@ -127,6 +136,48 @@ func OpenModules(dir, release string) (*Modules, error) {
 		}
 	}
 	return m, nil
+}
+
+// walkBounded calls file for each regular file under dir, following no
+// link but dir itself, and fails once it has seen more than maxEntries
+// entries. Directories are read a batch at a time, so a directory of
+// millions of entries is not held whole before the bound is seen.
+func walkBounded(dir string, maxEntries int, file func(p string)) error {
+	seen := 0
+	pending := []string{dir}
+	for len(pending) > 0 {
+		d := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		f, err := os.Open(d)
+		if err != nil {
+			return err
+		}
+		for {
+			ents, err := f.ReadDir(256)
+			for _, e := range ents {
+				if seen++; seen > maxEntries {
+					f.Close()
+					return fmt.Errorf("it holds more than %d files and directories, which no kernel's module tree does; give lib/modules/RELEASE itself", maxEntries)
+				}
+				p := filepath.Join(d, e.Name())
+				switch {
+				case e.IsDir():
+					pending = append(pending, p)
+				case e.Type().IsRegular():
+					file(p)
+				}
+			}
+			if errors.Is(err, io.EOF) || err == nil && len(ents) == 0 {
+				break
+			}
+			if err != nil {
+				f.Close()
+				return err
+			}
+		}
+		f.Close()
+	}
+	return nil
 }
 
 // Builtin reports whether modules.builtin lists name (it needs no
