@@ -69,6 +69,22 @@ const (
 	maxMeta   = 1 << 20
 )
 
+// packageName is the syntax of a Debian package name (Debian Policy
+// 5.6.1): lower-case letters, digits, '+', '-' and '.', starting with a
+// letter or digit, two characters at least. The bound on its length is
+// ktstr's.
+var packageName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]{1,199}$`)
+
+// CheckPackageName refuses a name that is not a Debian package name, so
+// that apt-get never takes one for an option ("-o…") or more than one
+// package.
+func CheckPackageName(name string) error {
+	if !packageName.MatchString(name) {
+		return fmt.Errorf("package %q is not a Debian package name (lower-case letters, digits, '+', '-' and '.', starting with a letter or digit), such as linux-image-6.12.117+deb12-cloud-amd64-unsigned; 'apt-cache search linux-image' lists them", name)
+	}
+	return nil
+}
+
 // Package is a Debian binary package apt can download.
 type Package struct {
 	Name    string // e.g. linux-image-6.12.117+deb12-cloud-amd64-unsigned
@@ -155,6 +171,9 @@ func newestCandidate(cands map[string]string) (Package, bool) {
 // /boot/vmlinuz-*, /boot/config-* and module tree into dir. Progress
 // from apt goes to log.
 func FetchDebian(ctx context.Context, dir string, pkg Package, log io.Writer) (Kernel, error) {
+	if err := CheckPackageName(pkg.Name); err != nil {
+		return Kernel{}, err
+	}
 	tmp, err := os.MkdirTemp("", "ktstr-kernel-")
 	if err != nil {
 		return Kernel{}, fmt.Errorf("fetch kernel: %w", err)

@@ -71,6 +71,11 @@ func runKernelFetch(args []string, stdout, stderr io.Writer) error {
 		return usagef("kernel fetch: --flavour %q: want %s", *flavour, strings.Join(kernel.Flavours(), ", "))
 	}
 	pkg := kernel.Package{Name: *pkgName}
+	if pkg.Name != "" {
+		if err := kernel.CheckPackageName(pkg.Name); err != nil {
+			return usageErr(fmt.Errorf("kernel fetch: --package: %w", err))
+		}
+	}
 	if pkg.Name == "" {
 		if pkg, err = kernel.FindDebianKernel(ctx, *release, *flavour); err != nil {
 			return envErr(fmt.Errorf("kernel fetch: %w", err))
@@ -239,7 +244,9 @@ func defaultKernel() (kernel.Kernel, error) {
 func kernelFacts(k kernel.Kernel) string {
 	var parts []string
 	if src, err := kernel.CachedConfig(context.Background(), k); err != nil {
-		parts = append(parts, "cache entry unreadable ("+err.Error()+")")
+		// The error names the entry's path, which any name left in the
+		// cache directory makes: escaped, as every path printed is.
+		parts = append(parts, "cache entry unreadable ("+safeInline(err.Error())+")")
 	} else if c := src.Config(); c == nil {
 		parts = append(parts, "config unknown")
 	} else {
