@@ -16,6 +16,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
@@ -140,15 +141,35 @@ func (w *Writer) AddFile(name string, perm os.FileMode, data []byte) error {
 	return w.err
 }
 
-// AddHostFile adds the host file src as name, keeping its permission bits.
+// MaxHostFile bounds a host file AddHostFile packs (the guest agent is
+// about 3 MiB, a sched_ext scheduler under 2 MiB); it is read whole.
+const MaxHostFile = 256 << 20
+
+// AddHostFile adds the host file src as name, keeping its permission
+// bits. src must be a regular file of at most MaxHostFile bytes: it is
+// opened without blocking and judged by what was opened, so a FIFO or a
+// device there (or swapped in) is refused rather than waited on or read
+// without end, and a file that grows while it is read is cut at the
+// bound and refused.
 func (w *Writer) AddHostFile(name, src string) error {
-	data, err := os.ReadFile(src)
+	f, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("initramfs: read %s for %s: %w", src, name, err)
 	}
-	fi, err := os.Stat(src)
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("initramfs: stat %s: %w", src, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("initramfs: %s for %s is not a regular file; name the program itself", src, name)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxHostFile+1))
+	if err != nil {
+		return fmt.Errorf("initramfs: read %s for %s: %w", src, name, err)
+	}
+	if len(data) > MaxHostFile {
+		return fmt.Errorf("initramfs: %s for %s is over the %d-byte bound of a packed file", src, name, MaxHostFile)
 	}
 	return w.AddFile(name, fi.Mode().Perm(), data)
 }
@@ -264,6 +285,12 @@ func Build(dst string, c Compression, files []File) error {
 	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
 		return fmt.Errorf("initramfs: chmod %s: %w", dst, err)
+	}
+	// On disk before it is renamed into place: dst may be a cache entry
+	// that later runs take as it is, and a crash must not leave it empty.
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("initramfs: write %s: %w", dst, err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("initramfs: write %s: %w", dst, err)

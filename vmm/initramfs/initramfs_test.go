@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
@@ -167,4 +171,90 @@ func TestBuild(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Len(t, entries, 2, "no temporary files left: %v", entries)
+}
+
+// TestAddHostFileRefusesNonFiles: a host file that is a FIFO, a link to
+// /dev/zero, a directory or over MaxHostFile (a sparse file one byte
+// past it) is refused at once, with its path; a regular file (the
+// control) is packed with its permission bits.
+func TestAddHostFileRefusesNonFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o755))
+	zero := filepath.Join(dir, "zero")
+	require.NoError(t, os.Symlink("/dev/zero", zero))
+	big := filepath.Join(dir, "big")
+	f, err := os.Create(big)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(MaxHostFile+1))
+	require.NoError(t, f.Close())
+	good := filepath.Join(dir, "good")
+	require.NoError(t, os.WriteFile(good, []byte("ELF"), 0o750))
+	for _, tc := range []struct{ name, src, want string }{
+		{"control: a file", good, ""},
+		{"fifo", fifo, "not a regular file"},
+		{"link to /dev/zero", zero, "not a regular file"},
+		{"directory", dir, "not a regular file"},
+		{"one byte past the bound", big, "over the 268435456-byte bound"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			w, err := NewWriter(&buf, None)
+			require.NoError(t, err)
+			done := make(chan error, 1)
+			go func() { done <- w.AddHostFile("bin/x", tc.src) }()
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("AddHostFile still reading after 10s")
+			}
+			if tc.want != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.want)
+				assert.Contains(t, err.Error(), tc.src)
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, w.Close())
+			got, _ := readBack(t, buf.Bytes(), None)
+			assert.Equal(t, entry{cpio.TypeReg | 0o750, "ELF"}, got["bin/x"])
+		})
+	}
+}
+
+// fullDisk accepts left bytes, then fails as a full disk does.
+type fullDisk struct{ left int }
+
+func (d *fullDisk) Write(p []byte) (int, error) {
+	if len(p) > d.left {
+		n := d.left
+		d.left = 0
+		return n, syscall.ENOSPC
+	}
+	d.left -= len(p)
+	return len(p), nil
+}
+
+// TestWriterFullDisk: an archive whose output fills up partway fails
+// with ENOSPC, from the Add that hit it or from Close, in every
+// compression; with room (the control) the same archive closes.
+func TestWriterFullDisk(t *testing.T) {
+	data := make([]byte, 1<<20) // incompressible: every compression must write it
+	rand.New(rand.NewSource(1)).Read(data)
+	for _, c := range []Compression{Zstd, Gzip, None} {
+		for _, room := range []int{100, 4 << 10, 1 << 30} {
+			t.Run(fmt.Sprintf("%v/%d", c, room), func(t *testing.T) {
+				w, err := NewWriter(&fullDisk{left: room}, c)
+				require.NoError(t, err)
+				addErr := w.AddFile("init", 0o755, data)
+				closeErr := w.Close()
+				if room == 1<<30 {
+					require.NoError(t, addErr)
+					require.NoError(t, closeErr)
+					return
+				}
+				assert.ErrorIs(t, closeErr, syscall.ENOSPC, "add: %v", addErr)
+			})
+		}
+	}
 }
