@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -28,6 +29,10 @@ const (
 	maxResolvedModules = 64
 	maxResolvedBytes   = 128 << 20
 )
+
+// moduleNameSyntax is what a module's name may be (include/linux/module.h:
+// MODULE_NAME_LEN is 56 with its NUL).
+var moduleNameSyntax = regexp.MustCompile(`^[A-Za-z0-9_-]{1,55}$`)
 
 // maxModuleDict bounds the dictionary an .ko.xz may ask for: Linux packs
 // modules with a 1 MiB one (scripts/Makefile.modinst), xz -9 uses 64 MiB.
@@ -300,6 +305,11 @@ func readModule(path string, limit int64) (Module, error) {
 	}
 	if n := info["name"]; n != "" {
 		mod.Name = n
+	}
+	// The name becomes a file name in the initramfs (vmm.GuestModulesDir):
+	// only what the kernel itself allows in one (MODULE_NAME_LEN 56).
+	if !moduleNameSyntax.MatchString(mod.Name) {
+		return Module{}, fmt.Errorf("%w: %s names itself %q in .modinfo, which is no module name (letters, digits, '_' and '-', at most 55)", ErrBadModules, path, mod.Name)
 	}
 	if d := info["depends"]; d != "" {
 		mod.Depends = strings.Split(d, ",")

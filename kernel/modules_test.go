@@ -183,6 +183,14 @@ func TestResolveRefusesBadModules(t *testing.T) {
 			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"),
 				fakeModule(elf.EM_X86_64, "depends=", "name=virtio_console", "vermagic=6.12.1 SMP"), 0o644)
 		}, "built for 6.12.1"},
+		{"name that is a path", func(d string) {
+			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"),
+				fakeModule(elf.EM_X86_64, "depends=", "name=../../../init", "vermagic="+testRelease), 0o644)
+		}, "which is no module name"},
+		{"name with an escape", func(d string) {
+			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"),
+				fakeModule(elf.EM_X86_64, "depends=", "name=virtio\x1b[2J", "vermagic="+testRelease), 0o644)
+		}, "which is no module name"},
 		{"vermagic of blanks", func(d string) {
 			os.WriteFile(filepath.Join(d, "kernel/drivers/char/virtio_console.ko"),
 				fakeModule(elf.EM_X86_64, "depends=", "name=virtio_console", "vermagic= \t "), 0o644)
