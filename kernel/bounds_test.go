@@ -102,3 +102,34 @@ func TestOpenModulesBounded(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, m.Has("virtio_console"), "the tree behind a --modules link")
 }
+
+// TestOpenDebChangedWhileRead: a package replaced after it was hashed
+// (the hash names its unpacked copy in the cache) is refused rather than
+// kept under the first file's hash; read with the hash of what it holds
+// (the control), it unpacks. A package growing past the bound is not
+// hashed without end.
+func TestOpenDebChangedWhileRead(t *testing.T) {
+	root := t.TempDir()
+	deb := filepath.Join(root, "k.deb")
+	pkg := func(release string) {
+		data := tarOf(t, map[string][]byte{"./boot/vmlinuz-" + release: fakeBzImage(release + " #1")})
+		writeAr(t, deb, [2]any{"debian-binary", []byte("2.0\n")}, [2]any{"data.tar", data})
+	}
+	pkg("6.1.0-1-a")
+	first, err := fileSum(deb, maxPackage)
+	require.NoError(t, err)
+	pkg("6.1.0-2-b")
+	second, err := fileSum(deb, maxPackage)
+	require.NoError(t, err)
+
+	err = unpackSummed(deb, filepath.Join(root, "a"), first)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "changed while it was read")
+	require.NoError(t, unpackSummed(deb, filepath.Join(root, "b"), second))
+	assert.FileExists(t, filepath.Join(root, "b", "boot", "vmlinuz-6.1.0-2-b"))
+
+	st, err := os.Stat(deb)
+	require.NoError(t, err)
+	_, err = fileSum(deb, st.Size()-1)
+	assert.ErrorContains(t, err, "over the")
+}

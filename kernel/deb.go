@@ -190,7 +190,13 @@ func unpackDeb(deb, dst string, lim debLimits) error {
 		return fmt.Errorf("open %s: %w", deb, err)
 	}
 	defer f.Close()
-	tr, release, err := debData(f, lim.tarSize)
+	return unpackDebFrom(f, deb, dst, lim)
+}
+
+// unpackDebFrom is unpackDeb reading the package (named deb, for
+// errors) from r.
+func unpackDebFrom(r io.Reader, deb, dst string, lim debLimits) error {
+	tr, release, err := debData(r, lim.tarSize)
 	if err != nil {
 		return fmt.Errorf("%s: %w", deb, err)
 	}

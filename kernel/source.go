@@ -228,7 +228,7 @@ func openDir(ctx context.Context, dir, cacheDir string) (*Source, error) {
 // openDeb unpacks a kernel package into cacheDir/debs/SHA (once) and
 // opens that directory.
 func openDeb(ctx context.Context, deb, cacheDir string) (*Source, error) {
-	sum, err := fileSum(deb)
+	sum, err := fileSum(deb, maxPackage)
 	if err != nil {
 		return nil, fmt.Errorf("--kernel %s: %w", deb, err)
 	}
@@ -242,7 +242,7 @@ func openDeb(ctx context.Context, deb, cacheDir string) (*Source, error) {
 			return nil, fmt.Errorf("unpack %s: %w", deb, err)
 		}
 		defer os.RemoveAll(tmp)
-		if err := UnpackDeb(deb, tmp); err != nil {
+		if err := unpackSummed(deb, tmp, sum); err != nil {
 			return nil, fmt.Errorf("--kernel %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(tmp, ".complete"), []byte(deb+"\n"), 0o644); err != nil {
@@ -261,17 +261,50 @@ func openDeb(ctx context.Context, deb, cacheDir string) (*Source, error) {
 	return s, nil
 }
 
-func fileSum(p string) (string, error) {
-	f, err := os.Open(p)
+// maxPackage bounds a kernel package read (Debian's are under 120 MiB).
+const maxPackage = 2 << 30
+
+// fileSum returns the hex SHA-256 of the file at p, failing past limit
+// bytes (a file still growing is not read without end).
+func fileSum(p string, limit int64) (string, error) {
+	f, err := openRegular(p)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	n, err := io.Copy(h, io.LimitReader(f, limit+1))
+	if err != nil {
 		return "", err
 	}
+	if n > limit {
+		return "", fmt.Errorf("%s is over the %d-byte bound of a kernel package", p, int64(limit))
+	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// unpackSummed unpacks the package deb into dst, as UnpackDeb does, and
+// checks that what it read hashes to sum, the SHA-256 the unpacked copy
+// is kept under: a package that changed since it was hashed (a download
+// or copy still going) would otherwise be kept under another file's name.
+func unpackSummed(deb, dst, sum string) error {
+	f, err := openRegular(deb)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", deb, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if err := unpackDebFrom(io.TeeReader(f, h), deb, dst, defaultDebLimits()); err != nil {
+		return err
+	}
+	// The rest of the file, past the data archive, is hashed too.
+	if _, err := io.Copy(h, io.LimitReader(f, maxPackage)); err != nil {
+		return fmt.Errorf("read %s: %w", deb, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return fmt.Errorf("%s changed while it was read (sha256 %.12s, then %.12s): a download or copy still going? Give it again once it is complete", deb, sum, got)
+	}
+	return nil
 }
 
 // buildTreeConfig returns the .config of the kernel build tree that
