@@ -31,6 +31,14 @@ const (
 	EndTraceFull = "trace_budget" // the guest would have written past Run.MaxTrace
 )
 
+// DefaultSnapshotBudget is the snapshot time budget of a run
+// (Run.SnapshotBudget): how long its captures may take together. The 64
+// captures a run accepts took 150 ms in all under TCG on an idle build
+// machine; the budget leaves room for a loaded host, and bounds how long
+// a guest can keep the dispatch loop busy with captures when every
+// monitor command is slow.
+const DefaultSnapshotBudget = 10 * time.Second
+
 // DefaultMaxTrace is the trace budget of a run: the most TX bytes it
 // records (and dispatches) before it stops the guest with EndTraceFull.
 const DefaultMaxTrace = 4 << 30
@@ -71,6 +79,11 @@ type Run struct {
 	// core. The guest's VMM, started before, keeps its policy. It is
 	// meant for hosts with no core to spare (see GuestFillsHost).
 	YieldCPU bool
+	// SnapshotBudget is the most time the run's snapshot captures may
+	// take together, each from its pause to its resume; 0 means
+	// DefaultSnapshotBudget. A capture asked for once it is spent is
+	// answered with an error and does not pause the guest.
+	SnapshotBudget time.Duration
 }
 
 // MakeRoom prepares the run for a host it can fill (GuestFillsHost of
@@ -171,14 +184,16 @@ type delivery struct {
 // not start or the trace could not be written; how the guest ended is in
 // the Result.
 func (r *Run) Execute(ctx context.Context) (Result, error) {
-	c := &coordinator{run: r, start: time.Now()}
+	c := &coordinator{run: r, start: time.Now(), ctx: ctx}
 	return c.execute(ctx)
 }
 
 // coordinator is the state of one Execute.
 type coordinator struct {
 	run           *Run
-	start         time.Time // the run clock's zero
+	start         time.Time       // the run clock's zero
+	ctx           context.Context // Execute's: done when the recorder is interrupted
+	snapshotNS    int64           // time the captures took so far, against Run.SnapshotBudget
 	m             Machine
 	trace         *capture.Writer
 	sess          *dispatch.Session
@@ -350,10 +365,10 @@ func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery, free
 			}
 		case <-timeout:
 			timeout = nil
-			c.halt(EndTimeout, fmt.Sprintf("the run exceeded its %v timeout", r.Timeout))
+			c.haltTimeout()
 		case <-ctx.Done():
 			ctx = context.Background()
-			c.halt(EndSignal, "the recorder was interrupted")
+			c.haltSignal()
 		case <-tick.C:
 			c.progress()
 		}
@@ -454,17 +469,48 @@ func (c *coordinator) frame(msg *dispatch.Message, r dispatch.Result) {
 	}
 }
 
+func (c *coordinator) haltTimeout() {
+	c.halt(EndTimeout, fmt.Sprintf("the run exceeded its %v timeout", c.run.Timeout))
+}
+
+func (c *coordinator) haltSignal() { c.halt(EndSignal, "the recorder was interrupted") }
+
+// stopDue halts the run if the recorder was interrupted or the run's
+// timeout has passed. The loop sees both only between deliveries; work
+// done for one delivery that can take long (a burst of captures) asks
+// here between its steps.
+func (c *coordinator) stopDue() {
+	switch {
+	case c.ctx.Err() != nil:
+		c.haltSignal()
+	case c.run.Timeout > 0 && time.Since(c.start) >= c.run.Timeout:
+		c.haltTimeout()
+	}
+}
+
+func (c *coordinator) snapshotBudget() time.Duration {
+	if c.run.SnapshotBudget > 0 {
+		return c.run.SnapshotBudget
+	}
+	return DefaultSnapshotBudget
+}
+
 // snapshot answers an accepted SNRQ: a capture freezes the guest,
 // records its registers in the trace and resumes it; a watch is refused
-// (no backend implements watchpoints). Either way the guest gets an SNRP.
+// (no backend implements watchpoints), and so is a capture once the run
+// is stopping or its captures have spent Run.SnapshotBudget. Either way
+// the guest gets an SNRP.
 func (c *coordinator) snapshot(req dispatch.SnapshotRequest) {
 	status, reason := wire.SnapshotOK, "captured"
 	detail := map[string]any{"id": req.ID, "kind": req.Kind, "tag": req.Tag}
+	c.stopDue()
 	switch {
 	case c.stop.reason != "":
 		status, reason = wire.SnapshotError, "the run is stopping"
 	case req.Kind == wire.SnapshotWatch:
 		status, reason = wire.SnapshotError, "watchpoints are not supported by the "+c.run.Backend.Name()+" backend"
+	case c.snapshotNS >= int64(c.snapshotBudget()):
+		status, reason = wire.SnapshotError, fmt.Sprintf("the run's snapshot time budget of %v is spent", c.snapshotBudget())
 	default:
 		t0 := c.clock()
 		if err := c.m.Pause(); err != nil {
@@ -475,6 +521,7 @@ func (c *coordinator) snapshot(req dispatch.SnapshotRequest) {
 		rerr := c.resume()
 		paused := c.clock() - t0
 		detail["paused_ns"] = paused
+		c.snapshotNS += paused
 		c.wd.extend(paused)
 		switch {
 		case err != nil:

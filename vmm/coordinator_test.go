@@ -675,3 +675,92 @@ func TestRunExpectsItsScenario(t *testing.T) {
 		})
 	}
 }
+
+// snapshotFlood is SYS_RDY then n capture requests in one delivery, as a
+// guest writes them in one burst.
+func snapshotFlood(n int) []byte {
+	b := frame(wire.SysRdy, nil)
+	for i := range n {
+		b = append(b, snrq(uint32(i+1), wire.SnapshotCapture, "flood")...)
+	}
+	return b
+}
+
+// replies decodes the SNRP frames the guest received.
+func replies(t *testing.T, rx []byte) []wire.SnapshotReplyPayload {
+	t.Helper()
+	a := dispatch.NewAssembler()
+	a.Feed(rx)
+	var out []wire.SnapshotReplyPayload
+	for {
+		msg, ok := a.Next()
+		if !ok {
+			return out
+		}
+		require.Equal(t, wire.SnapshotReply, msg.Tag)
+		r, err := wire.DecodeSnapshotReply(msg.Payload)
+		require.NoError(t, err)
+		out = append(out, r)
+	}
+}
+
+// TestRunSnapshotFloodIsBoundedInTime: every capture costs a pause, a
+// register dump and a resume, each a monitor round trip that a loaded
+// host can make slow. A guest that sends the 64 captures a run accepts
+// must not hold the dispatch loop past the run's timeout or a signal,
+// nor make the captures together take longer than Run.SnapshotBudget:
+// the captures past the budget are answered with an error and do not
+// pause the guest. A flood of fast captures (the control) is answered
+// in full.
+func TestRunSnapshotFloodIsBoundedInTime(t *testing.T) {
+	const slow = 100 * time.Millisecond // one capture on a loaded host; 64 take 6.4 s
+	n := dispatch.MaxSnapshotRequests
+	for _, tc := range []struct {
+		name     string
+		pause    time.Duration
+		run      Run
+		signalAt time.Duration
+		reason   string
+		maxWall  time.Duration
+		minOK    int
+		maxOK    int
+	}{
+		{"fast captures (control)", 0, Run{Timeout: time.Minute}, 0, EndPoweroff, 5 * time.Second, n, n},
+		{"slow captures, run timeout", slow, Run{Timeout: 400 * time.Millisecond}, 0, EndTimeout, 2 * time.Second, 1, 8},
+		{"slow captures, signal", slow, Run{Timeout: time.Minute}, 400 * time.Millisecond, EndSignal, 2 * time.Second, 1, 8},
+		{"slow captures, snapshot budget", slow, Run{Timeout: time.Minute, SnapshotBudget: 450 * time.Millisecond}, 0, EndPoweroff, 2 * time.Second, 4, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newFake(false, step{b: snapshotFlood(n)})
+			if tc.pause > 0 {
+				m.onPause = func() { time.Sleep(tc.pause) }
+			}
+			ctx := context.Background()
+			if tc.signalAt > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(ctx)
+				defer cancel()
+				time.AfterFunc(tc.signalAt, cancel)
+			}
+			start := time.Now()
+			res, _ := record(t, ctx, m, tc.run)
+			wall := time.Since(start)
+			assert.Equal(t, tc.reason, res.Reason, res.Detail)
+			assert.Less(t, wall, tc.maxWall, "the run ended in time")
+			got := replies(t, m.rx.Bytes())
+			require.Len(t, got, n, "every accepted request gets an SNRP")
+			ok := 0
+			for _, r := range got {
+				if r.Status == wire.SnapshotOK {
+					ok++
+				}
+			}
+			assert.GreaterOrEqual(t, ok, tc.minOK)
+			assert.LessOrEqual(t, ok, tc.maxOK)
+			assert.Equal(t, ok, m.pauses, "only the captures answered ok paused the guest")
+			if tc.name == "slow captures, snapshot budget" {
+				assert.Contains(t, got[n-1].ReasonString(), "snapshot time budget")
+			}
+		})
+	}
+}
