@@ -49,10 +49,22 @@ const BulkPortName = "ktstr-bulk"
 
 // Limits on what the host buffers on the guest's behalf.
 const (
-	DefaultMaxPendingTX = 8 << 20 // delivered bulk bytes not yet read
+	DefaultMaxPendingTX = 8 << 20 // host bytes held by delivered bulk chains not yet read (DeliveryCost)
 	MaxPendingRX        = 1 << 20 // host bytes waiting for guest receive buffers
 	maxPendingControl   = 64      // control messages waiting for guest buffers
 )
+
+// DeliveryOverhead is what one held delivery costs the host beyond its
+// data: the Delivery itself (56 bytes), twice over for the room the
+// pending slice grows into, and the smallest allocation of its data. It
+// is counted against MaxPendingTX with the data, so that a guest sending
+// one-byte chains cannot make the host hold 72 bytes for every byte of
+// the budget (8 MiB of one-byte deliveries held 576 MiB before).
+const DeliveryOverhead = 128
+
+// DeliveryCost is what a delivery of n bytes counts against
+// MaxPendingTX while it waits for the reader.
+func DeliveryCost(n int) int { return n + DeliveryOverhead }
 
 // ErrClosed is returned by writes to the bulk port of a closed console.
 var ErrClosed = errors.New("virtio console closed")
@@ -73,9 +85,10 @@ type ConsoleConfig struct {
 	// Stamp, if set, returns a counter (the VMM's exit count) recorded
 	// with each delivery.
 	Stamp func() uint64
-	// MaxPendingTX bounds the delivered bytes not yet read from the bulk
-	// port; beyond it the device leaves chains in the ring, so the guest
-	// waits. 0 means DefaultMaxPendingTX.
+	// MaxPendingTX bounds the host memory held by deliveries not yet
+	// read from the bulk port, each counted as DeliveryCost of its
+	// length; beyond it the device leaves chains in the ring, so the
+	// guest waits. 0 means DefaultMaxPendingTX.
 	MaxPendingTX int
 }
 
@@ -120,8 +133,8 @@ type Console struct {
 	ctrlOut  [][]byte   // control messages waiting for guest buffers
 	rx       []byte     // host bytes waiting for bulk receive buffers
 	tx       []Delivery // bulk deliveries not yet read
-	txBytes  int
-	partial  []byte // unread rest of a delivery Read could not hold
+	txBytes  int        // DeliveryCost of each, summed
+	partial  []byte     // unread rest of a delivery Read could not hold
 	// throttled is set when tap left chains in the ring because the
 	// reader was behind; the next read takes them.
 	throttled bool
@@ -332,7 +345,7 @@ func (c *Console) drainConsole() bool {
 }
 
 // tap turns each available chain of the bulk transmit queue into one
-// delivery, while the unread deliveries stay under MaxPendingTX.
+// delivery, while the unread deliveries cost less than MaxPendingTX.
 func (c *Console) tap() bool {
 	now := time.Now()
 	var stamp uint64
@@ -353,7 +366,7 @@ func (c *Console) tap() bool {
 		if n := ch.OutLen(); n > 0 {
 			d := Delivery{Data: ch.AppendOut(make([]byte, 0, n)), Notified: now, Stamp: stamp}
 			c.tx = append(c.tx, d)
-			c.txBytes += n
+			c.txBytes += DeliveryCost(n)
 			c.stats.Deliveries++
 			c.stats.DeliveredBytes += uint64(n)
 		} else {
@@ -509,7 +522,7 @@ func (c *Console) ReadDelivery() (Delivery, error) {
 	d := c.tx[0]
 	c.tx[0] = Delivery{}
 	c.tx = c.tx[1:]
-	c.txBytes -= len(d.Data)
+	c.txBytes -= DeliveryCost(len(d.Data))
 	if c.throttled && !c.closed && c.tap() {
 		// Chains left in the ring while the reader was behind.
 		c.interrupt(c.queues[txQueue(BulkPort)])

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 
@@ -236,4 +237,55 @@ func TestControlLayout(t *testing.T) {
 	assert.Equal(t, uint32(0), binary.LittleEndian.Uint32(raw))
 	assert.Equal(t, uint16(CtrlDeviceAdd), binary.LittleEndian.Uint16(raw[4:]))
 	assert.Equal(t, uint16(1), binary.LittleEndian.Uint16(raw[6:]))
+}
+
+// TestConsolePendingTXBoundsHostMemory: with nobody reading the bulk
+// port, a guest sending one-byte chains (one write(2) of one byte each)
+// is throttled once the deliveries it left cost MaxPendingTX, each
+// counted with DeliveryOverhead, and the host memory they hold stays
+// within twice the budget (counting data alone, 8 MiB of one-byte
+// deliveries held 576 MiB). The control: chains of 4 KiB still fill the
+// budget almost wholly with data.
+func TestConsolePendingTXBoundsHostMemory(t *testing.T) {
+	const budget = DefaultMaxPendingTX
+	for _, tc := range []struct {
+		name    string
+		size    int
+		minHeld int // deliveries held when throttled, at least
+		maxHeld int // and at most
+	}{
+		{"one-byte chains", 1, budget/DeliveryCost(1) - 1, budget/DeliveryCost(1) + 1},
+		{"4 KiB chains (control)", 4096, budget / DeliveryCost(4096), budget/DeliveryCost(4096) + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDriver(t, ConsoleConfig{QueueSize: 128})
+			d.bringUp()
+			tx := d.rings[txQueue(BulkPort)]
+			data := bytes.Repeat([]byte{'x'}, tc.size)
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			held := 0
+			for i := 0; ; i++ {
+				require.Less(t, i, budget+1, "the device never throttled the guest")
+				d.send(txQueue(BulkPort), uint16(i%128), 1, data)
+				if len(tx.takeUsed(t)) == 0 {
+					break // left in the ring: throttled
+				}
+				held++
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			assert.GreaterOrEqual(t, held, tc.minHeld)
+			assert.LessOrEqual(t, held, tc.maxHeld)
+			grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+			assert.Less(t, grown, int64(2*budget), "host heap held by %d pending deliveries", held)
+			t.Logf("%d deliveries of %d bytes held, heap grew %d KiB", held, tc.size, grown>>10)
+
+			// Reading one delivery makes room for the chain left waiting.
+			_, err := d.c.ReadDelivery()
+			require.NoError(t, err)
+			assert.Len(t, tx.takeUsed(t), 1)
+		})
+	}
 }
