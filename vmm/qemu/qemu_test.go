@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -480,4 +481,33 @@ func TestMallocTunableTakesEffect(t *testing.T) {
 	base := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GLIBC_TUNABLES=") })
 	assert.True(t, heapMarked(Environ(base)), "with Environ's tunable QEMU's heap is marked for huge pages")
 	assert.False(t, heapMarked(base), "control: without it, it is not")
+}
+
+// TestQMPEventFloodHoldsNothing: events come as fast as the guest makes
+// QEMU emit them (it opens and closes its port in a loop); the client
+// keeps no list of them, only the last reason per event name, and still
+// answers its command. A plain command with no events is the control.
+func TestQMPEventFloodHoldsNothing(t *testing.T) {
+	for _, events := range []int{0, 200_000} {
+		path := fakeQMP(t, func(w *bufio.Writer, cmd map[string]any) {
+			for i := range events {
+				fmt.Fprintf(w, `{"event": "VSERPORT_CHANGE", "data": {"id": "bulk", "open": %t}, "timestamp": {"seconds": 1, "microseconds": 2}}`+"\n", i%2 == 0)
+			}
+			reply(w, cmd, `{}`)
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		q, err := dialQMP(ctx, path)
+		require.NoError(t, err)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err = q.execute(ctx, "stop", nil)
+		require.NoError(t, err, "%d events before the reply", events)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		assert.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(1<<20), "heap held after %d events", events)
+		assert.Empty(t, q.reason("VSERPORT_CHANGE"), "the events have no reason field")
+		q.close()
+		cancel()
+	}
 }

@@ -12,7 +12,10 @@ import (
 )
 
 // qmp is a minimal client of the QEMU Machine Protocol: one command at a
-// time, events collected as they arrive.
+// time; of the events, only the last "reason" of each name is kept. The
+// guest makes QEMU emit events (VSERPORT_CHANGE each time it opens or
+// closes a port, RTC_CHANGE when it sets the clock), so nothing here
+// grows with their number.
 type qmp struct {
 	conn    net.Conn
 	cmdMu   sync.Mutex    // one command in flight
@@ -27,8 +30,7 @@ type qmp struct {
 	lastID   uint64 // id of the last command sent; under cmdMu
 
 	mu      sync.Mutex        // guards the fields below
-	events  []string          // event names seen, in order
-	reasons map[string]string // event name → its "reason" field, last seen
+	reasons map[string]string // event name → its "reason" field, last seen; QEMU's names only
 	err     error             // why the reader stopped
 }
 
@@ -126,15 +128,14 @@ func (q *qmp) read(greeting chan<- error) {
 			q.version = fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Micro)
 			greeting <- nil
 		case m.Event != "":
-			q.mu.Lock()
-			q.events = append(q.events, m.Event)
 			var d struct {
 				Reason string `json:"reason"`
 			}
 			if json.Unmarshal(m.Data, &d) == nil && d.Reason != "" {
+				q.mu.Lock()
 				q.reasons[m.Event] = d.Reason
+				q.mu.Unlock()
 			}
-			q.mu.Unlock()
 			if m.Event == "SHUTDOWN" {
 				q.endAlive(ErrGuestShutdown)
 			}
