@@ -69,6 +69,12 @@ type Run struct {
 	// MaxTrace is the most TX bytes the run records; a guest that would
 	// write past it is stopped with EndTraceFull, and what it wrote up
 	// to the budget is recorded and dispatched. 0 means DefaultMaxTrace.
+	// It bounds the trace file too: each delivery is a record with a
+	// 16-byte head, so a guest whose deliveries are a byte or two makes
+	// a trace larger than its bytes (4 trace bytes per TX byte,
+	// compressed, measured); once the file written to Trace reaches
+	// MaxTrace the run stops the same way, having written at most one
+	// more zstd frame (capture.FrameSize before compression) past it.
 	MaxTrace int64
 	// Progress, if set, is called from the run's goroutine whenever the
 	// run's state changes; it must return quickly.
@@ -196,6 +202,8 @@ type coordinator struct {
 	snapshotNS    int64           // time the captures took so far, against Run.SnapshotBudget
 	m             Machine
 	trace         *capture.Writer
+	traceOut      countingWriter // Run.Trace, counting the bytes of the trace file
+	traceFull     bool           // the trace file reached Run.MaxTrace: nothing more is recorded
 	sess          *dispatch.Session
 	onFrame       dispatch.FrameFunc // c.frame, bound once
 	wd            liveWatchdog
@@ -239,7 +247,8 @@ func (c *coordinator) execute(ctx context.Context) (Result, error) {
 	for k, v := range c.res.Info {
 		meta.Extra[k] = v
 	}
-	c.trace, err = capture.NewWriter(r.Trace, meta)
+	c.traceOut.w = r.Trace
+	c.trace, err = capture.NewWriter(&c.traceOut, meta)
 	if err != nil {
 		_ = m.Stop()
 		_, _ = m.Wait()
@@ -381,6 +390,13 @@ func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery, free
 // and dropped, so the port never backs up.
 func (c *coordinator) deliver(d delivery) {
 	b := d.b
+	if !c.traceFull && c.traceOut.n.Load() >= c.maxTrace() {
+		c.traceFull = true
+		c.halt(EndTraceFull, fmt.Sprintf("the trace file reached the budget of %d bytes (--max-trace) after %d TX bytes: the guest's deliveries are too small to be counted by their bytes alone", c.maxTrace(), c.txBytes))
+	}
+	if c.traceFull {
+		return
+	}
 	if left := c.maxTrace() - c.txBytes; int64(len(b)) > left {
 		b = b[:max(left, 0)]
 		defer c.halt(EndTraceFull, fmt.Sprintf("the guest wrote past the trace budget of %d bytes (--max-trace)", c.maxTrace()))
@@ -395,6 +411,19 @@ func (c *coordinator) deliver(d delivery) {
 	}
 	c.sess.Feed(d.t, b, c.onFrame)
 	c.progress()
+}
+
+// countingWriter passes writes to w, counting the bytes written. The
+// trace writer's flush timer writes from its own goroutine.
+type countingWriter struct {
+	w io.Writer
+	n atomic.Int64
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.w.Write(p)
+	cw.n.Add(int64(n))
+	return n, err
 }
 
 func (c *coordinator) maxTrace() int64 {

@@ -764,3 +764,55 @@ func TestRunSnapshotFloodIsBoundedInTime(t *testing.T) {
 		})
 	}
 }
+
+// TestRunBoundsTheTraceFileOfTinyDeliveries: every delivery is a DATA
+// record with a 16-byte head, so a guest writing one byte at a time
+// makes a trace file several times larger than the TX bytes MaxTrace
+// counts. The run stops with EndTraceFull once the file reaches
+// MaxTrace, having written at most one more zstd frame; the same
+// deliveries under a budget the file stays inside (the control) run to
+// the end.
+func TestRunBoundsTheTraceFileOfTinyDeliveries(t *testing.T) {
+	const deliveries = 400_000 // under 512 KiB of TX bytes
+	stim := frame(wire.Stimulus, nil)
+	script := []step{{b: frame(wire.SysRdy, nil)}}
+	for i := range deliveries {
+		script = append(script, step{b: stim[i%len(stim) : i%len(stim)+1]})
+	}
+	for _, tc := range []struct {
+		name   string
+		budget int64
+		reason string
+	}{
+		{"file past the budget", 512 << 10, EndTraceFull},
+		{"file inside the budget (control)", 64 << 20, EndPoweroff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newFake(tc.reason == EndTraceFull, script...)
+			res, tr := record(t, context.Background(), m, Run{Timeout: time.Minute, MaxTrace: tc.budget})
+			assert.Equal(t, tc.reason, res.Reason, res.Detail)
+			_, recs := readTrace(t, tr)
+			var tx int64
+			for _, r := range recs {
+				if r.Kind == capture.KindData && r.Dir == capture.TX {
+					tx += int64(len(r.Data))
+				}
+			}
+			t.Logf("%d TX bytes recorded in a trace of %d bytes", tx, len(tr))
+			got := redispatch(recs)
+			assert.True(t, got.Equal(&res.Outcome), "replay of the recorded bytes: %v", got.Diff(&res.Outcome))
+			if tc.reason == EndTraceFull {
+				assert.Less(t, tx, tc.budget, "the TX bytes alone never reached the budget")
+				// At most one more frame is written past the budget; the
+				// streaming encoder writes its blocks as they fill, so in
+				// practice far less (8 KiB measured).
+				assert.LessOrEqual(t, int64(len(tr)), tc.budget+capture.FrameSize/8, "the trace file stops at the budget")
+				assert.Contains(t, res.Detail, "trace file reached the budget")
+				assert.NotZero(t, res.ExitStatus)
+			} else {
+				assert.EqualValues(t, 16+deliveries, tx)
+				assert.Greater(t, int64(len(tr)), tx, "the file outgrows the TX bytes it records")
+			}
+		})
+	}
+}
