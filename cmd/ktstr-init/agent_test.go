@@ -92,7 +92,7 @@ func TestParseCmdline(t *testing.T) {
 func TestRegistry(t *testing.T) {
 	r, err := newRegistry(builtinScenarios())
 	require.NoError(t, err)
-	assert.Equal(t, []string{"console-flood", "crash", "flood", "flood-mixed", "hostile", "sched-exit", "sched-ext", "snapshot", "steady", "throughput"}, r.names())
+	assert.Equal(t, []string{"console-flood", "crash", "flood", "flood-mixed", "hostile", "sched-exit", "sched-ext", "snapshot", "stall", "steady", "throughput"}, r.names())
 	s, ok := r.lookup("steady")
 	require.True(t, ok)
 	assert.Equal(t, "steady", s.name)

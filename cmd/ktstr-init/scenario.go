@@ -35,6 +35,7 @@ func builtinScenarios() []scenario {
 		floodScenario(),
 		floodMixedScenario(),
 		consoleFloodScenario(),
+		stallScenario(),
 	}
 }
 
