@@ -289,3 +289,58 @@ func TestConsolePendingTXBoundsHostMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestConsolePendingRXBounded: a guest that never takes its receive
+// side leaves host writes waiting; past MaxPendingRX a write waits for
+// room instead of growing the buffer, and Close (the guest is gone)
+// ends the wait with ErrClosed. The control: a guest that opens the port
+// and posts buffers lets the waiting write through.
+func TestConsolePendingRXBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		guest func(d *driver)
+		err   error
+	}{
+		{"guest gone", func(d *driver) { d.c.Close() }, ErrClosed},
+		{"guest reads (control)", func(d *driver) {
+			d.control(BulkPort, CtrlPortOpen, 1)
+			for range MaxPendingRX/4096 + 2 {
+				d.postRX(rxQueue(BulkPort), 20, 1)
+				d.rings[rxQueue(BulkPort)].takeUsed(d.t)
+			}
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDriver(t, ConsoleConfig{})
+			d.setup(ConsoleFMultiport)
+			d.postRX(ctrlRXQueue, 10, 8)
+			d.control(0xffffffff, CtrlDeviceReady, 1)
+			d.control(BulkPort, CtrlPortReady, 1)
+			chunk := bytes.Repeat([]byte{'r'}, 4096)
+			for written := 0; written <= MaxPendingRX; written += len(chunk) {
+				_, err := d.c.Bulk().Write(chunk)
+				require.NoError(t, err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := d.c.Bulk().Write(chunk)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				t.Fatalf("a write past MaxPendingRX returned (%v) instead of waiting", err)
+			case <-time.After(100 * time.Millisecond):
+			}
+			d.c.mu.Lock()
+			assert.LessOrEqual(t, len(d.c.rx), MaxPendingRX+len(chunk), "the buffer never outgrows the bound by more than a write")
+			d.c.mu.Unlock()
+			tc.guest(d)
+			select {
+			case err := <-done:
+				assert.ErrorIs(t, err, tc.err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("the waiting write never returned")
+			}
+		})
+	}
+}
