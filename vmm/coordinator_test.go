@@ -376,6 +376,14 @@ func TestRunWatchdog(t *testing.T) {
 		assert.Equal(t, uint64(1), res.Outcome.WatchdogPauses)
 		assert.Greater(t, res.Outcome.WatchdogPauseNS, int64(300*time.Millisecond))
 	})
+	t.Run("paused for ever: the timeout still ends the run", func(t *testing.T) {
+		m := newFake(true, step{b: frame(wire.SysRdy, nil)}, step{b: frame(wire.WatchdogPause, nil)})
+		start := time.Now()
+		res, _ := record(t, context.Background(), m, Run{Watchdog: 50 * time.Millisecond, Timeout: 400 * time.Millisecond})
+		assert.Equal(t, EndTimeout, res.Reason, "the paused watchdog never fires; the timeout does")
+		assert.Less(t, time.Since(start), 2*time.Second)
+		assert.True(t, m.stopped)
+	})
 }
 
 func TestRunTimeoutAndSignal(t *testing.T) {
