@@ -301,7 +301,9 @@ func (m *Machine) vcpuDone() {
 }
 
 // end records why the guest ended (the first reason wins) and asks every
-// vCPU to stop.
+// vCPU to stop: those in KVM_RUN are kicked out, and those parked by a
+// pause are woken, so a paused guest ends too (a Stop, Freeze or the
+// backend's Timeout while paused waited for a Resume before).
 func (m *Machine) end(e vmm.Exit, err error) {
 	m.mu.Lock()
 	if !m.ended {
@@ -309,6 +311,9 @@ func (m *Machine) end(e vmm.Exit, err error) {
 	}
 	m.mu.Unlock()
 	m.request(reqStop)
+	m.mu.Lock()
+	m.cond.Broadcast()
+	m.mu.Unlock()
 }
 
 // request sets req and kicks every vCPU out of KVM_RUN
