@@ -72,9 +72,10 @@ type Run struct {
 	// It bounds the trace file too: each delivery is a record with a
 	// 16-byte head, so a guest whose deliveries are a byte or two makes
 	// a trace larger than its bytes (4 trace bytes per TX byte,
-	// compressed, measured); once the file written to Trace reaches
-	// MaxTrace the run stops the same way, having written at most one
-	// more zstd frame (capture.FrameSize before compression) past it.
+	// compressed, measured); once the file written to Trace has grown
+	// by MaxTrace past its header the run stops the same way, having
+	// written at most one more zstd frame (capture.FrameSize before
+	// compression) past it.
 	MaxTrace int64
 	// Progress, if set, is called from the run's goroutine whenever the
 	// run's state changes; it must return quickly.
@@ -203,7 +204,8 @@ type coordinator struct {
 	m             Machine
 	trace         *capture.Writer
 	traceOut      countingWriter // Run.Trace, counting the bytes of the trace file
-	traceFull     bool           // the trace file reached Run.MaxTrace: nothing more is recorded
+	traceBase     int64          // bytes of the trace file before the first delivery (header, metadata, start)
+	traceFull     bool           // the trace file grew by Run.MaxTrace: nothing more is recorded
 	sess          *dispatch.Session
 	onFrame       dispatch.FrameFunc // c.frame, bound once
 	wd            liveWatchdog
@@ -256,6 +258,7 @@ func (c *coordinator) execute(ctx context.Context) (Result, error) {
 	}
 	defer c.trace.Close()
 	c.event("start", c.res.Info)
+	c.traceBase = c.traceOut.n.Load()
 	if r.YieldCPU {
 		if err := setThreadsPolicy(unix.SCHED_BATCH); err != nil {
 			c.event("yield_error", map[string]string{"error": err.Error()})
@@ -390,7 +393,7 @@ func (c *coordinator) loop(ctx context.Context, deliveries <-chan delivery, free
 // and dropped, so the port never backs up.
 func (c *coordinator) deliver(d delivery) {
 	b := d.b
-	if !c.traceFull && c.traceOut.n.Load() >= c.maxTrace() {
+	if !c.traceFull && c.traceOut.n.Load()-c.traceBase >= c.maxTrace() {
 		c.traceFull = true
 		c.halt(EndTraceFull, fmt.Sprintf("the trace file reached the budget of %d bytes (--max-trace) after %d TX bytes: the guest's deliveries are too small to be counted by their bytes alone", c.maxTrace(), c.txBytes))
 	}
