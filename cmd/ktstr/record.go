@@ -111,7 +111,7 @@ func (o *recordOptions) declare(fs *flag.FlagSet) {
 	fs.BoolVar(&o.forceSlowKVM, "force-slow-kvm", false, "--backend native: boot a Linux kernel even where KVM only emulates guest code (hours, not seconds)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the recorder's own CPU profile (pprof) to FILE: where recording costs the host")
 	o.maxTrace = vmm.DefaultMaxTrace
-	fs.Var(&o.maxTrace, "max-trace", "most TX bytes to record, e.g. 512MiB or 4GiB; a guest writing past it is stopped (END reason trace_budget)")
+	fs.Var(&o.maxTrace, "max-trace", "most TX bytes to record, e.g. 512MiB or 4GiB, and most bytes the trace file may grow by (tiny deliveries cost more file than bytes); a guest writing past either is stopped (END reason trace_budget)")
 	o.maxConsole = vmm.DefaultMaxConsole
 	fs.Var(&o.maxConsole, "max-console", "most bytes of the guest's serial console the console log keeps, at least 128KiB: its start and its last 64 KiB; what a guest prints past it is dropped, and the log says how much")
 	fs.BoolVar(&o.unpackKernel, "unpack-kernel", false, "--backend native: unpack a zstd bzImage on the host and enter the kernel at startup_64, skipping its decompressor")
