@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,12 +132,18 @@ func BuildInitramfs(dst, agent, scheduler string, modules ...GuestModule) error 
 		files = append(files, initramfs.File{Name: GuestSchedulerPath(scheduler), Src: scheduler})
 	}
 	for i, m := range modules {
-		files = append(files, initramfs.File{Name: fmt.Sprintf("%s/%02d-%s.ko", GuestModulesDir, i, m.Name), Data: m.Data, Perm: 0o644})
+		files = append(files, initramfs.File{Name: moduleEntry(i, m), Data: m.Data, Perm: 0o644})
 	}
 	if err := initramfs.Build(dst, initramfs.Zstd, files); err != nil {
 		return err
 	}
 	return nil
+}
+
+// moduleEntry is where the i-th module goes in the initramfs: the agent
+// loads them in name order.
+func moduleEntry(i int, m GuestModule) string {
+	return fmt.Sprintf("%s/%02d-%s.ko", GuestModulesDir, i, m.Name)
 }
 
 // ErrNoAgentSource reports that the agent can neither be built (no
@@ -149,38 +154,46 @@ var ErrNoAgentSource = errors.New("cannot find the ktstr source to build the gue
 // modules as BuildInitramfs lays them out, from dir when one with the
 // same contents was built before (keyed by their SHA-256), else built
 // into dir now. Runs with the same agent, scheduler and modules build it
-// once.
+// once. The agent and scheduler are read once (initramfs.ReadHostFile:
+// regular files, bounded), and what is hashed is what is packed, so a
+// file that changes meanwhile cannot be cached under another content's
+// key; only a non-empty regular file at the key's name counts as built.
 func CachedInitramfs(dir, agent, scheduler string, modules ...GuestModule) (string, error) {
 	h := sha256.New()
-	for _, p := range []string{agent, scheduler} {
+	var files []initramfs.File
+	for i, p := range []string{agent, scheduler} {
 		if p == "" {
 			h.Write([]byte{0})
 			continue
 		}
-		f, err := os.Open(p)
+		data, perm, err := initramfs.ReadHostFile(p)
 		if err != nil {
-			return "", fmt.Errorf("initramfs: %w", err)
+			return "", fmt.Errorf("initramfs: %s: %w", p, err)
 		}
-		_, err = io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return "", fmt.Errorf("initramfs: read %s: %w", p, err)
-		}
+		h.Write(data)
 		h.Write([]byte(GuestSchedulerPath(p)))
+		name := "init"
+		if i == 1 {
+			name = GuestSchedulerPath(p)
+		}
+		files = append(files, initramfs.File{Name: name, Data: data, Perm: perm})
 	}
-	for _, m := range modules {
+	for i, m := range modules {
 		h.Write([]byte(m.Name))
 		sum := sha256.Sum256(m.Data)
 		h.Write(sum[:])
+		files = append(files, initramfs.File{Name: moduleEntry(i, m), Data: m.Data, Perm: 0o644})
 	}
 	path := filepath.Join(dir, hex.EncodeToString(h.Sum(nil))[:24]+".cpio.zst")
-	if _, err := os.Stat(path); err == nil {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
 		return path, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("initramfs cache: %w", err)
 	}
-	if err := BuildInitramfs(path, agent, scheduler, modules...); err != nil {
+	// Whatever else sits at the name (a FIFO, a link, an empty file) is
+	// replaced: Build renames the new image over it.
+	if err := initramfs.Build(path, initramfs.Zstd, files); err != nil {
 		return "", err
 	}
 	return path, nil

@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 func TestCmdline(t *testing.T) {
@@ -150,4 +152,66 @@ func TestCachedInitramfs(t *testing.T) {
 	d, err := CachedInitramfs(cache, agent, "")
 	require.NoError(t, err)
 	assert.NotEqual(t, a, d, "another agent, another image")
+}
+
+// TestCachedInitramfsTakesOnlyWhatItBuilt: what sits at the cache's name
+// counts as built only if it is a non-empty regular file; a FIFO, a link
+// or an empty file there is replaced by the image, not returned. The
+// agent is read once, as a regular file only. Control: the cached image
+// is byte for byte what BuildInitramfs makes of the same files.
+func TestCachedInitramfsTakesOnlyWhatItBuilt(t *testing.T) {
+	dir := t.TempDir()
+	agent := filepath.Join(dir, "agent")
+	require.NoError(t, os.WriteFile(agent, []byte("#!agent"), 0o755))
+	sched := filepath.Join(dir, "scx_simple")
+	require.NoError(t, os.WriteFile(sched, []byte("#!scheduler"), 0o755))
+	mod := GuestModule{Name: "virtio_console", Data: []byte("\x7fELF module")}
+	cache := filepath.Join(dir, "cache")
+	built, err := CachedInitramfs(cache, agent, sched, mod)
+	require.NoError(t, err)
+	want := filepath.Join(dir, "want.cpio.zst")
+	require.NoError(t, BuildInitramfs(want, agent, sched, mod))
+	a, err := os.ReadFile(built)
+	require.NoError(t, err)
+	b, err := os.ReadFile(want)
+	require.NoError(t, err)
+	require.Equal(t, b, a, "the cache packs what BuildInitramfs packs")
+
+	for name, plant := range map[string]func(string) error{
+		"fifo":         func(p string) error { return unix.Mkfifo(p, 0o644) },
+		"empty file":   func(p string) error { return os.WriteFile(p, nil, 0o644) },
+		"link to /etc": func(p string) error { return os.Symlink("/etc/hostname", p) },
+		"directory":    func(p string) error { return os.Mkdir(p, 0o755) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, os.RemoveAll(built))
+			require.NoError(t, plant(built))
+			got, err := CachedInitramfs(cache, agent, sched, mod)
+			if name == "directory" {
+				// A directory cannot be renamed over; refused, not taken.
+				require.Error(t, err)
+				require.NoError(t, os.RemoveAll(built))
+				return
+			}
+			require.NoError(t, err)
+			fi, err := os.Lstat(got)
+			require.NoError(t, err)
+			require.True(t, fi.Mode().IsRegular(), "%v", fi.Mode())
+			c, err := os.ReadFile(got)
+			require.NoError(t, err)
+			assert.Equal(t, a, c, "the image was built again over what sat there")
+		})
+	}
+
+	fifo := filepath.Join(dir, "agent-fifo")
+	require.NoError(t, unix.Mkfifo(fifo, 0o644))
+	done := make(chan error, 1)
+	go func() { _, err := CachedInitramfs(cache, fifo, ""); done <- err }()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "not a regular file")
+	case <-time.After(10 * time.Second):
+		t.Fatal("CachedInitramfs still reading a FIFO agent after 10 s")
+	}
 }

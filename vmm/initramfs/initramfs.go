@@ -146,32 +146,42 @@ func (w *Writer) AddFile(name string, perm os.FileMode, data []byte) error {
 const MaxHostFile = 256 << 20
 
 // AddHostFile adds the host file src as name, keeping its permission
-// bits. src must be a regular file of at most MaxHostFile bytes: it is
-// opened without blocking and judged by what was opened, so a FIFO or a
-// device there (or swapped in) is refused rather than waited on or read
-// without end, and a file that grows while it is read is cut at the
-// bound and refused.
+// bits; src is read as ReadHostFile reads it.
 func (w *Writer) AddHostFile(name, src string) error {
+	data, perm, err := ReadHostFile(src)
+	if err != nil {
+		return fmt.Errorf("initramfs: %s for %s: %w", src, name, err)
+	}
+	return w.AddFile(name, perm, data)
+}
+
+// ReadHostFile reads the host file src whole and returns it with its
+// permission bits. src must be a regular file of at most MaxHostFile
+// bytes: it is opened without blocking and judged by what was opened,
+// so a FIFO or a device there (or swapped in) is refused rather than
+// waited on or read without end, and a file that grows while it is read
+// is cut at the bound and refused.
+func ReadHostFile(src string) ([]byte, os.FileMode, error) {
 	f, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return fmt.Errorf("initramfs: read %s for %s: %w", src, name, err)
+		return nil, 0, fmt.Errorf("read: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("initramfs: stat %s: %w", src, err)
+		return nil, 0, fmt.Errorf("stat: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("initramfs: %s for %s is not a regular file; name the program itself", src, name)
+		return nil, 0, errors.New("not a regular file; name the program itself")
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxHostFile+1))
 	if err != nil {
-		return fmt.Errorf("initramfs: read %s for %s: %w", src, name, err)
+		return nil, 0, fmt.Errorf("read: %w", err)
 	}
 	if len(data) > MaxHostFile {
-		return fmt.Errorf("initramfs: %s for %s is over the %d-byte bound of a packed file", src, name, MaxHostFile)
+		return nil, 0, fmt.Errorf("over the %d-byte bound of a packed file", MaxHostFile)
 	}
-	return w.AddFile(name, fi.Mode().Perm(), data)
+	return data, fi.Mode().Perm(), nil
 }
 
 // AddSymlink adds a symbolic link name pointing at target.
