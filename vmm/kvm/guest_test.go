@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,4 +278,55 @@ func TestGuestFreeze(t *testing.T) {
 	exit, err := m.Wait()
 	require.NoError(t, err)
 	assert.Equal(t, vmm.ExitStopped, exit.Reason)
+}
+
+// TestGuestConsoleLogBudget: a guest printing past the console log's
+// budget on its UART leaves a log of the budget and one line, with the
+// boot's start and the output's end; Wait says how much was dropped.
+// Control: output within the budget is kept whole.
+func TestGuestConsoleLogBudget(t *testing.T) {
+	elf := buildGuest(t)
+	for _, tc := range []struct {
+		name  string
+		print int
+	}{
+		{"within the budget", 1000},
+		{"past the budget", vmm.MinMaxConsole + 16<<10}, // about 5 s under an emulating KVM (two exits a byte)
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			logPath := filepath.Join(dir, "console.log")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cfg := vmm.Config{Kernel: elf, Cmdline: fmt.Sprintf("print=%d", tc.print), CPUs: 1, MemMiB: 16,
+				ConsoleLog: logPath, MaxConsole: vmm.MinMaxConsole, WorkDir: dir}
+			mi, err := (&Backend{Timeout: 2 * time.Minute}).Start(ctx, cfg)
+			require.NoError(t, err)
+			m := mi.(*Machine)
+			t.Cleanup(func() { m.Stop() })
+			sess := dispatch.NewSession()
+			for !sess.Outcome().Killed {
+				d, err := m.Console().ReadDelivery()
+				require.NoError(t, err, "the guest ended before SCDX")
+				sess.Feed(0, d.Data, nil)
+			}
+			require.NoError(t, m.Stop())
+			exit, err := m.Wait()
+			require.NoError(t, err)
+			b, err := os.ReadFile(logPath)
+			require.NoError(t, err)
+			log := string(b)
+			assert.True(t, strings.HasPrefix(log, "test guest: up\n"), "the boot's start is kept")
+			assert.Contains(t, log[max(0, len(log)-200):], "sending frames", "the output's end is kept")
+			if tc.print < vmm.MinMaxConsole {
+				assert.Zero(t, exit.ConsoleDropped)
+				assert.NotContains(t, log, "[ktstr:")
+				assert.Greater(t, len(log), tc.print)
+				return
+			}
+			assert.Positive(t, exit.ConsoleDropped)
+			assert.LessOrEqual(t, len(log), vmm.MinMaxConsole+200, "the budget and one line")
+			assert.Contains(t, log, "[ktstr: the guest wrote ")
+		})
+	}
 }

@@ -16,6 +16,8 @@
  * "stim=N" on the command line (boot_params.cmd_line_ptr) makes it send
  * N STIM frames instead of one, each carrying its sequence number;
  * "poweroff" makes it print Linux's power-off line before it halts.
+ * "print=N" makes it print N bytes of filler lines on the serial console
+ * first (a guest filling the host's console log).
  *
  * Built by the test with:
  *   gcc -m64 -O2 -ffreestanding -fno-pic -no-pie -mgeneral-regs-only
@@ -422,6 +424,13 @@ static void find_mmio(const char *p)
 void main(void)
 {
 	puts("test guest: up\n");
+	const char *pr = option("print=");
+	if (pr) {
+		u32 left = (u32)number(&pr);
+		static const char line[] = "test guest: filler filler filler filler filler filler filler.\n";
+		for (u32 i = 0; i < left; i++)
+			putch(line[i % (sizeof line - 1)]);
+	}
 	const char *mm = option("virtio_mmio.device=");
 	if (mm)
 		find_mmio(mm);
