@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -132,4 +133,99 @@ func TestOpenDebChangedWhileRead(t *testing.T) {
 	require.NoError(t, err)
 	_, err = fileSum(deb, st.Size()-1)
 	assert.ErrorContains(t, err, "over the")
+}
+
+// padTo returns b padded with newlines to n bytes: still a valid
+// kernel.json (JSON allows trailing white space) or modules.builtin
+// (blank lines are skipped), so only the size can refuse it.
+func padTo(t *testing.T, b []byte, n int) []byte {
+	t.Helper()
+	require.LessOrEqual(t, len(b), n)
+	return append(b, bytes.Repeat([]byte{'\n'}, n-len(b))...)
+}
+
+// TestCacheRecordsAndBuiltinListBounded drives the size bounds of what
+// the cache and a module tree hold past them: a kernel.json over maxMeta
+// is skipped by List, a build.json over it is refused by readManifest
+// as over the bound, and a modules.builtin over maxBuiltinList makes
+// OpenModules refuse the tree. The controls are the same files at
+// exactly their bound: listed, not refused for their size, opened.
+func TestCacheRecordsAndBuiltinListBounded(t *testing.T) {
+	t.Run("kernel.json", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			size   int
+			listed bool
+		}{
+			{"control: at the bound", maxMeta, true},
+			{"one byte past the bound", maxMeta + 1, false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				k, err := Install(dir, fakeBzImage("6.12.3-big #1"), nil, Kernel{})
+				require.NoError(t, err)
+				meta := filepath.Join(filepath.Dir(k.Path), "kernel.json")
+				b, err := os.ReadFile(meta)
+				require.NoError(t, err)
+				require.NoError(t, os.WriteFile(meta, padTo(t, b, tc.size), 0o644))
+				ks, err := List(dir)
+				require.NoError(t, err)
+				if tc.listed {
+					require.Len(t, ks, 1)
+					assert.Equal(t, k.Release, ks[0].Release)
+				} else {
+					assert.Empty(t, ks, "a kernel.json over %d bytes is not read", maxMeta)
+				}
+			})
+		}
+	})
+	t.Run("build.json", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			size int
+			over bool
+		}{
+			{"control: at the bound", maxMeta, false},
+			{"one byte past the bound", maxMeta + 1, true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				require.NoError(t, os.WriteFile(filepath.Join(dir, manifestName), padTo(t, []byte(`{}`), tc.size), 0o644))
+				_, err := readManifest(dir)
+				if tc.over {
+					require.ErrorIs(t, err, errOverBound)
+				} else if err != nil {
+					assert.NotErrorIs(t, err, errOverBound, "a build.json at the bound is not refused for its size")
+				}
+			})
+		}
+	})
+	t.Run("modules.builtin", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			size int
+			ok   bool
+		}{
+			{"control: at the bound", maxBuiltinList, true},
+			{"one byte past the bound", maxBuiltinList + 1, false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				dir := moduleTree(t, t.TempDir(), ".ko", true)
+				list := filepath.Join(dir, "modules.builtin")
+				b, err := os.ReadFile(list)
+				require.NoError(t, err)
+				require.NoError(t, os.WriteFile(list, padTo(t, b, tc.size), 0o644))
+				m, err := OpenModules(dir, testRelease)
+				if tc.ok {
+					require.NoError(t, err)
+					assert.True(t, m.Builtin("virtio"))
+					return
+				}
+				require.ErrorIs(t, err, ErrBadModules)
+				require.ErrorIs(t, err, errOverBound)
+				assert.Contains(t, err.Error(), "modules.builtin")
+				assert.NotContains(t, err.Error(), "\n", "one line")
+			})
+		}
+	})
 }
