@@ -395,14 +395,21 @@ func (c *coordinator) deliver(d delivery) {
 	b := d.b
 	if !c.traceFull && c.traceOut.n.Load()-c.traceBase >= c.maxTrace() {
 		c.traceFull = true
-		c.halt(EndTraceFull, fmt.Sprintf("the trace file reached the budget of %d bytes (--max-trace) after %d TX bytes: the guest's deliveries are too small to be counted by their bytes alone", c.maxTrace(), c.txBytes))
+		if c.txBytes >= c.maxTrace() {
+			// The TX bytes filled the budget too (bytes that do not
+			// compress make the file as large as they are): say so,
+			// not that the deliveries were small.
+			c.halt(EndTraceFull, c.txFullDetail())
+		} else {
+			c.halt(EndTraceFull, fmt.Sprintf("the trace file reached the budget of %d bytes (--max-trace) after %d TX bytes: each delivery costs the file a 16-byte record head, so small deliveries (or bytes that do not compress) make it outgrow the bytes it holds", c.maxTrace(), c.txBytes))
+		}
 	}
 	if c.traceFull {
 		return
 	}
 	if left := c.maxTrace() - c.txBytes; int64(len(b)) > left {
 		b = b[:max(left, 0)]
-		defer c.halt(EndTraceFull, fmt.Sprintf("the guest wrote past the trace budget of %d bytes (--max-trace)", c.maxTrace()))
+		defer c.halt(EndTraceFull, c.txFullDetail())
 	}
 	if len(b) == 0 {
 		return
@@ -427,6 +434,11 @@ func (cw *countingWriter) Write(p []byte) (int, error) {
 	n, err := cw.w.Write(p)
 	cw.n.Add(int64(n))
 	return n, err
+}
+
+// txFullDetail says that the guest's TX bytes reached Run.MaxTrace.
+func (c *coordinator) txFullDetail() string {
+	return fmt.Sprintf("the guest wrote past the trace budget of %d bytes (--max-trace)", c.maxTrace())
 }
 
 func (c *coordinator) maxTrace() int64 {

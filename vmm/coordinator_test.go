@@ -824,3 +824,50 @@ func TestRunBoundsTheTraceFileOfTinyDeliveries(t *testing.T) {
 		})
 	}
 }
+
+// TestRunTraceBudgetSaysWhichBound: a guest writing large deliveries of
+// bytes that do not compress fills the TX budget and the trace file's at
+// once (the file is as large as the bytes it holds, plus record heads);
+// the run's detail says the guest wrote past the trace budget, not that
+// its deliveries were small (they were 64 KiB each). The control is
+// the tiny deliveries the file budget is for, whose detail says the
+// file reached the budget. Either way replay reproduces the outcome.
+func TestRunTraceBudgetSaysWhichBound(t *testing.T) {
+	const budget = 1 << 20
+	big := []step{{b: frame(wire.SysRdy, nil)}}
+	var x uint64 = 0x9E3779B97F4A7C15
+	for range 2 * budget / (64 << 10) {
+		b := make([]byte, 64<<10)
+		for i := range b { // xorshift: bytes zstd cannot compress
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			b[i] = byte(x)
+		}
+		big = append(big, step{b: b})
+	}
+	stim := frame(wire.Stimulus, nil)
+	tiny := []step{{b: frame(wire.SysRdy, nil)}}
+	for i := range 400_000 {
+		tiny = append(tiny, step{b: stim[i%len(stim) : i%len(stim)+1]})
+	}
+	for _, tc := range []struct {
+		name, want, not string
+		script          []step
+	}{
+		{"64 KiB deliveries that do not compress", "the guest wrote past the trace budget", "small deliveries", big},
+		{"one-byte deliveries (control)", "the trace file reached the budget", "the guest wrote past", tiny},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newFake(true, tc.script...)
+			res, tr := record(t, context.Background(), m, Run{Timeout: time.Minute, MaxTrace: budget})
+			assert.Equal(t, EndTraceFull, res.Reason, res.Detail)
+			assert.Contains(t, res.Detail, tc.want)
+			assert.NotContains(t, res.Detail, tc.not)
+			assert.NotContains(t, res.Detail, "\n", "one line")
+			_, recs := readTrace(t, tr)
+			got := redispatch(recs)
+			assert.True(t, got.Equal(&res.Outcome), "replay of the recorded bytes: %v", got.Diff(&res.Outcome))
+		})
+	}
+}
