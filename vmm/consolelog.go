@@ -36,6 +36,8 @@ type ConsoleLog struct {
 	tail    []byte // ring of the latest bytes past head, cap = tail size
 	next    int    // where the ring's next byte goes once full
 	past    int64  // bytes the guest wrote past head
+	total   int64  // bytes the guest wrote
+	stored  int64  // bytes of the guest's output written to w without error
 	err     error  // first write error; later output is dropped
 	closed  bool
 }
@@ -71,10 +73,13 @@ func (l *ConsoleLog) Write(p []byte) (int, error) {
 	if l.closed {
 		return n, nil
 	}
+	l.total += int64(n)
 	if room := l.head - l.written; room > 0 {
 		k := int(min(room, int64(len(p))))
 		if l.err == nil {
-			_, l.err = l.w.Write(p[:k])
+			var w int
+			w, l.err = l.w.Write(p[:k])
+			l.stored += int64(w)
 		}
 		l.written += int64(k)
 		p = p[k:]
@@ -107,13 +112,17 @@ func (l *ConsoleLog) keepTail(p []byte) {
 }
 
 // Dropped returns how many bytes of the guest's output the log does not
-// hold: none while the output fits the budget.
+// hold: none while the output fits the budget and the file takes it;
+// after a write error, everything not written before it.
 func (l *ConsoleLog) Dropped() int64 {
 	if l == nil {
 		return 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.total - l.stored
+	}
 	return l.past - int64(len(l.tail))
 }
 
@@ -138,11 +147,12 @@ func (l *ConsoleLog) Close() error {
 	}
 	// The ring, oldest byte first: all of what came past the head when
 	// nothing was dropped, else its end.
-	if l.err == nil {
-		_, l.err = l.w.Write(l.tail[l.next:])
-	}
-	if l.err == nil {
-		_, l.err = l.w.Write(l.tail[:l.next])
+	for _, part := range [][]byte{l.tail[l.next:], l.tail[:l.next]} {
+		if l.err == nil {
+			var w int
+			w, l.err = l.w.Write(part)
+			l.stored += int64(w)
+		}
 	}
 	err := l.err
 	if c, ok := l.w.(io.Closer); ok {

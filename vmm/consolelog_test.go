@@ -109,6 +109,7 @@ func TestConsoleLogWriteError(t *testing.T) {
 		require.Equal(t, 16, n)
 	}
 	assert.Equal(t, 1, w.writes, "after the first error the log writes nothing more")
+	assert.Equal(t, int64(100*16-10), l.Dropped(), "all but the 10 bytes written before the error are dropped")
 	err := l.Close()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no space left on device")

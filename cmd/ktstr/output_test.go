@@ -17,6 +17,8 @@ import (
 	"github.com/ktstr/ktstr/capture"
 	"github.com/ktstr/ktstr/dispatch"
 	"github.com/ktstr/ktstr/dispatch/wire"
+	"github.com/ktstr/ktstr/kernel"
+	"github.com/ktstr/ktstr/vmm"
 )
 
 // TestStdoutWriteFailure: a command whose standard output fails (a
@@ -319,4 +321,26 @@ func TestNothingPrintedBeforeTheError(t *testing.T) {
 		assert.Equal(t, ExitOK, code, stderr)
 		assert.NotEmpty(t, stdout)
 	}
+}
+
+// TestPrintSummaryVMMLines: record's summary says what the VMM had to do
+// beyond the usual (Exit.Detail, escaped) and how much of the console
+// the log dropped; a run with neither prints neither line (the control).
+func TestPrintSummaryVMMLines(t *testing.T) {
+	o := recordOptions{out: "run.zst", maxConsole: 1 << 20}
+	var plain bytes.Buffer
+	printSummary(&plain, o, kernel.Kernel{Release: "6.12"}, "", "qemu", "", vmm.Result{SysRdyNS: 1e9, SchedExitNS: -1}, "")
+	assert.NotContains(t, plain.String(), "VMM:")
+	assert.NotContains(t, plain.String(), "console log:")
+
+	var b bytes.Buffer
+	res := vmm.Result{SysRdyNS: 1e9, SchedExitNS: -1, Exit: vmm.Exit{
+		Detail:         "the serial console log is incomplete: console log: write /tmp/c\x1b]0;x\a.log: no space left on device",
+		ConsoleDropped: 12345,
+	}}
+	printSummary(&b, o, kernel.Kernel{Release: "6.12"}, "", "qemu", "", res, "")
+	out := b.String()
+	assert.Contains(t, out, `  VMM: the serial console log is incomplete: console log: write /tmp/c\x1b]0;x\a.log: no space left on device`+"\n")
+	assert.Contains(t, out, "  console log: 12345 bytes the guest printed past its budget of 1MiB (--max-console) were dropped")
+	assert.NotContains(t, out, "\x1b", "nothing raw reaches the terminal")
 }

@@ -935,6 +935,11 @@ func printSummary(w io.Writer, o recordOptions, k kernel.Kernel, kconfig, backen
 	}
 	fmt.Fprintf(w, ", %d frames, %d bytes, %d verdicts, %d snapshot requests answered, run %.2f s\n",
 		res.Stats.Frames, res.Stats.Bytes, len(res.Outcome.Verdicts), res.Snapshots, float64(res.EndNS)/1e9)
+	if d := res.Exit.Detail; d != "" {
+		// What the VMM had to do beyond the usual (a QEMU killed after
+		// the guest's power-off, a console log the disk did not take).
+		fmt.Fprintf(w, "  VMM: %s\n", safeInline(d))
+	}
 	if d := res.Exit.ConsoleDropped; d > 0 {
 		fmt.Fprintf(w, "  console log: %d bytes the guest printed past its budget of %s (--max-console) were dropped; the log keeps its start and its last 64 KiB\n", d, o.maxConsole.String())
 	}
