@@ -479,13 +479,19 @@ func (m *machine) Stop() error {
 	return nil
 }
 
-// consoleBatch is how long copyConsole lets a trickle of console bytes
-// gather in the pipe before it reads again. QEMU's UART sends each
-// byte the guest prints on its own; reading each at once cost the
-// recorder more system time than the guest's whole run when the guest
-// printed without end. The log is only for humans, so a few ms of
-// delay cost nothing.
-const consoleBatch = 5 * time.Millisecond
+// consoleBatch is how long copyConsole lets console bytes gather in the
+// pipe before it reads again, once the guest prints more than
+// consoleBurst in a second. QEMU's UART sends each byte the guest prints
+// on its own, and reading each as it came cost the recorder more system
+// time than the guest's whole run when the guest printed without end.
+// Below the burst every byte is read as it comes: a sleeping reader's
+// wake-up would otherwise fall in the middle of an SCDX's teardown (the
+// agent prints a line right before it sends SCDX), and it was measured
+// there, as a slower VM-gone time.
+const (
+	consoleBatch = 5 * time.Millisecond
+	consoleBurst = 64 << 10
+)
 
 // consolePipeSize is the capacity asked for the console's pipe: QEMU's
 // writes wait only when the guest prints this much faster than
@@ -514,13 +520,18 @@ func (m *machine) copyConsole(r *os.File) {
 	defer close(m.consoleDone)
 	defer r.Close()
 	buf := make([]byte, 64<<10)
+	window, inWindow := time.Now(), 0
 	for {
 		n, err := r.Read(buf)
 		_, _ = m.console.Write(buf[:n])
 		if err != nil {
 			return
 		}
-		if n < len(buf)/2 {
+		if now := time.Now(); now.Sub(window) > time.Second {
+			window, inWindow = now, 0
+		}
+		inWindow += n
+		if inWindow > consoleBurst && n < len(buf)/2 {
 			time.Sleep(consoleBatch)
 		}
 	}
