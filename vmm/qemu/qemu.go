@@ -239,7 +239,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
 	m := &machine{done: make(chan struct{}), console: console, exitGrace: exitGrace}
-	var consoleR, consoleW *os.File
+	consoleR, consoleW := -1, (*os.File)(nil)
 	if console != nil {
 		if consoleR, consoleW, err = consolePipe(); err != nil {
 			_ = console.Close()
@@ -261,14 +261,14 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error
 		consoleW.Close() // QEMU holds the write end now: EOF when it exits
 	}
 	if err != nil {
-		if consoleR != nil {
-			consoleR.Close()
+		if consoleR >= 0 {
+			unix.Close(consoleR)
 		}
 		_ = console.Close()
 		return nil, fmt.Errorf("qemu: start %s: %w", bin, err)
 	}
 	m.cmd = cmd
-	if consoleR != nil {
+	if consoleR >= 0 {
 		m.consoleDone = make(chan struct{})
 		go m.copyConsole(consoleR)
 	}
@@ -479,61 +479,67 @@ func (m *machine) Stop() error {
 	return nil
 }
 
-// consoleBatch is how long copyConsole lets console bytes gather in the
-// pipe before it reads again, once the guest prints more than
-// consoleBurst in a second. QEMU's UART sends each byte the guest prints
-// on its own, and reading each as it came cost the recorder more system
-// time than the guest's whole run when the guest printed without end.
-// Below the burst every byte is read as it comes: a sleeping reader's
-// wake-up would otherwise fall in the middle of an SCDX's teardown (the
-// agent prints a line right before it sends SCDX), and it was measured
-// there, as a slower VM-gone time.
-const (
-	consoleBatch = 5 * time.Millisecond
-	consoleBurst = 64 << 10
-)
+// consolePoll is how often copyConsole looks at the console's pipe.
+// The read end is non-blocking and outside Go's network poller, and is
+// read on a timer, because both other ways cost the guest:
+//   - through the poller, each byte QEMU's UART writes (it sends every
+//     byte on its own) woke the poller: 0.67 s of the recorder's system
+//     time for a guest printing 1 MB;
+//   - a blocking read(2) holds the recorder's only P while it waits
+//     (the recorder runs on one P beside a guest that fills the host,
+//     Run.MakeRoom), so the bulk port's next delivery waited for the
+//     runtime's monitor to take the P back: SCDX → vCPUs stopped went
+//     from 0.1 to 2.4 ms at the worst, and the VM-gone time up with it.
+//
+// A timer read costs a few µs, and holds nothing; the log is for humans,
+// so 5 ms of delay costs nothing.
+const consolePoll = 5 * time.Millisecond
 
 // consolePipeSize is the capacity asked for the console's pipe: QEMU's
-// writes wait only when the guest prints this much faster than
-// copyConsole reads (1 MiB is what Linux lets any user ask for).
+// writes wait only when the guest prints this much within consolePoll
+// (1 MiB is what Linux lets any user ask for).
 const consolePipeSize = 1 << 20
 
 // consolePipe returns the serial console's pipe, enlarged to
-// consolePipeSize where the host allows it. Both ends block: the read
-// end stays out of Go's network poller, which would otherwise be woken
-// by each byte QEMU writes (half a second of system time for a guest
-// printing 1 MB), where a blocking read wakes once per batch.
-func consolePipe() (r, w *os.File, err error) {
+// consolePipeSize where the host allows it: the read end's descriptor,
+// non-blocking (copyConsole's), and the write end, blocking, for QEMU.
+func consolePipe() (r int, w *os.File, err error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-		return nil, nil, fmt.Errorf("qemu: the serial console's pipe: %w", err)
+		return -1, nil, fmt.Errorf("qemu: the serial console's pipe: %w", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return -1, nil, fmt.Errorf("qemu: the serial console's pipe: %w", err)
 	}
 	// A host that refuses the size keeps its default (64 KiB); the guest
 	// then only waits sooner.
 	_, _ = unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, consolePipeSize)
-	return os.NewFile(uintptr(fds[0]), "console-pipe-r"), os.NewFile(uintptr(fds[1]), "console-pipe-w"), nil
+	return fds[0], os.NewFile(uintptr(fds[1]), "console-pipe-w"), nil
 }
 
 // copyConsole writes the serial console's bytes into the log until QEMU
-// exits (its end of the pipe closes).
-func (m *machine) copyConsole(r *os.File) {
+// exits (its end of the pipe closes), reading the pipe every
+// consolePoll; it closes r.
+func (m *machine) copyConsole(r int) {
 	defer close(m.consoleDone)
-	defer r.Close()
+	defer unix.Close(r)
 	buf := make([]byte, 64<<10)
-	window, inWindow := time.Now(), 0
 	for {
-		n, err := r.Read(buf)
-		_, _ = m.console.Write(buf[:n])
-		if err != nil {
-			return
+		n, err := unix.Read(r, buf)
+		switch {
+		case n > 0:
+			_, _ = m.console.Write(buf[:n])
+			if n == len(buf) {
+				continue // more may be waiting
+			}
+		case err == unix.EINTR:
+			continue
+		case err != unix.EAGAIN:
+			return // EOF (n == 0): QEMU is gone; or the pipe failed
 		}
-		if now := time.Now(); now.Sub(window) > time.Second {
-			window, inWindow = now, 0
-		}
-		inWindow += n
-		if inWindow > consoleBurst && n < len(buf)/2 {
-			time.Sleep(consoleBatch)
-		}
+		time.Sleep(consolePoll)
 	}
 }
 
