@@ -13,6 +13,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ktstr/ktstr/dispatch/wire"
 )
 
 // TestNextDoesNotAllocate checks that reading DATA records allocates
@@ -156,6 +158,40 @@ func BenchmarkWriter(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		if err := writeBench(io.Discard, stream); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriterThroughputTraffic writes what the throughput scenario
+// sends (64 KiB SOUT frames of a repeated line, in 192 KiB deliveries) as
+// a trace: the recorder's trace-write cost per byte where it is highest,
+// a guest writing the port as fast as it can.
+func BenchmarkWriterThroughputTraffic(b *testing.B) {
+	payload := make([]byte, 64<<10-wire.HeaderSize)
+	for i := range payload {
+		payload[i] = "ktstr throughput\n"[i%17]
+	}
+	frame := wire.AppendFrame(nil, wire.Stdout, payload)
+	var stream []byte
+	for len(stream) < 64<<20 {
+		stream = append(stream, frame...)
+	}
+	const delivery = 192 << 10
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		w, err := NewWriter(io.Discard, Meta{ToolVersion: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < len(stream); i += delivery {
+			if err := w.WriteData(TX, BulkPort, int64(i), stream[i:min(i+delivery, len(stream))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
 			b.Fatal(err)
 		}
 	}
