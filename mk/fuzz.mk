@@ -23,7 +23,7 @@
 FUZZMINIMIZETIME ?= 1000x
 
 # Fuzz targets outside ./fuzz/... that `make fuzz` runs too, as package:Target.
-FUZZ_EXTRA ?= ./capture:FuzzReader ./dispatch:FuzzSessionPastBudget ./kernel:FuzzEmbeddedConfig
+FUZZ_EXTRA ?= ./capture:FuzzReader ./dispatch:FuzzSessionPastBudget ./kernel:FuzzEmbeddedConfig ./vmm:FuzzConsoleLog
 
 # The targets of ./fuzz/... are listed by `go test -list`, so a new one
 # is fuzzed without editing this file; FuzzBaseline, the reference of
