@@ -32,6 +32,7 @@ compile_native_go_fuzzer github.com/ktstr/ktstr/fuzz/vmm FuzzMMIORegisters fuzz_
 compile_native_go_fuzzer github.com/ktstr/ktstr/capture FuzzReader fuzz_reader
 compile_native_go_fuzzer github.com/ktstr/ktstr/dispatch FuzzSessionPastBudget fuzz_session_past_budget
 compile_native_go_fuzzer github.com/ktstr/ktstr/kernel FuzzEmbeddedConfig fuzz_embedded_config
+compile_native_go_fuzzer github.com/ktstr/ktstr/vmm FuzzConsoleLog fuzz_console_log
 
 # The seed corpora: every input `go test` starts each target from (its
 # f.Add seeds, built from corpus.Seeds and the checked-in traces under

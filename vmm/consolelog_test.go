@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -170,43 +169,4 @@ func TestConsoleLogFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(40000*len(line)), st.Size())
 	assert.Zero(t, l2.Dropped())
-}
-
-// FuzzConsoleLog writes data in the chunk sizes cuts gives and checks
-// the log against what it must hold, computed whole: everything within
-// the budget, else the head, the line, and the tail.
-func FuzzConsoleLog(f *testing.F) {
-	f.Add([]byte("hello\n"), []byte{1, 2, 3}, uint8(0))
-	f.Add(bytes.Repeat([]byte("x"), 300), []byte{255}, uint8(1))
-	f.Add([]byte("line 1\nline 2\n"), []byte{3, 200, 0}, uint8(200)) // 400 KB: past the budget
-	f.Fuzz(func(t *testing.T, data, cuts []byte, grow uint8) {
-		// Stretch the input past the smallest budget so both sides of
-		// it are reached without fuzzing megabytes.
-		in := bytes.Repeat(data, 1+int(grow)*int(MinMaxConsole)/max(1, 64*len(data)))
-		var out bytes.Buffer
-		l := NewConsoleLog(&out, MinMaxConsole)
-		for p, i := in, 0; len(p) > 0; i++ {
-			k := len(p)
-			if len(cuts) > 0 {
-				k = min(len(p), 1+int(cuts[i%len(cuts)])*97)
-			}
-			n, err := l.Write(p[:k])
-			require.NoError(t, err)
-			require.Equal(t, k, n)
-			p = p[k:]
-		}
-		require.NoError(t, l.Close())
-		tail := int(MinMaxConsole / 2)
-		want := in
-		if len(in) > int(MinMaxConsole) {
-			dropped := len(in) - int(MinMaxConsole)
-			want = slices.Concat(in[:int(MinMaxConsole)-tail],
-				fmt.Appendf(nil, "\n[ktstr: the guest wrote %d bytes to its console, past the log's budget of %d; %d bytes in the middle were dropped, the last %d follow]\n", len(in), MinMaxConsole, dropped, tail),
-				in[len(in)-tail:])
-			require.Equal(t, int64(dropped), l.Dropped())
-		} else {
-			require.Zero(t, l.Dropped())
-		}
-		require.True(t, bytes.Equal(want, out.Bytes()), "%d bytes in, %d out, %d wanted", len(in), out.Len(), len(want))
-	})
 }
