@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 )
 
@@ -36,7 +37,6 @@ type ConsoleLog struct {
 	tail    []byte // ring of the latest bytes past head, cap = tail size
 	next    int    // where the ring's next byte goes once full
 	past    int64  // bytes the guest wrote past head
-	total   int64  // bytes the guest wrote
 	stored  int64  // bytes of the guest's output written to w without error
 	err     error  // first write error; later output is dropped
 	closed  bool
@@ -73,7 +73,6 @@ func (l *ConsoleLog) Write(p []byte) (int, error) {
 	if l.closed {
 		return n, nil
 	}
-	l.total += int64(n)
 	if room := l.head - l.written; room > 0 {
 		k := int(min(room, int64(len(p))))
 		if l.err == nil {
@@ -121,7 +120,7 @@ func (l *ConsoleLog) Dropped() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
-		return l.total - l.stored
+		return l.written + l.past - l.stored // all the guest wrote, less what reached w
 	}
 	return l.past - int64(len(l.tail))
 }
@@ -164,4 +163,15 @@ func (l *ConsoleLog) Close() error {
 		return fmt.Errorf("console log: %w", err)
 	}
 	return nil
+}
+
+// WithConsole returns e with what the backend's console log l says of
+// the run: how much it dropped, and, if closing it failed (closeErr),
+// that the log is incomplete; the guest ended as e says either way.
+func (e Exit) WithConsole(l *ConsoleLog, closeErr error) Exit {
+	e.ConsoleDropped = l.Dropped()
+	if closeErr != nil {
+		e.Detail = strings.TrimPrefix(e.Detail+"; the serial console log is incomplete: "+closeErr.Error(), "; ")
+	}
+	return e
 }

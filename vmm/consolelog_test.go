@@ -170,3 +170,18 @@ func TestConsoleLogFile(t *testing.T) {
 	assert.Equal(t, int64(40000*len(line)), st.Size())
 	assert.Zero(t, l2.Dropped())
 }
+
+// TestExitWithConsole: an exit carries what its console log dropped,
+// and a log that could not be closed is named in the detail; control: a
+// closed log adds nothing to the detail.
+func TestExitWithConsole(t *testing.T) {
+	var out bytes.Buffer
+	l := NewConsoleLog(&out, MinMaxConsole)
+	_, _ = l.Write(consoleStream(int(MinMaxConsole) + 10))
+	require.NoError(t, l.Close())
+	e := Exit{Reason: ExitPoweroff}.WithConsole(l, nil)
+	assert.Equal(t, Exit{Reason: ExitPoweroff, ConsoleDropped: 10}, e)
+	e = Exit{Reason: ExitPoweroff, Detail: "QEMU was killed"}.WithConsole(nil, errors.New("console log: no space left on device"))
+	assert.Equal(t, "QEMU was killed; the serial console log is incomplete: console log: no space left on device", e.Detail)
+	assert.Equal(t, "the serial console log is incomplete: x", Exit{}.WithConsole(nil, errors.New("x")).Detail)
+}

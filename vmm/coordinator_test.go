@@ -557,12 +557,7 @@ func TestRunStopsAtTraceBudget(t *testing.T) {
 			res, tr := record(t, context.Background(), m, Run{Timeout: time.Minute, MaxTrace: tc.budget})
 			assert.Equal(t, tc.reason, res.Reason, res.Detail)
 			_, recs := readTrace(t, tr)
-			var tx int64
-			for _, r := range recs {
-				if r.Kind == capture.KindData && r.Dir == capture.TX {
-					tx += int64(len(r.Data))
-				}
-			}
+			tx := txBytes(recs)
 			assert.Equal(t, tc.reason, endOf(t, recs).Reason)
 			got := redispatch(recs)
 			assert.True(t, got.Equal(&res.Outcome), "replay of the recorded bytes: %v", got.Diff(&res.Outcome))
@@ -800,12 +795,7 @@ func TestRunBoundsTheTraceFileOfTinyDeliveries(t *testing.T) {
 			res, tr := record(t, context.Background(), m, Run{Timeout: time.Minute, MaxTrace: tc.budget})
 			assert.Equal(t, tc.reason, res.Reason, res.Detail)
 			_, recs := readTrace(t, tr)
-			var tx int64
-			for _, r := range recs {
-				if r.Kind == capture.KindData && r.Dir == capture.TX {
-					tx += int64(len(r.Data))
-				}
-			}
+			tx := txBytes(recs)
 			t.Logf("%d TX bytes recorded in a trace of %d bytes", tx, len(tr))
 			got := redispatch(recs)
 			assert.True(t, got.Equal(&res.Outcome), "replay of the recorded bytes: %v", got.Diff(&res.Outcome))
@@ -873,4 +863,15 @@ func TestRunTraceBudgetSaysWhichBound(t *testing.T) {
 			assert.True(t, got.Equal(&res.Outcome), "replay of the recorded bytes: %v", got.Diff(&res.Outcome))
 		})
 	}
+}
+
+// txBytes sums the TX bytes of a trace's DATA records.
+func txBytes(recs []capture.Record) int64 {
+	var tx int64
+	for _, r := range recs {
+		if r.Kind == capture.KindData && r.Dir == capture.TX {
+			tx += int64(len(r.Data))
+		}
+	}
+	return tx
 }

@@ -465,13 +465,7 @@ func (m *Machine) Wait() (vmm.Exit, error) {
 	<-m.done
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	exit := m.exit
-	exit.ConsoleDropped = m.consoleLog.Dropped()
-	if m.err == nil && m.consoleErr != nil {
-		// The guest ended as it says; only its console log is short.
-		exit.Detail = strings.TrimPrefix(exit.Detail+"; the serial console log is incomplete: "+m.consoleErr.Error(), "; ")
-	}
-	return exit, m.err
+	return m.exit.WithConsole(m.consoleLog, m.consoleErr), m.err
 }
 
 // Info describes the machine for trace metadata.

@@ -557,12 +557,7 @@ func (m *machine) closeConsole() {
 // Wait blocks until QEMU has exited and says how the guest ended.
 func (m *machine) Wait() (vmm.Exit, error) {
 	exit, err := m.wait()
-	exit.ConsoleDropped = m.console.Dropped()
-	if err == nil && m.consoleError != nil {
-		// The guest ended as it says; only its console log is short.
-		exit.Detail = strings.TrimPrefix(exit.Detail+"; the serial console log is incomplete: "+m.consoleError.Error(), "; ")
-	}
-	return exit, err
+	return exit.WithConsole(m.console, m.consoleError), err
 }
 
 // wait is Wait but for the console log.
